@@ -1,0 +1,126 @@
+//! Command line: clap definitions and the hand-off to one op per subcommand. An op never sees
+//! clap types: this module turns flags plus the environment into options structs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::vars;
+
+/// kube-ha adds and removes highly-available Kubernetes master replicas on Google Compute Engine,
+/// one zone at a time, driven by kube-up's environment variables.
+#[derive(Debug, Parser)]
+#[command(name = "kube-ha", version, about, after_help = env_help(), disable_help_subcommand = false)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+fn env_help() -> String {
+    vars::help_text()
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Create the first master, or add a replica (KUBE_REPLICATE_EXISTING_MASTER=true).
+    #[command(after_help = env_help())]
+    Up(ActArgs),
+    /// Remove a replica (KUBE_DELETE_NODES=false), or tear down a one-replica cluster.
+    #[command(after_help = env_help())]
+    Down(ActArgs),
+    /// Show replicas, etcd members, the load balancer and certificate expiry.
+    #[command(after_help = env_help())]
+    Status(OutputArgs),
+    /// Run the Compute Engine emulator (SPEC §6) in the foreground.
+    Emulator(EmulatorArgs),
+    /// Manage the local sandbox (emulator + simulated master VMs) in the background.
+    Sandbox {
+        /// start, stop or env.
+        #[command(subcommand)]
+        action: SandboxAction,
+    },
+}
+
+/// Flags of `up` and `down`.
+#[derive(Debug, Args)]
+pub struct ActArgs {
+    /// Print the plan and change nothing (also KUBE_HA_DRY_RUN=true).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `--output`.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output format on stdout (also KUBE_HA_OUTPUT).
+    #[arg(long, short = 'o', value_enum)]
+    pub output: Option<OutputFlag>,
+}
+
+/// Values of `--output`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFlag {
+    /// For people.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// Flags of `emulator`.
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// Address to serve the Compute API on (port 0 picks a free port; the first stdout line says which).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Boot instances that carry kube-env as simulated master VMs, keeping their files here.
+    #[arg(long)]
+    pub sandbox_dir: Option<PathBuf>,
+    /// How long each operation takes from PENDING to DONE.
+    #[arg(long, default_value_t = 0)]
+    pub op_latency_ms: u64,
+    /// How long a simulated VM takes to boot after its insert is DONE.
+    #[arg(long, default_value_t = 0)]
+    pub boot_delay_ms: u64,
+    /// Draw addresses from 127.N.0.0/16 (default: a free N).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub ip_block: Option<u8>,
+}
+
+/// `sandbox` actions.
+#[derive(Debug, Subcommand)]
+pub enum SandboxAction {
+    /// Start the sandbox in the background (no-op when running).
+    Start,
+    /// Stop it and every process it started.
+    Stop,
+    /// Print `export` lines for eval.
+    Env,
+}
+
+/// The top-level entry point after parsing: one function per mode.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        CliCommand::Emulator(a) => {
+            crate::emulator::run(crate::emulator::EmulatorOptions {
+                listen: a.listen,
+                sandbox_dir: a.sandbox_dir,
+                op_latency: std::time::Duration::from_millis(a.op_latency_ms),
+                boot_delay: std::time::Duration::from_millis(a.boot_delay_ms),
+                ip_block: a.ip_block,
+            })
+            .await
+        }
+        CliCommand::Up(_)
+        | CliCommand::Down(_)
+        | CliCommand::Status(_)
+        | CliCommand::Sandbox { .. } => {
+            anyhow::bail!("not implemented yet")
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! kube-ha: highly-available Kubernetes masters on Google Compute Engine, driven by kube-up's
+//! environment variables. `up` and `down` observe the world, plan, then act; a rerun of the same
+//! command finishes or undoes whatever an interrupted run left (SPEC §4).
+//!
+//! Layout: [`config`] (the env contract) and [`names`] (every name and port) are pure; [`plan`]
+//! turns a snapshot into steps; [`ops`] is the only code that reaches GCE ([`gce`]) and etcd
+//! ([`etcd`]); [`pki`] makes certificates; [`emulator`] and [`sandbox`] are the local stand-ins
+//! for Compute Engine and the master VMs that tests and the quick start run against.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod emulator;
+pub mod error;
+pub mod etcd;
+pub mod logging;
+pub mod names;
+pub mod pki;

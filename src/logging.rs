@@ -1,0 +1,12 @@
+//! Diagnostics: `tracing` to stderr, off unless `KUBE_HA_LOG` (an env-filter, e.g. `debug`) is set.
+//! Progress lines for operators are printed by the ops themselves, not through tracing.
+
+/// Install the subscriber once.
+pub fn init() {
+    if let Ok(filter) = std::env::var("KUBE_HA_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
