@@ -17,3 +17,4 @@ pub mod etcd;
 pub mod logging;
 pub mod names;
 pub mod pki;
+pub mod sandbox;

@@ -1,0 +1,2 @@
+//! Shared helpers of the end-to-end tests: real processes (the emulator, etcd), never mocks.
+#![allow(dead_code)]
