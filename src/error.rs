@@ -34,11 +34,7 @@ pub fn exit_code_and_line(result: &anyhow::Result<()>) -> (i32, Option<String>) 
             Some(r) => (EXIT_REFUSED, Some(format!("error: {r}"))),
             None => {
                 let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-                let line = chain
-                    .join(": ")
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let line = chain.join(": ").split_whitespace().collect::<Vec<_>>().join(" ");
                 (EXIT_FAILED, Some(format!("error: {line}")))
             }
         },

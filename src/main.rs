@@ -24,10 +24,7 @@ fn main() {
         }
     };
     kube_ha::logging::init();
-    let result = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let result = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt.block_on(kube_ha::cli::run(cli)),
         Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
     };

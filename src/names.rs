@@ -197,9 +197,7 @@ impl ClusterNames {
 
 /// `[a-z0-9]{3}`.
 pub fn is_replica_suffix(s: &str) -> bool {
-    s.len() == REPLICA_SUFFIX_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    s.len() == REPLICA_SUFFIX_LEN && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// A valid GCE resource name: `[a-z]([-a-z0-9]{0,61}[a-z0-9])?`.
@@ -248,15 +246,11 @@ mod tests {
         assert_eq!(n.data_disk("e2e-master-x1y"), "e2e-master-x1y-pd");
         assert_eq!(n.internal_ip("e2e-master"), "e2e-master-internal");
         assert_eq!(
-            n.replica_of_internal_ip("e2e-master-x1y-internal")
-                .as_deref(),
+            n.replica_of_internal_ip("e2e-master-x1y-internal").as_deref(),
             Some("e2e-master-x1y")
         );
         assert_eq!(n.replica_of_internal_ip("e2e-master-ip"), None);
-        assert_eq!(
-            n.replica_of_data_disk("e2e-master-pd").as_deref(),
-            Some("e2e-master")
-        );
+        assert_eq!(n.replica_of_data_disk("e2e-master-pd").as_deref(), Some("e2e-master"));
         assert_eq!(n.longest_derived_name(), "e2e-master-xxx-internal");
     }
 

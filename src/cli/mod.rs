@@ -116,10 +116,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
-        CliCommand::Up(_)
-        | CliCommand::Down(_)
-        | CliCommand::Status(_)
-        | CliCommand::Sandbox { .. } => {
+        CliCommand::Up(_) | CliCommand::Down(_) | CliCommand::Status(_) | CliCommand::Sandbox { .. } => {
             anyhow::bail!("not implemented yet")
         }
     }

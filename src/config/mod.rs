@@ -71,16 +71,12 @@ impl RawEnv {
         I: IntoIterator<Item = (String, String)>,
     {
         let known = vars.into_iter().filter(|(k, _)| vars::is_known(k));
-        envy::from_iter(known)
-            .map_err(|e| Refusal::new(format!("cannot read the environment: {e}")))
+        envy::from_iter(known).map_err(|e| Refusal::new(format!("cannot read the environment: {e}")))
     }
 
     /// The process environment (non-UTF-8 values are skipped; they cannot be valid settings).
     pub fn from_process() -> Result<RawEnv, Refusal> {
-        Self::from_vars(
-            std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
+        Self::from_vars(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))))
     }
 }
 
@@ -94,8 +90,7 @@ where
         .into_iter()
         .filter_map(|n| {
             let n = n.as_ref();
-            vars::near_miss(n)
-                .map(|known| format!("{n} is not a kube-ha variable; did you mean {known}?"))
+            vars::near_miss(n).map(|known| format!("{n} is not a kube-ha variable; did you mean {known}?"))
         })
         .collect()
 }
@@ -249,10 +244,7 @@ impl Config {
         })?;
 
         let endpoint = match (
-            nonempty(
-                "KUBE_HA_COMPUTE_ENDPOINT",
-                raw.kube_ha_compute_endpoint.as_deref(),
-            )?,
+            nonempty("KUBE_HA_COMPUTE_ENDPOINT", raw.kube_ha_compute_endpoint.as_deref())?,
             raw.kube_ha_sandbox.as_deref().map(str::trim),
         ) {
             (Some(_), Some(s)) if !s.is_empty() && s != "0" && s != "false" => {
@@ -275,10 +267,7 @@ impl Config {
 
         let project = match (
             nonempty("PROJECT", raw.project.as_deref())?,
-            nonempty(
-                "CLOUDSDK_CORE_PROJECT",
-                raw.cloudsdk_core_project.as_deref(),
-            )?,
+            nonempty("CLOUDSDK_CORE_PROJECT", raw.cloudsdk_core_project.as_deref())?,
         ) {
             (Some(p), _) | (None, Some(p)) => p.to_string(),
             (None, None) if matches!(endpoint, Endpoint::Sandbox(_)) => "sandbox".to_string(),
@@ -294,15 +283,10 @@ impl Config {
             )));
         }
 
-        let prefix = nonempty(
-            "KUBE_GCE_INSTANCE_PREFIX",
-            raw.kube_gce_instance_prefix.as_deref(),
-        )?
-        .unwrap_or("kubernetes");
+        let prefix =
+            nonempty("KUBE_GCE_INSTANCE_PREFIX", raw.kube_gce_instance_prefix.as_deref())?.unwrap_or("kubernetes");
         let names = ClusterNames::from_prefix(prefix);
-        if !names::is_gce_name(names.master_name())
-            || !names::is_gce_name(&names.longest_derived_name())
-        {
+        if !names::is_gce_name(names.master_name()) || !names::is_gce_name(&names.longest_derived_name()) {
             return Err(Refusal::new(format!(
                 "KUBE_GCE_INSTANCE_PREFIX={prefix:?} cannot make GCE names (lowercase letters, digits and hyphens, \
                  starting with a letter, at most {} characters)",
@@ -315,14 +299,9 @@ impl Config {
             raw.kube_replicate_existing_master.as_deref(),
         )?
         .unwrap_or(false);
-        let delete_nodes =
-            flag("KUBE_DELETE_NODES", raw.kube_delete_nodes.as_deref())?.unwrap_or(true);
+        let delete_nodes = flag("KUBE_DELETE_NODES", raw.kube_delete_nodes.as_deref())?.unwrap_or(true);
         let multizone = flag("MULTIZONE", raw.multizone.as_deref())?.unwrap_or(false);
-        let use_existing = flag(
-            "KUBE_USE_EXISTING_MASTER",
-            raw.kube_use_existing_master.as_deref(),
-        )?
-        .unwrap_or(false);
+        let use_existing = flag("KUBE_USE_EXISTING_MASTER", raw.kube_use_existing_master.as_deref())?.unwrap_or(false);
         if use_existing && command == Command::Up {
             return Err(Refusal::new(
                 "KUBE_USE_EXISTING_MASTER=true (creating worker nodes) is not supported by kube-ha, which manages \
@@ -331,14 +310,8 @@ impl Config {
         }
 
         let quorum_read = match (
-            flag(
-                "ENABLE_ETCD_QUORUM_READ",
-                raw.enable_etcd_quorum_read.as_deref(),
-            )?,
-            flag(
-                "ENABLE_ETCD_QUORUM_READS",
-                raw.enable_etcd_quorum_reads.as_deref(),
-            )?,
+            flag("ENABLE_ETCD_QUORUM_READ", raw.enable_etcd_quorum_read.as_deref())?,
+            flag("ENABLE_ETCD_QUORUM_READS", raw.enable_etcd_quorum_reads.as_deref())?,
         ) {
             (Some(a), Some(b)) if a != b => {
                 return Err(Refusal::new(format!(
@@ -373,54 +346,37 @@ impl Config {
             warnings.push("KUBE_REPLICA_NAME is only used by down; up ignores it".to_string());
         }
         if replicate && command == Command::Down {
-            warnings.push(
-                "KUBE_REPLICATE_EXISTING_MASTER is only used by up; down ignores it".to_string(),
-            );
+            warnings.push("KUBE_REPLICATE_EXISTING_MASTER is only used by up; down ignores it".to_string());
         }
 
         let num_nodes = match nonempty("NUM_NODES", raw.num_nodes.as_deref())? {
             None => 3,
             Some(s) => s.parse::<u32>().map_err(|_| {
-                Refusal::new(format!("NUM_NODES={s:?} is not a whole number; set it to the number of worker nodes, e.g. 3"))
+                Refusal::new(format!(
+                    "NUM_NODES={s:?} is not a whole number; set it to the number of worker nodes, e.g. 3"
+                ))
             })?,
         };
 
         let master = MasterOverrides {
             machine_type: gce_name_var("MASTER_SIZE", raw.master_size.as_deref(), "n1-standard-2")?,
-            disk_type: gce_name_var(
-                "MASTER_DISK_TYPE",
-                raw.master_disk_type.as_deref(),
-                "pd-ssd",
-            )?,
+            disk_type: gce_name_var("MASTER_DISK_TYPE", raw.master_disk_type.as_deref(), "pd-ssd")?,
             disk_size_gb: disk_size("MASTER_DISK_SIZE", raw.master_disk_size.as_deref())?,
-            root_disk_size_gb: disk_size(
-                "MASTER_ROOT_DISK_SIZE",
-                raw.master_root_disk_size.as_deref(),
-            )?,
+            root_disk_size_gb: disk_size("MASTER_ROOT_DISK_SIZE", raw.master_root_disk_size.as_deref())?,
             image: gce_name_var(
                 "KUBE_GCE_MASTER_IMAGE",
                 raw.kube_gce_master_image.as_deref(),
                 "cos-109-17800-66-0",
             )?,
-            image_project: project_var(
-                "KUBE_GCE_MASTER_PROJECT",
-                raw.kube_gce_master_project.as_deref(),
-            )?,
+            image_project: project_var("KUBE_GCE_MASTER_PROJECT", raw.kube_gce_master_project.as_deref())?,
             preemptible: flag("PREEMPTIBLE_MASTER", raw.preemptible_master.as_deref())?,
         };
-        let network = gce_name_var(
-            "KUBE_GCE_NETWORK",
-            raw.kube_gce_network.as_deref(),
-            "default",
-        )?
-        .unwrap_or_else(|| "default".into());
+        let network = gce_name_var("KUBE_GCE_NETWORK", raw.kube_gce_network.as_deref(), "default")?
+            .unwrap_or_else(|| "default".into());
 
-        let service_cluster_ip_range = nonempty(
-            "SERVICE_CLUSTER_IP_RANGE",
-            raw.service_cluster_ip_range.as_deref(),
-        )?
-        .unwrap_or("10.0.0.0/16")
-        .to_string();
+        let service_cluster_ip_range = nonempty("SERVICE_CLUSTER_IP_RANGE", raw.service_cluster_ip_range.as_deref())?
+            .unwrap_or("10.0.0.0/16")
+            .to_string();
         let service_ip = service_ip(&service_cluster_ip_range).ok_or_else(|| {
             Refusal::new(format!(
                 "SERVICE_CLUSTER_IP_RANGE={service_cluster_ip_range:?} is not an IPv4 CIDR with room for a service IP; \
@@ -437,9 +393,7 @@ impl Config {
             )));
         }
 
-        let kubeconfig = PathBuf::from(
-            nonempty("KUBECONFIG", raw.kubeconfig.as_deref())?.unwrap_or("kubeconfig"),
-        );
+        let kubeconfig = PathBuf::from(nonempty("KUBECONFIG", raw.kubeconfig.as_deref())?.unwrap_or("kubeconfig"));
 
         let timeout = match nonempty("KUBE_HA_TIMEOUT", raw.kube_ha_timeout.as_deref())? {
             None => Duration::from_secs(30 * 60),
@@ -489,11 +443,7 @@ impl Config {
     /// The first master's VM settings: explicit values, else kube-up's defaults for `NUM_NODES`.
     pub fn first_master_settings(&self) -> MasterSettings {
         let (disk, root) = master_disk_sizes_gb(self.num_nodes);
-        let image_project = self
-            .master
-            .image_project
-            .clone()
-            .unwrap_or_else(|| "cos-cloud".into());
+        let image_project = self.master.image_project.clone().unwrap_or_else(|| "cos-cloud".into());
         let source_image = match &self.master.image {
             Some(image) => format!("projects/{image_project}/global/images/{image}"),
             None => format!("projects/{image_project}/global/images/family/{DEFAULT_IMAGE_FAMILY}"),
@@ -504,11 +454,7 @@ impl Config {
                 .machine_type
                 .clone()
                 .unwrap_or_else(|| format!("n1-standard-{}", master_vcpus(self.num_nodes))),
-            disk_type: self
-                .master
-                .disk_type
-                .clone()
-                .unwrap_or_else(|| "pd-ssd".into()),
+            disk_type: self.master.disk_type.clone().unwrap_or_else(|| "pd-ssd".into()),
             disk_size_gb: self.master.disk_size_gb.unwrap_or(disk),
             root_disk_size_gb: self.master.root_disk_size_gb.unwrap_or(root),
             source_image,
@@ -519,35 +465,27 @@ impl Config {
     /// A replica's settings: the existing master's, except what was set explicitly (kube-up took
     /// everything from the operator's shell instead, a known pitfall).
     pub fn replica_settings(&self, existing: &MasterSettings) -> MasterSettings {
-        let source_image = match &self.master.image {
+        self.master.over(existing)
+    }
+}
+
+impl MasterOverrides {
+    /// `base` with every explicitly set value replacing its counterpart.
+    pub fn over(&self, base: &MasterSettings) -> MasterSettings {
+        let source_image = match &self.image {
             Some(image) => {
-                let project = self
-                    .master
-                    .image_project
-                    .clone()
-                    .unwrap_or_else(|| "cos-cloud".into());
+                let project = self.image_project.clone().unwrap_or_else(|| "cos-cloud".into());
                 format!("projects/{project}/global/images/{image}")
             }
-            None => existing.source_image.clone(),
+            None => base.source_image.clone(),
         };
         MasterSettings {
-            machine_type: self
-                .master
-                .machine_type
-                .clone()
-                .unwrap_or_else(|| existing.machine_type.clone()),
-            disk_type: self
-                .master
-                .disk_type
-                .clone()
-                .unwrap_or_else(|| existing.disk_type.clone()),
-            disk_size_gb: self.master.disk_size_gb.unwrap_or(existing.disk_size_gb),
-            root_disk_size_gb: self
-                .master
-                .root_disk_size_gb
-                .unwrap_or(existing.root_disk_size_gb),
+            machine_type: self.machine_type.clone().unwrap_or_else(|| base.machine_type.clone()),
+            disk_type: self.disk_type.clone().unwrap_or_else(|| base.disk_type.clone()),
+            disk_size_gb: self.disk_size_gb.unwrap_or(base.disk_size_gb),
+            root_disk_size_gb: self.root_disk_size_gb.unwrap_or(base.root_disk_size_gb),
             source_image,
-            preemptible: self.master.preemptible.unwrap_or(existing.preemptible),
+            preemptible: self.preemptible.unwrap_or(base.preemptible),
         }
     }
 }
@@ -630,17 +568,13 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     }
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         total += match unit {
@@ -663,11 +597,8 @@ pub fn region_of_zone(zone: &str) -> Option<String> {
     };
     let lower = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase());
     let loc_letters = location.trim_end_matches(|c: char| c.is_ascii_digit());
-    let ok = lower(area)
-        && lower(loc_letters)
-        && loc_letters.len() < location.len()
-        && letter.len() == 1
-        && lower(letter);
+    let ok =
+        lower(area) && lower(loc_letters) && loc_letters.len() < location.len() && letter.len() == 1 && lower(letter);
     ok.then(|| format!("{area}-{location}"))
 }
 
@@ -681,9 +612,7 @@ fn is_dns_name(s: &str) -> bool {
         && s.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -774,16 +703,8 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_one_line_naming_the_variable() {
         for (pairs, command, needle) in [
-            (
-                vec![("KUBE_GCE_ZONE", "europe_west1_b")],
-                Command::Up,
-                "KUBE_GCE_ZONE",
-            ),
-            (
-                vec![("KUBE_GCE_ZONE", "europe-west1")],
-                Command::Up,
-                "KUBE_GCE_ZONE",
-            ),
+            (vec![("KUBE_GCE_ZONE", "europe_west1_b")], Command::Up, "KUBE_GCE_ZONE"),
+            (vec![("KUBE_GCE_ZONE", "europe-west1")], Command::Up, "KUBE_GCE_ZONE"),
             (
                 vec![("KUBE_REPLICATE_EXISTING_MASTER", "yes please")],
                 Command::Up,
@@ -794,11 +715,7 @@ mod tests {
                 Command::Up,
                 "KUBE_USE_EXISTING_MASTER",
             ),
-            (
-                vec![("KUBE_REPLICA_NAME", "")],
-                Command::Down,
-                "KUBE_REPLICA_NAME",
-            ),
+            (vec![("KUBE_REPLICA_NAME", "")], Command::Down, "KUBE_REPLICA_NAME"),
             (
                 vec![("KUBE_REPLICA_NAME", "Kubernetes_Master")],
                 Command::Down,
@@ -809,11 +726,7 @@ mod tests {
                 Command::Down,
                 "not a replica name",
             ),
-            (
-                vec![("MASTER_DISK_SIZE", "big")],
-                Command::Up,
-                "MASTER_DISK_SIZE",
-            ),
+            (vec![("MASTER_DISK_SIZE", "big")], Command::Up, "MASTER_DISK_SIZE"),
             (vec![("NUM_NODES", "three")], Command::Up, "NUM_NODES"),
             (
                 vec![
@@ -823,21 +736,13 @@ mod tests {
                 Command::Up,
                 "disagree",
             ),
-            (
-                vec![("KUBE_DELETE_NODES", "no")],
-                Command::Down,
-                "KUBE_DELETE_NODES",
-            ),
+            (vec![("KUBE_DELETE_NODES", "no")], Command::Down, "KUBE_DELETE_NODES"),
             (
                 vec![("SERVICE_CLUSTER_IP_RANGE", "10.0.0.0")],
                 Command::Up,
                 "SERVICE_CLUSTER_IP_RANGE",
             ),
-            (
-                vec![("KUBE_HA_TIMEOUT", "soon")],
-                Command::Up,
-                "KUBE_HA_TIMEOUT",
-            ),
+            (vec![("KUBE_HA_TIMEOUT", "soon")], Command::Up, "KUBE_HA_TIMEOUT"),
             (
                 vec![("KUBE_GCE_INSTANCE_PREFIX", "My_Cluster")],
                 Command::Up,
@@ -849,11 +754,7 @@ mod tests {
                 "KUBE_GCE_INSTANCE_PREFIX",
             ),
             (vec![("PROJECT", "x")], Command::Up, "PROJECT"),
-            (
-                vec![("KUBE_HA_OUTPUT", "yaml")],
-                Command::Status,
-                "KUBE_HA_OUTPUT",
-            ),
+            (vec![("KUBE_HA_OUTPUT", "yaml")], Command::Status, "KUBE_HA_OUTPUT"),
         ] {
             let err = resolve(&pairs, command).expect_err(needle);
             let msg = err.to_string();
@@ -864,20 +765,15 @@ mod tests {
 
     #[test]
     fn missing_project_is_refused_unless_sandboxed() {
-        let err = Config::resolve(&env(&[]), Command::Up, || PathBuf::from("/s"))
-            .expect_err("no project");
+        let err = Config::resolve(&env(&[]), Command::Up, || PathBuf::from("/s")).expect_err("no project");
         assert!(err.to_string().contains("PROJECT"));
-        let c = Config::resolve(&env(&[("KUBE_HA_SANDBOX", "1")]), Command::Up, || {
-            PathBuf::from("/s")
-        })
-        .expect("sandbox");
+        let c =
+            Config::resolve(&env(&[("KUBE_HA_SANDBOX", "1")]), Command::Up, || PathBuf::from("/s")).expect("sandbox");
         assert_eq!(c.project, "sandbox");
         assert_eq!(c.endpoint, Endpoint::Sandbox(PathBuf::from("/s")));
-        let c = Config::resolve(
-            &env(&[("CLOUDSDK_CORE_PROJECT", "gcloud-proj")]),
-            Command::Up,
-            || PathBuf::from("/s"),
-        )
+        let c = Config::resolve(&env(&[("CLOUDSDK_CORE_PROJECT", "gcloud-proj")]), Command::Up, || {
+            PathBuf::from("/s")
+        })
         .expect("gcloud");
         assert_eq!(c.project, "gcloud-proj");
     }
@@ -889,15 +785,8 @@ mod tests {
         assert_eq!(m.machine_type, "n1-standard-8");
         assert_eq!((m.disk_size_gb, m.root_disk_size_gb), (20, 20));
         assert_eq!(m.disk_type, "pd-ssd");
-        assert_eq!(
-            m.source_image,
-            "projects/cos-cloud/global/images/family/cos-109-lts"
-        );
-        let c = resolve(
-            &[("NUM_NODES", "1500"), ("MASTER_DISK_SIZE", "1TB")],
-            Command::Up,
-        )
-        .expect("ok");
+        assert_eq!(m.source_image, "projects/cos-cloud/global/images/family/cos-109-lts");
+        let c = resolve(&[("NUM_NODES", "1500"), ("MASTER_DISK_SIZE", "1TB")], Command::Up).expect("ok");
         let m = c.first_master_settings();
         assert_eq!((m.disk_size_gb, m.root_disk_size_gb), (1024, 50));
     }
@@ -920,10 +809,7 @@ mod tests {
 
     #[test]
     fn parsers() {
-        assert_eq!(
-            region_of_zone("europe-west1-b").as_deref(),
-            Some("europe-west1")
-        );
+        assert_eq!(region_of_zone("europe-west1-b").as_deref(), Some("europe-west1"));
         assert_eq!(
             region_of_zone("northamerica-northeast1-a").as_deref(),
             Some("northamerica-northeast1")
@@ -939,10 +825,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("m"), None);
         assert_eq!(service_ip("10.0.0.0/16"), Some(Ipv4Addr::new(10, 0, 0, 1)));
-        assert_eq!(
-            service_ip("10.96.5.7/12"),
-            Some(Ipv4Addr::new(10, 96, 0, 1))
-        );
+        assert_eq!(service_ip("10.96.5.7/12"), Some(Ipv4Addr::new(10, 96, 0, 1)));
         assert_eq!(service_ip("10.0.0.0/31"), None);
     }
 
@@ -951,9 +834,7 @@ mod tests {
         let w = typo_warnings(["KUBE_GCE_ZOEN", "PATH", "KUBE_GCE_ZONE"]);
         assert_eq!(
             w,
-            vec![
-                "KUBE_GCE_ZOEN is not a kube-ha variable; did you mean KUBE_GCE_ZONE?".to_string()
-            ]
+            vec!["KUBE_GCE_ZOEN is not a kube-ha variable; did you mean KUBE_GCE_ZONE?".to_string()]
         );
     }
 }

@@ -104,11 +104,7 @@ pub const ENV_VARS: &[EnvVar] = &[
         "family cos-109-lts",
         "boot image of the first master; replicas copy the existing master's",
     ),
-    var(
-        "KUBE_GCE_MASTER_PROJECT",
-        "cos-cloud",
-        "project of the boot image",
-    ),
+    var("KUBE_GCE_MASTER_PROJECT", "cos-cloud", "project of the boot image"),
     var(
         "PREEMPTIBLE_MASTER",
         "false",
@@ -124,11 +120,7 @@ pub const ENV_VARS: &[EnvVar] = &[
         "10.0.0.0/16",
         "its first address + 1 goes into the serving-certificate SANs",
     ),
-    var(
-        "DNS_DOMAIN",
-        "cluster.local",
-        "SAN kubernetes.default.svc.<domain>",
-    ),
+    var("DNS_DOMAIN", "cluster.local", "SAN kubernetes.default.svc.<domain>"),
     var(
         "KUBECONFIG",
         "./kubeconfig",
@@ -163,10 +155,7 @@ pub fn help_text() -> String {
     let width = ENV_VARS.iter().map(|v| v.name.len()).max().unwrap_or(0);
     let mut out = String::from("Environment (kube-up compatible):\n");
     for v in ENV_VARS {
-        out.push_str(&format!(
-            "  {:width$}  {} [default: {}]\n",
-            v.name, v.doc, v.default
-        ));
+        out.push_str(&format!("  {:width$}  {} [default: {}]\n", v.name, v.doc, v.default));
     }
     out
 }
@@ -188,15 +177,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }

@@ -84,11 +84,7 @@ impl ReplicaCerts {
 }
 
 /// Issue a replica's leaves, signed by the cluster CAs (SPEC §3 table).
-pub fn issue_replica_certs(
-    _cas: &ClusterCas,
-    _id: &ReplicaIdentity,
-    _now: OffsetDateTime,
-) -> Result<ReplicaCerts> {
+pub fn issue_replica_certs(_cas: &ClusterCas, _id: &ReplicaIdentity, _now: OffsetDateTime) -> Result<ReplicaCerts> {
     todo!("pki")
 }
 

@@ -65,8 +65,7 @@ pub struct KeyValues(pub BTreeMap<String, String>);
 impl KeyValues {
     /// Parse YAML; every value must be a scalar (numbers and booleans are kept as text).
     pub fn from_yaml(text: &str) -> Result<Self> {
-        let raw: BTreeMap<String, serde_yaml_ng::Value> =
-            serde_yaml_ng::from_str(text).context("not a YAML map")?;
+        let raw: BTreeMap<String, serde_yaml_ng::Value> = serde_yaml_ng::from_str(text).context("not a YAML map")?;
         let mut map = BTreeMap::new();
         for (k, v) in raw {
             let s = match v {
@@ -145,8 +144,7 @@ mod tests {
 
     #[test]
     fn reads_kube_up_style_single_quoted_values() {
-        let kv = KeyValues::from_yaml("ENABLE_X: 'true'\nNUM_NODES: 3\nMULTIZONE: true\n")
-            .expect("parse");
+        let kv = KeyValues::from_yaml("ENABLE_X: 'true'\nNUM_NODES: 3\nMULTIZONE: true\n").expect("parse");
         assert_eq!(kv.get("ENABLE_X"), Some("true"));
         assert_eq!(kv.get("NUM_NODES"), Some("3"));
         assert_eq!(kv.get(MULTIZONE), Some("true"));

@@ -26,11 +26,8 @@ impl IpBlock {
         if n == 0 || n == 255 {
             bail!("ip block must be 1..=254, got {n}");
         }
-        let marker = TcpListener::bind(SocketAddrV4::new(
-            Ipv4Addr::new(127, n, 255, 254),
-            MARKER_PORT,
-        ))
-        .with_context(|| format!("ip block 127.{n}.0.0/16 is in use by another sandbox"))?;
+        let marker = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::new(127, n, 255, 254), MARKER_PORT))
+            .with_context(|| format!("ip block 127.{n}.0.0/16 is in use by another sandbox"))?;
         Ok(IpBlock { n, _marker: marker })
     }
 

@@ -1,0 +1,602 @@
+//! Planning `up`: the first master (SPEC §4.1), adding a replica (§4.2) with its preflight, and
+//! the undo of an add whose VM never became healthy.
+
+use crate::config::{MasterOverrides, MasterSettings};
+use crate::error::Refusal;
+use crate::names::{ClusterNames, EtcdCluster};
+
+use super::lock::Intent;
+use super::snapshot::{ReplicaVm, Snapshot};
+use super::{ApiVia, ExternalIp, FirewallKind, Plan, Step, refuse_if_locked};
+
+/// Input of [`plan_first`].
+#[derive(Clone, Debug)]
+pub struct FirstRequest {
+    /// Resource names.
+    pub names: ClusterNames,
+    /// `KUBE_GCE_ZONE`.
+    pub zone: String,
+    /// Its region.
+    pub region: String,
+    /// The first master's VM settings.
+    pub settings: MasterSettings,
+    /// Where the kubeconfig goes.
+    pub kubeconfig: String,
+}
+
+/// Input of [`plan_add`].
+#[derive(Clone, Debug)]
+pub struct AddRequest {
+    /// Resource names.
+    pub names: ClusterNames,
+    /// `KUBE_GCE_ZONE`.
+    pub zone: String,
+    /// Its region.
+    pub region: String,
+    /// Explicitly set VM settings (the rest is copied from the existing master).
+    pub overrides: MasterOverrides,
+    /// Settings to fall back on when the existing master's cannot be read.
+    pub fallback_settings: MasterSettings,
+    /// Random replica-name suffixes to pick from, in order (the planner takes the first unused).
+    pub suffix_candidates: Vec<String>,
+}
+
+/// The command that removes `replica` (for messages).
+fn remove_command(replica: &str) -> String {
+    format!("KUBE_DELETE_NODES=false KUBE_REPLICA_NAME={replica} kube-ha down")
+}
+
+/// Plan the first master, or finish an interrupted first `up`.
+pub fn plan_first(s: &Snapshot, req: &FirstRequest) -> Result<Plan, Refusal> {
+    refuse_if_locked(s)?;
+    let master = req.names.master_name();
+    let mut notes = Vec::new();
+    match s.lock.interrupted() {
+        Some(Intent::AddReplica { replica, zone, .. }) => {
+            return Err(Refusal::new(format!(
+                "an interrupted add of replica {replica} is pending; finish it with \
+                 KUBE_GCE_ZONE={zone} KUBE_REPLICATE_EXISTING_MASTER=true kube-ha up"
+            )));
+        }
+        Some(Intent::RemoveReplica { replica, .. }) => {
+            return Err(Refusal::new(format!(
+                "an interrupted removal of replica {replica} is pending; finish it with {}",
+                remove_command(replica)
+            )));
+        }
+        Some(Intent::Teardown) => {
+            return Err(Refusal::new(
+                "an interrupted teardown is pending; finish it with kube-ha down",
+            ));
+        }
+        Some(Intent::FirstMaster { .. }) | None => {}
+    }
+    let others: Vec<&ReplicaVm> = s.replicas.iter().filter(|r| r.name != master).collect();
+    if !others.is_empty() || s.replicas.len() > 1 {
+        return Err(Refusal::new(format!(
+            "cluster {master} already has {} replica(s) ({}); to add one, set KUBE_REPLICATE_EXISTING_MASTER=true",
+            s.replicas.len(),
+            s.replicas
+                .iter()
+                .map(|r| format!("{} in {}", r.name, r.zone))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let vm = s.replica(master);
+    if let Some(vm) = vm
+        && vm.zone != req.zone
+    {
+        return Err(Refusal::new(format!(
+            "cluster {master} already exists in {}; to add a replica in {}, set KUBE_REPLICATE_EXISTING_MASTER=true",
+            vm.zone, req.zone
+        )));
+    }
+    let disk_name = req.names.data_disk(master);
+    if let Some(d) = s.data_disk(&disk_name)
+        && d.zone != req.zone
+    {
+        return Err(Refusal::new(format!(
+            "an interrupted first up left disk {disk_name} in {}; rerun with KUBE_GCE_ZONE={}, or clean up with kube-ha down",
+            d.zone, d.zone
+        )));
+    }
+    if let Some(region) = s.cluster_region()
+        && region != req.region
+    {
+        return Err(Refusal::new(format!(
+            "cluster {master} has resources in {region}; set KUBE_GCE_ZONE to a zone of {region}"
+        )));
+    }
+    if !s.zone_known {
+        return Err(unknown_zone(&req.zone));
+    }
+
+    let mut steps = Vec::new();
+    for (name, kind) in [
+        (req.names.firewall_https(), FirewallKind::Https),
+        (req.names.firewall_etcd(), FirewallKind::Etcd),
+    ] {
+        if !s.firewalls.contains(&name) {
+            steps.push(Step::CreateFirewall { name, kind });
+        }
+    }
+    if s.static_ip.is_none() {
+        steps.push(Step::ReserveStaticIp {
+            name: req.names.static_ip(),
+            region: req.region.clone(),
+        });
+    }
+    if !s.internal_ips.contains_key(master) {
+        steps.push(Step::ReserveInternalIp {
+            name: req.names.internal_ip(master),
+            region: req.region.clone(),
+            replica: master.to_string(),
+        });
+    }
+    if vm.is_none() {
+        if s.data_disk(&disk_name).is_none() {
+            steps.push(Step::CreateDataDisk {
+                name: disk_name,
+                zone: req.zone.clone(),
+                disk_type: req.settings.disk_type.clone(),
+                size_gb: req.settings.disk_size_gb,
+            });
+        }
+        steps.push(Step::CreateReplicaVm {
+            replica: master.to_string(),
+            zone: req.zone.clone(),
+            first: true,
+            settings: req.settings.clone(),
+        });
+    }
+    let healthy = vm.is_some()
+        && EtcdCluster::ALL.iter().all(|c| {
+            s.member_of(*c, master)
+                .is_some_and(|m| s.etcd.get(c).is_some_and(|o| o.is_healthy(m.id)))
+        });
+    if !healthy || !steps.is_empty() {
+        steps.push(Step::WaitEtcdHealthy {
+            replica: master.to_string(),
+        });
+        steps.push(Step::WaitApi {
+            replica: master.to_string(),
+            via: ApiVia::StaticIp,
+        });
+    }
+    if !s.kubeconfig_ok || !steps.is_empty() {
+        steps.push(Step::WriteKubeconfig {
+            path: req.kubeconfig.clone(),
+        });
+    }
+    let resumes = !steps.is_empty() && (vm.is_some() || s.static_ip.is_some() || !s.firewalls.is_empty());
+    if steps.is_empty() {
+        notes.push(format!("cluster {master} is up in {} with one replica", req.zone));
+    }
+    Ok(Plan {
+        intent: Intent::FirstMaster { zone: req.zone.clone() },
+        steps,
+        notes,
+        resumes,
+    })
+}
+
+fn unknown_zone(zone: &str) -> Refusal {
+    Refusal::new(format!(
+        "zone {zone} does not exist in this project; pick one from `gcloud compute zones list`"
+    ))
+}
+
+/// Everything that must hold before a replica is added (SPEC §4.2), except for `resuming`, the
+/// replica an interrupted add was creating.
+fn preflight_add(s: &Snapshot, req: &AddRequest, resuming: Option<&str>) -> Result<Vec<String>, Refusal> {
+    let master = req.names.master_name();
+    let others: Vec<&ReplicaVm> = s
+        .replicas
+        .iter()
+        .filter(|r| Some(r.name.as_str()) != resuming)
+        .collect();
+    if others.is_empty() {
+        return Err(Refusal::new(format!(
+            "cluster {master} has no replica in project; create it with kube-ha up (without KUBE_REPLICATE_EXISTING_MASTER)"
+        )));
+    }
+    if let Some(region) = s.cluster_region()
+        && region != req.region
+    {
+        return Err(Refusal::new(format!(
+            "zone {} is in region {}, but cluster {master} is in {region}; pick a zone of {region}",
+            req.zone, req.region
+        )));
+    }
+    if !s.zone_known {
+        return Err(unknown_zone(&req.zone));
+    }
+    for cluster in EtcdCluster::ALL {
+        let obs = s.etcd.get(&cluster);
+        let Some(members) = obs.and_then(|o| o.members.as_ref()) else {
+            let why = obs
+                .and_then(|o| o.error.clone())
+                .unwrap_or_else(|| "no replica answered".into());
+            return Err(Refusal::new(format!(
+                "cannot read the etcd {cluster} member list ({why}); see kube-ha status"
+            )));
+        };
+        let obs = obs.expect("members came from obs");
+        for m in members {
+            let owner = s.replica_of_member(cluster, m);
+            if owner.is_some() && owner.as_deref() == resuming {
+                continue;
+            }
+            let label = if m.name.is_empty() {
+                format!("{} (peer {})", m.id, m.peer_urls.join(","))
+            } else {
+                m.name.clone()
+            };
+            let fix = match &owner {
+                Some(r) => remove_command(r),
+                None => format!("etcdctl member remove {}", m.id),
+            };
+            if m.name.is_empty() || m.is_learner {
+                return Err(Refusal::new(format!(
+                    "etcd {cluster} has a {} member {label}: an add is in flight or was interrupted; remove it with {fix}",
+                    if m.is_learner { "learner" } else { "never-started" }
+                )));
+            }
+            match &owner {
+                Some(r) if s.replica(r).is_some() => {}
+                _ => {
+                    return Err(Refusal::new(format!(
+                        "etcd {cluster} member {label} has no VM (an orphan); remove it with {fix}"
+                    )));
+                }
+            }
+            if !obs.is_healthy(m.id) {
+                let why = obs
+                    .health
+                    .get(&m.id)
+                    .and_then(|h| h.error.clone())
+                    .unwrap_or_else(|| "no answer".into());
+                return Err(Refusal::new(format!(
+                    "etcd {cluster} member {label} is not healthy ({why}); replace it first: {fix}, then up in its zone"
+                )));
+            }
+        }
+        for r in &others {
+            if s.member_of(cluster, &r.name).is_none() {
+                return Err(Refusal::new(format!(
+                    "replica {} has no etcd {cluster} member; remove it with {}",
+                    r.name,
+                    remove_command(&r.name)
+                )));
+            }
+        }
+    }
+    let mut notes = Vec::new();
+    let new_size = others.len() + 1;
+    if new_size.is_multiple_of(2) {
+        notes.push(format!(
+            "{new_size} replicas are an even number: {new_size} replicas are less available than {}; add one more soon",
+            new_size - 1
+        ));
+    }
+    Ok(notes)
+}
+
+/// Steps that put the static IP on a load balancer in front of `first` (SPEC §4.2 step 1): the
+/// pool exists with `first` before the IP moves, so the outage is only detach → forwarding rule.
+fn promote_to_lb(s: &Snapshot, names: &ClusterNames, region: &str, existing: &[&ReplicaVm]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let Some(first) = existing.first() else { return steps };
+    let in_pool = |r: &ReplicaVm| s.target_pool.as_ref().is_some_and(|p| p.instances.contains(&r.name));
+    match &s.target_pool {
+        None => steps.push(Step::CreateTargetPool {
+            name: names.target_pool().to_string(),
+            region: region.to_string(),
+            replica: first.name.clone(),
+            zone: first.zone.clone(),
+        }),
+        Some(_) if !in_pool(first) => steps.push(Step::AddToPool {
+            replica: first.name.clone(),
+            zone: first.zone.clone(),
+        }),
+        Some(_) => {}
+    }
+    for r in existing.iter().skip(1).filter(|r| !in_pool(r)) {
+        steps.push(Step::AddToPool {
+            replica: r.name.clone(),
+            zone: r.zone.clone(),
+        });
+    }
+    let static_ip = s.static_ip.as_ref().map(|a| a.ip);
+    let holder = existing
+        .iter()
+        .find(|r| r.external_ip.is_some() && r.external_ip == static_ip);
+    if let Some(h) = holder {
+        steps.push(Step::DetachExternalIp {
+            replica: h.name.clone(),
+            zone: h.zone.clone(),
+            access_config: h.access_config.clone().unwrap_or_else(|| "External NAT".into()),
+        });
+    }
+    if s.forwarding_rule.is_none() {
+        steps.push(Step::CreateForwardingRule {
+            name: names.forwarding_rule().to_string(),
+            region: region.to_string(),
+        });
+    }
+    for r in existing {
+        if r.external_ip.is_none() || holder.is_some_and(|h| h.name == r.name) {
+            steps.push(Step::AttachExternalIp {
+                replica: r.name.clone(),
+                zone: r.zone.clone(),
+                ip: ExternalIp::Ephemeral,
+            });
+        }
+    }
+    steps
+}
+
+/// Steps that take the load balancer away and give the static IP back to `last` (SPEC §4.3).
+pub(super) fn demote_lb(s: &Snapshot, names: &ClusterNames, region: &str, last: &ReplicaVm) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let static_ip = s.static_ip.as_ref().map(|a| a.ip);
+    let has_static = last.external_ip.is_some() && last.external_ip == static_ip;
+    if !has_static && let (Some(_), Some(ac)) = (last.external_ip, &last.access_config) {
+        steps.push(Step::DetachExternalIp {
+            replica: last.name.clone(),
+            zone: last.zone.clone(),
+            access_config: ac.clone(),
+        });
+    }
+    if s.forwarding_rule.is_some() {
+        steps.push(Step::DeleteForwardingRule {
+            name: names.forwarding_rule().to_string(),
+            region: region.to_string(),
+        });
+    }
+    if !has_static {
+        steps.push(Step::AttachExternalIp {
+            replica: last.name.clone(),
+            zone: last.zone.clone(),
+            ip: ExternalIp::Static,
+        });
+    }
+    if s.target_pool.is_some() {
+        steps.push(Step::DeleteTargetPool {
+            name: names.target_pool().to_string(),
+            region: region.to_string(),
+        });
+    }
+    steps
+}
+
+/// Plan adding one replica in `req.zone`, or finishing an interrupted add.
+pub fn plan_add(s: &Snapshot, req: &AddRequest) -> Result<Plan, Refusal> {
+    refuse_if_locked(s)?;
+    let resuming = match s.lock.interrupted() {
+        Some(Intent::AddReplica {
+            replica,
+            zone,
+            rolling_back,
+        }) => {
+            if *zone != req.zone {
+                return Err(Refusal::new(format!(
+                    "an interrupted add of replica {replica} in {zone} is pending; finish it with \
+                     KUBE_GCE_ZONE={zone} KUBE_REPLICATE_EXISTING_MASTER=true kube-ha up"
+                )));
+            }
+            if *rolling_back {
+                let mut plan = plan_rollback_add(s, &req.names, &req.region, replica);
+                plan.resumes = true;
+                plan.notes.push(format!(
+                    "finishing the rollback of replica {replica}, which never became healthy"
+                ));
+                return Ok(plan);
+            }
+            Some(replica.clone())
+        }
+        Some(Intent::RemoveReplica { replica, .. }) => {
+            return Err(Refusal::new(format!(
+                "an interrupted removal of replica {replica} is pending; finish it with {}",
+                remove_command(replica)
+            )));
+        }
+        Some(Intent::Teardown) => {
+            return Err(Refusal::new(
+                "an interrupted teardown is pending; finish it with kube-ha down",
+            ));
+        }
+        Some(Intent::FirstMaster { .. }) | None => None,
+    };
+    let mut notes = preflight_add(s, req, resuming.as_deref())?;
+    let names = &req.names;
+    let existing: Vec<&ReplicaVm> = s
+        .replicas
+        .iter()
+        .filter(|r| Some(r.name.as_str()) != resuming.as_deref())
+        .collect();
+
+    let mut steps = Vec::new();
+    if !existing.is_empty() && (s.forwarding_rule.is_none() || s.target_pool.is_none()) {
+        steps.extend(promote_to_lb(s, names, &req.region, &existing));
+    }
+
+    let replica = match &resuming {
+        Some(r) => r.clone(),
+        None => {
+            let taken = |n: &str| {
+                s.replica(n).is_some() || s.internal_ips.contains_key(n) || s.data_disk(&names.data_disk(n)).is_some()
+            };
+            req.suffix_candidates
+                .iter()
+                .map(|suffix| names.replica_with_suffix(suffix))
+                .find(|n| !taken(n))
+                .ok_or_else(|| Refusal::new("could not pick an unused replica name; rerun"))?
+        }
+    };
+    let settings = existing
+        .iter()
+        .find_map(|r| r.settings.clone())
+        .map(|base| req.overrides.over(&base))
+        .unwrap_or_else(|| {
+            notes.push("could not read the existing master's settings; using the defaults".into());
+            req.fallback_settings.clone()
+        });
+
+    if !s.internal_ips.contains_key(&replica) {
+        steps.push(Step::ReserveInternalIp {
+            name: names.internal_ip(&replica),
+            region: req.region.clone(),
+            replica: replica.clone(),
+        });
+    }
+    for cluster in EtcdCluster::ALL {
+        if s.member_of(cluster, &replica).is_none() {
+            steps.push(Step::AddLearner {
+                cluster,
+                replica: replica.clone(),
+            });
+        }
+    }
+    let vm = s.replica(&replica);
+    if vm.is_none() {
+        let disk = names.data_disk(&replica);
+        if s.data_disk(&disk).is_none() {
+            steps.push(Step::CreateDataDisk {
+                name: disk,
+                zone: req.zone.clone(),
+                disk_type: settings.disk_type.clone(),
+                size_gb: settings.disk_size_gb,
+            });
+        }
+        steps.push(Step::CreateReplicaVm {
+            replica: replica.clone(),
+            zone: req.zone.clone(),
+            first: false,
+            settings,
+        });
+    }
+    for cluster in EtcdCluster::ALL {
+        let voting = s
+            .member_of(cluster, &replica)
+            .is_some_and(|m| !m.is_learner && !m.name.is_empty());
+        if !voting {
+            steps.push(Step::PromoteLearner {
+                cluster,
+                replica: replica.clone(),
+            });
+        }
+    }
+    let in_pool = s.target_pool.as_ref().is_some_and(|p| p.instances.contains(&replica));
+    if !in_pool {
+        steps.push(Step::WaitApi {
+            replica: replica.clone(),
+            via: ApiVia::InternalIp,
+        });
+        steps.push(Step::AddToPool {
+            replica: replica.clone(),
+            zone: req.zone.clone(),
+        });
+    }
+    Ok(Plan {
+        intent: Intent::AddReplica {
+            replica,
+            zone: req.zone.clone(),
+            rolling_back: false,
+        },
+        steps,
+        notes,
+        resumes: resuming.is_some(),
+    })
+}
+
+/// Undo an add of `replica` (its VM never became healthy): whatever exists of it goes, in reverse
+/// order of creation, and if it was the 2nd replica the load balancer goes too, so the cluster is
+/// exactly as before. Computed from the world, not from a log of what this run did, so it also
+/// finishes an undo that was itself interrupted.
+pub fn plan_rollback_add(s: &Snapshot, names: &ClusterNames, region: &str, replica: &str) -> Plan {
+    let mut steps = removal_steps(s, names, region, replica, false);
+    let remaining: Vec<&ReplicaVm> = s.replicas.iter().filter(|r| r.name != replica).collect();
+    if let [last] = remaining.as_slice() {
+        steps.extend(demote_lb(s, names, region, last));
+    }
+    let zone = s.replica(replica).map(|r| r.zone.clone()).unwrap_or_default();
+    Plan {
+        intent: Intent::AddReplica {
+            replica: replica.to_string(),
+            zone,
+            rolling_back: true,
+        },
+        steps,
+        notes: Vec::new(),
+        resumes: false,
+    }
+}
+
+/// The steps that make `replica` gone: out of the pool, out of both etcd clusters (leadership
+/// moved off first when `move_leader`), VM, disks, internal address.
+pub(super) fn removal_steps(
+    s: &Snapshot,
+    names: &ClusterNames,
+    region: &str,
+    replica: &str,
+    move_leader: bool,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let vm = s.replica(replica);
+    if s.target_pool
+        .as_ref()
+        .is_some_and(|p| p.instances.iter().any(|i| i == replica))
+    {
+        let zone = vm.map(|v| v.zone.clone()).unwrap_or_default();
+        steps.push(Step::RemoveFromPool {
+            replica: replica.to_string(),
+            zone,
+        });
+    }
+    let clusters: Vec<EtcdCluster> = if move_leader {
+        EtcdCluster::ALL.to_vec()
+    } else {
+        EtcdCluster::ALL.iter().rev().copied().collect()
+    };
+    for cluster in clusters {
+        if let Some(m) = s.member_of(cluster, replica) {
+            // A dead member cannot be leader: nothing to hand over.
+            let healthy = s.etcd.get(&cluster).is_some_and(|o| o.is_healthy(m.id));
+            if move_leader && !m.is_learner && healthy {
+                steps.push(Step::MoveLeaderOff {
+                    cluster,
+                    replica: replica.to_string(),
+                });
+            }
+            steps.push(Step::RemoveMember {
+                cluster,
+                replica: replica.to_string(),
+            });
+        }
+    }
+    if let Some(vm) = vm {
+        steps.push(Step::DeleteVm {
+            replica: replica.to_string(),
+            zone: vm.zone.clone(),
+        });
+    }
+    // The boot disk goes with the VM (autoDelete); only a leftover one needs its own step.
+    let leftover_boot = vm.is_none().then(|| replica.to_string());
+    for disk in std::iter::once(names.data_disk(replica)).chain(leftover_boot) {
+        if let Some(d) = s.data_disk(&disk) {
+            steps.push(Step::DeleteDisk {
+                name: d.name.clone(),
+                zone: d.zone.clone(),
+            });
+        }
+    }
+    if s.internal_ips.contains_key(replica) {
+        steps.push(Step::ReleaseAddress {
+            name: names.internal_ip(replica),
+            region: region.to_string(),
+        });
+    }
+    steps
+}
