@@ -17,6 +17,7 @@ pub mod etcd;
 pub mod gce;
 pub mod logging;
 pub mod names;
+pub mod ops;
 pub mod pki;
 pub mod plan;
 pub mod sandbox;

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::vars;
+use crate::config::{self, Command, Config, OutputFormat, RawEnv, vars};
+use crate::error::Refusal;
 
 /// kube-ha adds and removes highly-available Kubernetes master replicas on Google Compute Engine,
 /// one zone at a time, driven by kube-up's environment variables.
@@ -116,8 +117,65 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
-        CliCommand::Up(_) | CliCommand::Down(_) | CliCommand::Status(_) | CliCommand::Sandbox { .. } => {
-            anyhow::bail!("not implemented yet")
+        CliCommand::Up(a) => {
+            with_typo_notes(async { crate::ops::up(&load(Command::Up, a.dry_run, a.output.output)?).await }).await
         }
+        CliCommand::Down(a) => {
+            with_typo_notes(async { crate::ops::down(&load(Command::Down, a.dry_run, a.output.output)?).await }).await
+        }
+        CliCommand::Status(o) => {
+            with_typo_notes(async { crate::ops::status(&load(Command::Status, false, o.output)?).await }).await
+        }
+        CliCommand::Sandbox { action } => {
+            let dir = sandbox_dir()?;
+            match action {
+                SandboxAction::Start => crate::sandbox::control::start(&dir).await,
+                SandboxAction::Stop => crate::sandbox::control::stop(&dir).await,
+                SandboxAction::Env => crate::sandbox::control::print_env(&dir).await,
+            }
+        }
+    }
+}
+
+/// The sandbox state directory: `KUBE_HA_SANDBOX` when it names one, else the default.
+fn sandbox_dir() -> anyhow::Result<PathBuf> {
+    match std::env::var("KUBE_HA_SANDBOX") {
+        Ok(v) if !v.is_empty() && v != "1" && v != "true" && v != "0" && v != "false" => Ok(PathBuf::from(v)),
+        _ => crate::sandbox::control::default_dir(),
+    }
+}
+
+/// Environment + flags → validated config (a [`Refusal`] on bad input).
+fn load(command: Command, dry_run: bool, output: Option<OutputFlag>) -> anyhow::Result<Config> {
+    let raw = RawEnv::from_process()?;
+    let mut cfg = Config::resolve(&raw, command, || {
+        crate::sandbox::control::default_dir().unwrap_or_else(|_| PathBuf::from(".kube-ha-sandbox"))
+    })?;
+    cfg.warnings.extend(config::typo_warnings(env_names()));
+    cfg.dry_run |= dry_run;
+    match output {
+        Some(OutputFlag::Json) => cfg.output = OutputFormat::Json,
+        Some(OutputFlag::Text) => cfg.output = OutputFormat::Text,
+        None => {}
+    }
+    Ok(cfg)
+}
+
+fn env_names() -> Vec<String> {
+    std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).collect()
+}
+
+/// A refusal stays one line; a likely typo in the environment is often its cause, so say so there.
+async fn with_typo_notes(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    match f.await {
+        Err(e) if e.downcast_ref::<Refusal>().is_some() => {
+            let typos = config::typo_warnings(env_names());
+            if typos.is_empty() {
+                Err(e)
+            } else {
+                Err(Refusal::new(format!("{e} (note: {})", typos.join("; "))).into())
+            }
+        }
+        other => other,
     }
 }

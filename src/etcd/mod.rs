@@ -102,3 +102,6 @@ pub enum EtcdError {
         message: String,
     },
 }
+
+mod client;
+pub use client::EtcdClient;

@@ -1,0 +1,179 @@
+//! The cluster's shared material as stored in instance metadata (SPEC §2): reading the CAs back
+//! from an existing replica, and building the kube-env / kube-master-certs of a new one.
+//! The builders are pure; only [`ClusterSecrets::from_instance`] looks at a GCE object.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result};
+use google_cloud_compute_v1::model;
+
+use crate::etcd::Member;
+use crate::names::{self, EtcdCluster};
+use crate::pki::kube_env::{self as ke, KeyValues};
+use crate::pki::{ClusterCas, ReplicaCerts};
+
+/// One metadata value of an instance.
+pub fn metadata_value<'a>(instance: &'a model::Instance, key: &str) -> Option<&'a str> {
+    instance
+        .metadata
+        .as_ref()?
+        .items
+        .iter()
+        .find(|i| i.key.as_deref() == Some(key))?
+        .value
+        .as_deref()
+}
+
+/// The shared secrets, as read back from an existing replica (never regenerated).
+#[derive(Clone, Debug)]
+pub struct ClusterSecrets {
+    /// That replica's kube-env (its per-replica keys are replaced for a new replica).
+    pub kube_env: KeyValues,
+    /// That replica's kube-master-certs.
+    pub master_certs: KeyValues,
+    /// The three CAs.
+    pub cas: ClusterCas,
+}
+
+impl ClusterSecrets {
+    /// Read from an instance's metadata; `None` when it carries no kube-env (not a master).
+    pub fn from_instance(instance: &model::Instance) -> Result<Option<ClusterSecrets>> {
+        let name = instance.name.as_deref().unwrap_or_default();
+        let Some(env) = metadata_value(instance, names::METADATA_KUBE_ENV) else {
+            return Ok(None);
+        };
+        let kube_env = KeyValues::from_yaml(env).with_context(|| format!("kube-env of {name}"))?;
+        let master_certs = KeyValues::from_yaml(metadata_value(instance, names::METADATA_MASTER_CERTS).unwrap_or(""))
+            .with_context(|| format!("kube-master-certs of {name}"))?;
+        let cas = ClusterCas::from_metadata(&kube_env, &master_certs)
+            .with_context(|| format!("the CAs in {name}'s metadata"))?;
+        Ok(Some(ClusterSecrets {
+            kube_env,
+            master_certs,
+            cas,
+        }))
+    }
+}
+
+/// Cluster-wide settings recorded in the first master's kube-env and inherited by replicas.
+#[derive(Clone, Debug)]
+pub struct ClusterEnv {
+    /// `MASTER_NAME`.
+    pub master_name: String,
+    /// `MULTIZONE`.
+    pub multizone: bool,
+    /// `ETCD_QUORUM_READ`.
+    pub quorum_read: bool,
+    /// The static IP (`KUBERNETES_MASTER_NAME`).
+    pub static_ip: Ipv4Addr,
+    /// `SERVICE_CLUSTER_IP_RANGE`.
+    pub service_cluster_ip_range: String,
+    /// `DNS_DOMAIN`.
+    pub dns_domain: String,
+}
+
+/// `INITIAL_ETCD_CLUSTER` for a replica joining `members` (main cluster ports): every member that
+/// has a name, plus the joiner under the name it starts with. Events etcd uses the same names on
+/// its own peer port.
+pub fn initial_cluster(members: &[Member], replica: &str, ip: Ipv4Addr) -> String {
+    let main = EtcdCluster::Main;
+    let me = main.peer_url(ip);
+    let mut entries: Vec<String> = members
+        .iter()
+        .filter(|m| !m.name.is_empty() && !m.peer_urls.contains(&me))
+        .filter_map(|m| m.peer_urls.first().map(|u| format!("{}={u}", m.name)))
+        .collect();
+    entries.push(format!("{}={me}", main.member_name(replica)));
+    entries.join(",")
+}
+
+/// Metadata (kube-env, kube-master-certs) of the first master: new CAs and its own leaves.
+pub fn first_master_metadata(
+    env: &ClusterEnv,
+    cas: &ClusterCas,
+    certs: &ReplicaCerts,
+    ip: Ipv4Addr,
+) -> (KeyValues, KeyValues) {
+    let mut kube_env = KeyValues::default();
+    let mut master_certs = KeyValues::default();
+    kube_env.set(ke::MASTER_NAME, env.master_name.as_str());
+    kube_env.set(ke::MULTIZONE, env.multizone.to_string());
+    kube_env.set(ke::ETCD_QUORUM_READ, env.quorum_read.to_string());
+    kube_env.set(ke::KUBERNETES_MASTER_NAME, env.static_ip.to_string());
+    kube_env.set(ke::SERVICE_CLUSTER_IP_RANGE, env.service_cluster_ip_range.as_str());
+    kube_env.set(ke::DNS_DOMAIN, env.dns_domain.as_str());
+    cas.write_metadata(&mut kube_env, &mut master_certs);
+    for_replica(
+        &mut kube_env,
+        &mut master_certs,
+        &env.master_name,
+        certs,
+        initial_cluster(&[], &env.master_name, ip),
+        "new",
+    );
+    (kube_env, master_certs)
+}
+
+/// Metadata of a new replica: the existing master's, with every per-replica key replaced
+/// (kube-up rewrote only the etcd peer cert and shared the apiserver cert; each replica here gets
+/// its own certificates, SPEC §3).
+pub fn replica_metadata(
+    existing: &ClusterSecrets,
+    replica: &str,
+    certs: &ReplicaCerts,
+    initial: String,
+) -> (KeyValues, KeyValues) {
+    let mut kube_env = existing.kube_env.clone();
+    let mut master_certs = existing.master_certs.clone();
+    for_replica(&mut kube_env, &mut master_certs, replica, certs, initial, "existing");
+    (kube_env, master_certs)
+}
+
+fn for_replica(
+    kube_env: &mut KeyValues,
+    master_certs: &mut KeyValues,
+    replica: &str,
+    certs: &ReplicaCerts,
+    initial: String,
+    state: &str,
+) {
+    kube_env.set(ke::REPLICA_NAME, replica);
+    kube_env.set(ke::INITIAL_ETCD_CLUSTER, initial);
+    kube_env.set(ke::INITIAL_ETCD_CLUSTER_STATE, state);
+    certs.write_metadata(kube_env, master_certs);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etcd::MemberId;
+
+    #[test]
+    fn initial_cluster_lists_started_members_and_the_joiner() {
+        let members = vec![
+            Member {
+                id: MemberId(1),
+                name: "etcd-k-master".into(),
+                peer_urls: vec!["https://127.9.1.1:2380".into()],
+                client_urls: vec!["https://127.9.1.1:2379".into()],
+                is_learner: false,
+            },
+            // the joiner itself, added as a learner, not started yet (no name)
+            Member {
+                id: MemberId(2),
+                name: String::new(),
+                peer_urls: vec!["https://127.9.1.2:2380".into()],
+                client_urls: vec![],
+                is_learner: true,
+            },
+        ];
+        assert_eq!(
+            initial_cluster(&members, "k-master-a1b", Ipv4Addr::new(127, 9, 1, 2)),
+            "etcd-k-master=https://127.9.1.1:2380,etcd-k-master-a1b=https://127.9.1.2:2380"
+        );
+        assert_eq!(
+            initial_cluster(&[], "k-master", Ipv4Addr::new(127, 9, 1, 1)),
+            "etcd-k-master=https://127.9.1.1:2380"
+        );
+    }
+}

@@ -1,0 +1,755 @@
+//! Act: run a plan's steps in order. Each step is idempotent ("already exists" / "already gone"
+//! count as done) and re-reads what it depends on, so a step found half-done by a rerun is simply
+//! run again (steno's rule: a step found "started" is re-executed).
+//!
+//! Values only known while acting are resolved here: the IPs just reserved, the CAs (fresh for the
+//! first master, read back from metadata for replicas), each replica's own certificates, and the
+//! short-lived etcd client certificate kube-ha issues itself.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use google_cloud_compute_v1::model;
+
+use crate::config::{Config, MasterSettings};
+use crate::etcd::{EtcdClient, EtcdError, Member};
+use crate::gce::{Gce, Outcome, created, deleted, last_segment};
+use crate::names::{self, EtcdCluster};
+use crate::pki::{self, ClusterCas, ReplicaIdentity};
+use crate::plan::{ApiVia, ExternalIp, FirewallKind, Plan, Step};
+
+use super::cluster::{ClusterEnv, ClusterSecrets, first_master_metadata, initial_cluster, replica_metadata};
+use super::progress::Progress;
+use super::{api, kubeconfig};
+
+/// A new replica did not become healthy in time: the add is rolled back.
+#[derive(Debug, thiserror::Error)]
+#[error("replica {replica} did not become healthy within {}s: {reason}", after.as_secs())]
+pub struct NeverHealthy {
+    /// The replica.
+    pub replica: String,
+    /// How long it was given.
+    pub after: Duration,
+    /// What was still missing.
+    pub reason: String,
+}
+
+/// How long one etcd call may take while acting.
+const ETCD_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between polls of a wait.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Runs steps against GCE and etcd.
+pub struct Executor<'a> {
+    cfg: &'a Config,
+    gce: &'a Gce,
+    progress: &'a Progress,
+    region: String,
+    /// Overall deadline (KUBE_HA_TIMEOUT).
+    deadline: Instant,
+    /// Deadline for a new replica to become healthy (leaves time to roll back).
+    boot_deadline: Instant,
+    secrets: Option<ClusterSecrets>,
+    etcd: Option<EtcdClient>,
+    /// Internal IPs of replicas whose etcd can be asked, by replica name.
+    replica_ips: BTreeMap<String, Ipv4Addr>,
+    failpoint: Option<String>,
+}
+
+impl<'a> Executor<'a> {
+    /// An executor for one command.
+    pub fn new(
+        cfg: &'a Config,
+        gce: &'a Gce,
+        progress: &'a Progress,
+        region: String,
+        started: Instant,
+        secrets: Option<ClusterSecrets>,
+        replica_ips: BTreeMap<String, Ipv4Addr>,
+    ) -> Self {
+        Executor {
+            cfg,
+            gce,
+            progress,
+            region,
+            deadline: started + cfg.timeout,
+            boot_deadline: started + cfg.timeout * 2 / 3,
+            secrets,
+            etcd: None,
+            replica_ips,
+            failpoint: std::env::var("KUBE_HA_FAILPOINT").ok().filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// Give the rollback the rest of the overall deadline.
+    pub fn extend_boot_deadline(&mut self) {
+        self.boot_deadline = self.deadline;
+    }
+
+    /// Run every step of `plan`.
+    pub async fn run(&mut self, plan: &Plan) -> Result<()> {
+        for (i, step) in plan.steps.iter().enumerate() {
+            self.failpoint("before", step);
+            if Instant::now() > self.deadline {
+                bail!(
+                    "KUBE_HA_TIMEOUT ({}s) reached before step {}: {step}; rerun to resume",
+                    self.cfg.timeout.as_secs(),
+                    i + 1
+                );
+            }
+            self.progress.step(i, step);
+            let started = Instant::now();
+            let outcome = self
+                .execute(step)
+                .await
+                .with_context(|| format!("step {} ({step})", i + 1))?;
+            self.progress.done(started, outcome == Outcome::AlreadyDone);
+            self.failpoint("after", step);
+        }
+        Ok(())
+    }
+
+    /// `KUBE_HA_FAILPOINT=before:<step kind>` or `after:<step kind>`: die by SIGKILL there, as
+    /// an operator's `kill -9` or a lost machine would (etcd's gofail, for crash tests).
+    fn failpoint(&self, when: &str, step: &Step) {
+        if self.failpoint.as_deref() == Some(&format!("{when}:{}", step.kind())) {
+            eprintln!("failpoint {when}:{}: killing myself", step.kind());
+            // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+
+    async fn execute(&mut self, step: &Step) -> Result<Outcome> {
+        let gce = self.gce;
+        let project = gce.project().to_string();
+        let region = self.region.clone();
+        Ok(match step {
+            Step::CreateFirewall { name, kind } => {
+                let mut fw = model::Firewall::default();
+                fw.name = Some(name.clone());
+                fw.network = Some(format!("projects/{project}/global/networks/{}", self.cfg.network));
+                let mut allowed = model::firewall::Allowed::default();
+                allowed.ip_protocol = Some("tcp".into());
+                let tag = self.cfg.names.tag().to_string();
+                match kind {
+                    FirewallKind::Https => {
+                        allowed.ports = vec![names::APISERVER_PORT.to_string()];
+                        fw.source_ranges = vec!["0.0.0.0/0".into()];
+                    }
+                    FirewallKind::Etcd => {
+                        allowed.ports = EtcdCluster::ALL.iter().map(|c| c.peer_port().to_string()).collect();
+                        fw.source_tags = vec![tag.clone()];
+                    }
+                }
+                fw.allowed = vec![allowed];
+                fw.target_tags = vec![tag];
+                created(gce.insert_firewall(fw).await)?
+            }
+            Step::DeleteFirewall { name } => deleted(gce.delete_firewall(name).await)?,
+            Step::ReserveStaticIp { name, region } => {
+                let mut a = model::Address::default();
+                a.name = Some(name.clone());
+                a.address_type = Some(model::address::AddressType::External);
+                created(gce.insert_address(region, a).await)?
+            }
+            Step::ReserveInternalIp { name, region, .. } => {
+                let mut a = model::Address::default();
+                a.name = Some(name.clone());
+                a.address_type = Some(model::address::AddressType::Internal);
+                a.subnetwork = Some(format!(
+                    "projects/{project}/regions/{region}/subnetworks/{}",
+                    self.cfg.network
+                ));
+                created(gce.insert_address(region, a).await)?
+            }
+            Step::ReleaseAddress { name, region } => deleted(gce.delete_address(region, name).await)?,
+            Step::CreateDataDisk {
+                name,
+                zone,
+                disk_type,
+                size_gb,
+            } => {
+                let mut d = model::Disk::default();
+                d.name = Some(name.clone());
+                d.size_gb = Some(i64::try_from(*size_gb).unwrap_or(i64::MAX));
+                d.r#type = Some(format!("projects/{project}/zones/{zone}/diskTypes/{disk_type}"));
+                created(gce.insert_disk(zone, d).await)?
+            }
+            Step::DeleteDisk { name, zone } => deleted(gce.delete_disk(zone, name).await)?,
+            Step::CreateReplicaVm {
+                replica,
+                zone,
+                first,
+                settings,
+            } => self.create_replica_vm(replica, zone, *first, settings).await?,
+            Step::DeleteVm { replica, zone } => {
+                let o = deleted(gce.delete_instance(zone, replica).await)?;
+                self.replica_ips.remove(replica);
+                o
+            }
+            Step::WaitEtcdHealthy { replica } => {
+                self.wait_etcd_healthy(replica).await?;
+                Outcome::Changed
+            }
+            Step::WaitApi { replica, via } => {
+                self.wait_api(replica, via).await?;
+                Outcome::Changed
+            }
+            Step::WriteKubeconfig { path } => {
+                let ip = self.static_ip().await?;
+                let cas = self.secrets().await?.cas.clone();
+                let admin = pki::issue_admin_client(&cas, time::OffsetDateTime::now_utc())?;
+                let context = format!("{project}_{}", self.cfg.names.master_name());
+                kubeconfig::write(
+                    std::path::Path::new(path),
+                    &kubeconfig::render(&context, ip, &cas.cluster.cert_pem, &admin),
+                )?;
+                Outcome::Changed
+            }
+            Step::CreateTargetPool {
+                name,
+                region,
+                replica,
+                zone,
+            } => {
+                let mut p = model::TargetPool::default();
+                p.name = Some(name.clone());
+                p.instances = vec![self.instance_url(zone, replica)];
+                match created(gce.insert_target_pool(region, p).await)? {
+                    Outcome::Changed => Outcome::Changed,
+                    Outcome::AlreadyDone => self.add_to_pool(replica, zone).await?,
+                }
+            }
+            Step::DeleteTargetPool { name, region } => deleted(gce.delete_target_pool(region, name).await)?,
+            Step::AddToPool { replica, zone } => self.add_to_pool(replica, zone).await?,
+            Step::RemoveFromPool { replica, zone } => {
+                let pool = self.cfg.names.target_pool();
+                match gce.target_pool(&region, pool).await? {
+                    Some(p) if p.instances.iter().any(|u| last_segment(u) == replica) => {
+                        let url = p
+                            .instances
+                            .iter()
+                            .find(|u| last_segment(u) == replica)
+                            .cloned()
+                            .unwrap_or_else(|| self.instance_url(zone, replica));
+                        gce.remove_from_target_pool(&region, pool, &url).await?;
+                        Outcome::Changed
+                    }
+                    _ => Outcome::AlreadyDone,
+                }
+            }
+            Step::DetachExternalIp { replica, zone, .. } => {
+                let Some((nic, Some(ac))) = self.nic0(zone, replica).await? else {
+                    return Ok(Outcome::AlreadyDone);
+                };
+                let name = ac.name.unwrap_or_else(|| "External NAT".into());
+                deleted(gce.delete_access_config(zone, replica, &nic, &name).await)?
+            }
+            Step::AttachExternalIp { replica, zone, ip } => self.attach_external_ip(replica, zone, ip).await?,
+            Step::CreateForwardingRule { name, region } => {
+                let ip = self.static_ip().await?;
+                let mut r = model::ForwardingRule::default();
+                r.name = Some(name.clone());
+                r.ip_address = Some(ip.to_string());
+                r.ip_protocol = Some(model::forwarding_rule::IPProtocol::Tcp);
+                r.port_range = Some(format!("{0}-{0}", names::APISERVER_PORT));
+                r.target = Some(format!(
+                    "projects/{project}/regions/{region}/targetPools/{}",
+                    self.cfg.names.target_pool()
+                ));
+                created(gce.insert_forwarding_rule(region, r).await)?
+            }
+            Step::DeleteForwardingRule { name, region } => deleted(gce.delete_forwarding_rule(region, name).await)?,
+            Step::AddLearner { cluster, replica } => self.add_learner(*cluster, replica).await?,
+            Step::PromoteLearner { cluster, replica } => self.promote(*cluster, replica).await?,
+            Step::MoveLeaderOff { cluster, replica } => self.move_leader_off(*cluster, replica).await?,
+            Step::RemoveMember { cluster, replica } => self.remove_member(*cluster, replica).await?,
+        })
+    }
+
+    fn instance_url(&self, zone: &str, name: &str) -> String {
+        format!("projects/{}/zones/{zone}/instances/{name}", self.gce.project())
+    }
+
+    async fn static_ip(&self) -> Result<Ipv4Addr> {
+        let name = self.cfg.names.static_ip();
+        let a = self
+            .gce
+            .address(&self.region, &name)
+            .await?
+            .ok_or_else(|| anyhow!("static IP {name} does not exist"))?;
+        a.address
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("static IP {name} has no address"))
+    }
+
+    async fn internal_ip(&self, replica: &str) -> Result<Ipv4Addr> {
+        let name = self.cfg.names.internal_ip(replica);
+        let a = self
+            .gce
+            .address(&self.region, &name)
+            .await?
+            .ok_or_else(|| anyhow!("internal IP {name} does not exist"))?;
+        a.address
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("internal IP {name} has no address"))
+    }
+
+    /// The shared secrets: from observation, or read from any replica's metadata.
+    async fn secrets(&mut self) -> Result<&ClusterSecrets> {
+        if self.secrets.is_none() {
+            for i in self.gce.all_instances().await? {
+                if i.name.as_deref().is_some_and(|n| self.cfg.names.is_replica(n)) {
+                    if let Some(s) = ClusterSecrets::from_instance(&i)? {
+                        self.secrets = Some(s);
+                        break;
+                    }
+                }
+            }
+        }
+        self.secrets
+            .as_ref()
+            .ok_or_else(|| anyhow!("no replica carries the cluster's kube-env (metadata)"))
+    }
+
+    /// kube-ha's etcd client, with a 1-hour client certificate it issues itself.
+    async fn etcd(&mut self) -> Result<EtcdClient> {
+        if let Some(c) = &self.etcd {
+            return Ok(c.clone());
+        }
+        let cas = self.secrets().await?.cas.clone();
+        let client = etcd_client(&cas, ETCD_CALL_TIMEOUT)?;
+        self.etcd = Some(client.clone());
+        Ok(client)
+    }
+
+    /// An endpoint of `cluster` whose member is healthy (not `excluding`'s), with the member list it gave.
+    async fn healthy_endpoint(
+        &mut self,
+        cluster: EtcdCluster,
+        excluding: Option<&str>,
+    ) -> Result<(String, Vec<Member>)> {
+        let etcd = self.etcd().await?;
+        let mut errors = Vec::new();
+        let candidates: Vec<(String, Ipv4Addr)> = self
+            .replica_ips
+            .iter()
+            .filter(|(n, _)| Some(n.as_str()) != excluding)
+            .map(|(n, ip)| (n.clone(), *ip))
+            .collect();
+        for (_, ip) in candidates {
+            let endpoint = cluster.client_url(ip);
+            match etcd.status(&endpoint).await {
+                Ok(st) if st.errors.is_empty() && st.leader.is_some() && !st.is_learner => {
+                    match etcd.member_list(&endpoint).await {
+                        Ok(members) => return Ok((endpoint, members)),
+                        Err(e) => errors.push(format!("{endpoint}: {e}")),
+                    }
+                }
+                Ok(st) => errors.push(format!("{endpoint}: not healthy ({})", st.errors.join("; "))),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        bail!("no healthy etcd {cluster} member to talk to ({})", errors.join("; "))
+    }
+
+    /// The member of `replica` in `members`: by peer URL on its internal IP, else by name.
+    async fn member_of(&self, cluster: EtcdCluster, replica: &str, members: &[Member]) -> Option<Member> {
+        let ip = match self.replica_ips.get(replica) {
+            Some(ip) => Some(*ip),
+            None => self.internal_ip(replica).await.ok(),
+        };
+        members
+            .iter()
+            .find(|m| ip.is_some_and(|ip| m.peer_urls.contains(&cluster.peer_url(ip))))
+            .or_else(|| members.iter().find(|m| m.name == cluster.member_name(replica)))
+            .cloned()
+    }
+
+    async fn create_replica_vm(
+        &mut self,
+        replica: &str,
+        zone: &str,
+        first: bool,
+        settings: &MasterSettings,
+    ) -> Result<Outcome> {
+        if self.gce.instance(zone, replica).await?.is_some() {
+            return Ok(Outcome::AlreadyDone);
+        }
+        let internal = self.internal_ip(replica).await?;
+        let static_ip = self.static_ip().await?;
+        let now = time::OffsetDateTime::now_utc();
+        let id = ReplicaIdentity {
+            master_name: self.cfg.names.master_name().to_string(),
+            replica: replica.to_string(),
+            internal_ip: internal,
+            static_ip,
+            service_ip: self.cfg.service_ip,
+            dns_domain: self.cfg.dns_domain.clone(),
+        };
+        let (kube_env, master_certs) = if first {
+            // The CAs are made here and live only in this VM's metadata: if this step never
+            // completes, nothing else has used them yet and a rerun makes new ones.
+            let cas = ClusterCas::generate(self.cfg.names.master_name(), now)?;
+            let certs = pki::issue_replica_certs(&cas, &id, now)?;
+            let env = ClusterEnv {
+                master_name: self.cfg.names.master_name().to_string(),
+                multizone: self.cfg.multizone,
+                quorum_read: self.cfg.quorum_read,
+                static_ip,
+                service_cluster_ip_range: self.cfg.service_cluster_ip_range.clone(),
+                dns_domain: self.cfg.dns_domain.clone(),
+            };
+            let meta = first_master_metadata(&env, &cas, &certs, internal);
+            self.secrets = Some(ClusterSecrets {
+                kube_env: meta.0.clone(),
+                master_certs: meta.1.clone(),
+                cas,
+            });
+            meta
+        } else {
+            let (_, members) = self.healthy_endpoint(EtcdCluster::Main, Some(replica)).await?;
+            let secrets = self.secrets().await?.clone();
+            let certs = pki::issue_replica_certs(&secrets.cas, &id, now)?;
+            replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica, internal))
+        };
+
+        let mut inst = model::Instance::default();
+        inst.name = Some(replica.to_string());
+        inst.machine_type = Some(format!("zones/{zone}/machineTypes/{}", settings.machine_type));
+        inst.can_ip_forward = Some(true);
+        let mut tags = model::Tags::default();
+        tags.items = vec![self.cfg.names.tag().to_string()];
+        inst.tags = Some(tags);
+        let mut ac = model::AccessConfig::default();
+        ac.name = Some("External NAT".into());
+        ac.r#type = Some(model::access_config::Type::OneToOneNat);
+        // The first master carries the static IP itself; later replicas sit behind the load balancer.
+        if first {
+            ac.nat_ip = Some(static_ip.to_string());
+        }
+        let mut nic = model::NetworkInterface::default();
+        nic.network = Some(format!(
+            "projects/{}/global/networks/{}",
+            self.gce.project(),
+            self.cfg.network
+        ));
+        nic.network_ip = Some(internal.to_string());
+        nic.access_configs = vec![ac];
+        inst.network_interfaces = vec![nic];
+        let mut boot_params = model::AttachedDiskInitializeParams::default();
+        boot_params.disk_size_gb = Some(i64::try_from(settings.root_disk_size_gb).unwrap_or(i64::MAX));
+        boot_params.source_image = Some(settings.source_image.clone());
+        let mut boot = model::AttachedDisk::default();
+        boot.boot = Some(true);
+        boot.auto_delete = Some(true);
+        boot.initialize_params = Some(boot_params);
+        let mut data = model::AttachedDisk::default();
+        data.source = Some(format!(
+            "projects/{}/zones/{zone}/disks/{}",
+            self.gce.project(),
+            self.cfg.names.data_disk(replica)
+        ));
+        data.device_name = Some(names::DATA_DISK_DEVICE.to_string());
+        data.auto_delete = Some(false);
+        data.mode = Some(model::attached_disk::Mode::ReadWrite);
+        inst.disks = vec![boot, data];
+        let mut scheduling = model::Scheduling::default();
+        scheduling.preemptible = Some(settings.preemptible);
+        scheduling.automatic_restart = Some(!settings.preemptible);
+        inst.scheduling = Some(scheduling);
+        let item = |k: &str, v: String| {
+            let mut i = model::metadata::Items::default();
+            i.key = Some(k.to_string());
+            i.value = Some(v);
+            i
+        };
+        let mut md = model::Metadata::default();
+        md.items = vec![
+            item(names::METADATA_KUBE_ENV, kube_env.to_yaml()),
+            item(names::METADATA_MASTER_CERTS, master_certs.to_yaml()),
+            item(
+                names::METADATA_CLUSTER_NAME,
+                self.cfg.names.master_name().trim_end_matches("-master").to_string(),
+            ),
+        ];
+        inst.metadata = Some(md);
+        let outcome = created(self.gce.insert_instance(zone, inst).await)?;
+        self.replica_ips.insert(replica.to_string(), internal);
+        Ok(outcome)
+    }
+
+    async fn wait_etcd_healthy(&mut self, replica: &str) -> Result<()> {
+        let ip = self.internal_ip(replica).await?;
+        let etcd = self.etcd().await?;
+        let started = Instant::now();
+        let mut last = Instant::now();
+        loop {
+            let mut missing = Vec::new();
+            for cluster in EtcdCluster::ALL {
+                match etcd.status(&cluster.client_url(ip)).await {
+                    Ok(st) if st.errors.is_empty() && st.leader.is_some() => {}
+                    Ok(st) => missing.push(format!("etcd {cluster}: {}", st.errors.join("; "))),
+                    Err(e) => missing.push(format!("etcd {cluster}: {e}")),
+                }
+            }
+            if missing.is_empty() {
+                self.progress.end_wait();
+                self.replica_ips.insert(replica.to_string(), ip);
+                return Ok(());
+            }
+            let reason = missing.join("; ");
+            if Instant::now() > self.boot_deadline {
+                self.progress.end_wait();
+                return Err(NeverHealthy {
+                    replica: replica.to_string(),
+                    after: started.elapsed(),
+                    reason,
+                }
+                .into());
+            }
+            self.progress
+                .waiting(&mut last, started, &format!("{replica} etcd: {reason}"));
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn wait_api(&mut self, replica: &str, via: &ApiVia) -> Result<()> {
+        let ip = match via {
+            ApiVia::StaticIp => self.static_ip().await?,
+            ApiVia::InternalIp => self.internal_ip(replica).await?,
+        };
+        let ca = self.secrets().await?.cas.cluster.cert_pem.clone();
+        let client = api::client(&ca, Duration::from_secs(3))?;
+        let started = Instant::now();
+        let mut last = Instant::now();
+        loop {
+            match api::healthz(&client, ip).await {
+                Ok(()) => {
+                    self.progress.end_wait();
+                    return Ok(());
+                }
+                Err(e) if Instant::now() > self.boot_deadline => {
+                    self.progress.end_wait();
+                    return Err(NeverHealthy {
+                        replica: replica.to_string(),
+                        after: started.elapsed(),
+                        reason: e.to_string(),
+                    }
+                    .into());
+                }
+                Err(e) => self.progress.waiting(&mut last, started, &format!("API: {e}")),
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn add_to_pool(&self, replica: &str, zone: &str) -> Result<Outcome> {
+        let pool = self.cfg.names.target_pool();
+        let p = self
+            .gce
+            .target_pool(&self.region, pool)
+            .await?
+            .ok_or_else(|| anyhow!("target pool {pool} does not exist"))?;
+        if p.instances.iter().any(|u| last_segment(u) == replica) {
+            return Ok(Outcome::AlreadyDone);
+        }
+        self.gce
+            .add_to_target_pool(&self.region, pool, &self.instance_url(zone, replica))
+            .await?;
+        Ok(Outcome::Changed)
+    }
+
+    /// nic0's name and access config of an instance; `None` if the instance is gone.
+    async fn nic0(&self, zone: &str, replica: &str) -> Result<Option<(String, Option<model::AccessConfig>)>> {
+        let Some(inst) = self.gce.instance(zone, replica).await? else {
+            return Ok(None);
+        };
+        let nic = inst
+            .network_interfaces
+            .first()
+            .ok_or_else(|| anyhow!("{replica} has no network interface"))?;
+        Ok(Some((
+            nic.name.clone().unwrap_or_else(|| "nic0".into()),
+            nic.access_configs.first().cloned(),
+        )))
+    }
+
+    async fn attach_external_ip(&self, replica: &str, zone: &str, want: &ExternalIp) -> Result<Outcome> {
+        let (nic, ac) = self
+            .nic0(zone, replica)
+            .await?
+            .ok_or_else(|| anyhow!("instance {replica} does not exist"))?;
+        let nat_ip = match want {
+            ExternalIp::Static => Some(self.static_ip().await?.to_string()),
+            ExternalIp::Ephemeral => None,
+        };
+        if let Some(ac) = ac {
+            let has = ac.nat_ip.clone();
+            let right = match want {
+                ExternalIp::Static => has == nat_ip,
+                ExternalIp::Ephemeral => has.is_some() && has != Some(self.static_ip().await?.to_string()),
+            };
+            if right {
+                return Ok(Outcome::AlreadyDone);
+            }
+            // The wrong IP is attached (a run interrupted between detach and attach elsewhere).
+            let name = ac.name.unwrap_or_else(|| "External NAT".into());
+            deleted(self.gce.delete_access_config(zone, replica, &nic, &name).await)?;
+        }
+        self.gce
+            .add_access_config(zone, replica, &nic, "External NAT", nat_ip.as_deref())
+            .await?;
+        Ok(Outcome::Changed)
+    }
+
+    async fn add_learner(&mut self, cluster: EtcdCluster, replica: &str) -> Result<Outcome> {
+        let ip = self.internal_ip(replica).await?;
+        let peer = cluster.peer_url(ip);
+        let (endpoint, members) = self.healthy_endpoint(cluster, Some(replica)).await?;
+        if members.iter().any(|m| m.peer_urls.contains(&peer)) {
+            return Ok(Outcome::AlreadyDone);
+        }
+        let etcd = self.etcd().await?;
+        match etcd.member_add(&endpoint, std::slice::from_ref(&peer), true).await {
+            Ok(_) => Ok(Outcome::Changed),
+            Err(EtcdError::PeerUrlExists) => Ok(Outcome::AlreadyDone),
+            Err(e) => Err(e).with_context(|| format!("cannot add {peer} as a learner")),
+        }
+    }
+
+    async fn promote(&mut self, cluster: EtcdCluster, replica: &str) -> Result<Outcome> {
+        let etcd = self.etcd().await?;
+        let ip = self.internal_ip(replica).await?;
+        let started = Instant::now();
+        let mut last = Instant::now();
+        let mut promoted = false;
+        loop {
+            let (endpoint, members) = self.healthy_endpoint(cluster, Some(replica)).await?;
+            let Some(m) = self.member_of(cluster, replica, &members).await else {
+                bail!("{replica} has no member in etcd {cluster} (was it removed?); rerun to add it again");
+            };
+            if !m.is_learner {
+                self.progress.end_wait();
+                self.replica_ips.insert(replica.to_string(), ip);
+                return Ok(if promoted {
+                    Outcome::Changed
+                } else {
+                    Outcome::AlreadyDone
+                });
+            }
+            let reason = match etcd.member_promote(&endpoint, m.id).await {
+                Ok(()) => {
+                    promoted = true;
+                    continue;
+                }
+                Err(EtcdError::NotInSync) => {
+                    let progress = match (etcd.status(&cluster.client_url(ip)).await, etcd.status(&endpoint).await) {
+                        (Ok(learner), Ok(leader)) => {
+                            format!("raft index {} of {}", learner.raft_index, leader.raft_index)
+                        }
+                        (Err(e), _) => format!("learner not answering ({e})"),
+                        (_, Err(e)) => e.to_string(),
+                    };
+                    format!(
+                        "learner {} on etcd {cluster} catching up: {progress}",
+                        cluster.member_name(replica)
+                    )
+                }
+                Err(e) => format!("promote failed: {e}"),
+            };
+            if Instant::now() > self.boot_deadline {
+                self.progress.end_wait();
+                return Err(NeverHealthy {
+                    replica: replica.to_string(),
+                    after: started.elapsed(),
+                    reason,
+                }
+                .into());
+            }
+            self.progress.waiting(&mut last, started, &reason);
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn move_leader_off(&mut self, cluster: EtcdCluster, replica: &str) -> Result<Outcome> {
+        let etcd = self.etcd().await?;
+        let (endpoint, members) = self.healthy_endpoint(cluster, None).await?;
+        let Some(victim) = self.member_of(cluster, replica, &members).await else {
+            return Ok(Outcome::AlreadyDone);
+        };
+        let leader = etcd.status(&endpoint).await?.leader;
+        if leader != Some(victim.id) {
+            return Ok(Outcome::AlreadyDone);
+        }
+        // Hand over to the most caught-up healthy voting member.
+        let mut best: Option<(u64, Member)> = None;
+        for m in members.iter().filter(|m| m.id != victim.id && !m.is_learner) {
+            let Some(url) = m.client_urls.first() else { continue };
+            if let Ok(st) = etcd.status(url).await {
+                if st.errors.is_empty() && best.as_ref().is_none_or(|(idx, _)| st.raft_index > *idx) {
+                    best = Some((st.raft_index, m.clone()));
+                }
+            }
+        }
+        let (_, target) =
+            best.ok_or_else(|| anyhow!("no healthy member to take etcd {cluster} leadership from {replica}"))?;
+        let leader_url = victim
+            .client_urls
+            .first()
+            .ok_or_else(|| anyhow!("leader {replica} has no client URL"))?;
+        etcd.move_leader(leader_url, target.id)
+            .await
+            .with_context(|| format!("cannot move etcd {cluster} leadership to {}", target.name))?;
+        // Wait until the cluster agrees on the new leader before removing the old one.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Some(url) = target.client_urls.first() {
+                if let Ok(st) = etcd.status(url).await {
+                    if st.leader == Some(target.id) {
+                        self.progress
+                            .say(&format!("      etcd {cluster} leader is now {}", target.name));
+                        return Ok(Outcome::Changed);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("etcd {cluster} leadership did not move to {} within 10s", target.name)
+    }
+
+    async fn remove_member(&mut self, cluster: EtcdCluster, replica: &str) -> Result<Outcome> {
+        let etcd = self.etcd().await?;
+        let (endpoint, members) = self.healthy_endpoint(cluster, Some(replica)).await?;
+        let Some(victim) = self.member_of(cluster, replica, &members).await else {
+            return Ok(Outcome::AlreadyDone);
+        };
+        match etcd.member_remove(&endpoint, victim.id).await {
+            Ok(()) | Err(EtcdError::MemberNotFound) => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove member {} ({})", victim.id, replica)),
+        }
+        // Wait until the rest has a leader again, so the next step sees a healthy cluster.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(15) {
+            if let Ok(st) = etcd.status(&endpoint).await {
+                if st.leader.is_some() && st.errors.is_empty() {
+                    return Ok(Outcome::Changed);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("etcd {cluster} has no leader after removing {replica}")
+    }
+}
+
+/// An etcd client authenticated by a fresh 1-hour certificate signed by the etcd client CA.
+pub fn etcd_client(cas: &ClusterCas, timeout: Duration) -> Result<EtcdClient> {
+    let me = pki::issue_tool_client(cas, time::OffsetDateTime::now_utc())?;
+    EtcdClient::new(&cas.etcd_client.cert_pem, &me.cert_pem, &me.key_pem, timeout)
+}

@@ -1,0 +1,267 @@
+//! Observe: read the world into one [`Snapshot`] (GCE resources, the lock, both etcd member lists
+//! with each member's own health, the local kubeconfig). Reads only: observing never changes
+//! anything, which is what lets a refusal promise zero mutating calls.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures_util::future::join_all;
+use google_cloud_compute_v1::model;
+
+use crate::config::{Config, MasterSettings};
+use crate::etcd::{EtcdClient, MemberId};
+use crate::gce::{Gce, last_segment};
+use crate::names::{ClusterNames, EtcdCluster};
+use crate::plan::Snapshot;
+use crate::plan::snapshot::{AddressObs, ClusterObs, DiskObs, MemberHealth, PoolObs, ReplicaVm, RuleObs};
+
+use super::cluster::ClusterSecrets;
+use super::lock::lock_state;
+
+/// How long one etcd read may take while observing (a dead member must not stall a refusal).
+pub const ETCD_OBSERVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What observing read, beyond the snapshot: raw objects the executor needs again.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// The project's metadata as read (its fingerprint takes the lock).
+    pub project_metadata: model::Metadata,
+    /// Replica instances as GCE returned them (metadata, self links).
+    pub instances: Vec<model::Instance>,
+    /// The shared secrets, from the first replica that has them.
+    pub secrets: Option<ClusterSecrets>,
+}
+
+fn ipv4(s: Option<&str>) -> Option<Ipv4Addr> {
+    s.and_then(|s| s.parse().ok())
+}
+
+/// A replica VM as plain data, with its settings read back from its disks.
+fn replica_vm(i: &model::Instance, disks: &[model::Disk], names: &ClusterNames) -> ReplicaVm {
+    let name = i.name.clone().unwrap_or_default();
+    let zone = last_segment(i.zone.as_deref().unwrap_or_default()).to_string();
+    let nic = i.network_interfaces.first();
+    let ac = nic.and_then(|n| n.access_configs.first());
+    let disk = |n: &str| {
+        disks
+            .iter()
+            .find(|d| d.name.as_deref() == Some(n) && d.zone.as_deref().map(last_segment) == Some(zone.as_str()))
+    };
+    let boot_name = i
+        .disks
+        .iter()
+        .find(|d| d.boot == Some(true))
+        .and_then(|d| d.source.as_deref())
+        .map(last_segment)
+        .unwrap_or(&name)
+        .to_string();
+    let settings = match (
+        disk(&boot_name),
+        disk(&names.data_disk(&name)),
+        i.machine_type.as_deref(),
+    ) {
+        (Some(boot), Some(data), Some(mt)) => Some(MasterSettings {
+            machine_type: last_segment(mt).to_string(),
+            disk_type: data.r#type.as_deref().map(last_segment).unwrap_or("pd-ssd").to_string(),
+            disk_size_gb: data.size_gb.unwrap_or(20).max(1) as u64,
+            root_disk_size_gb: boot.size_gb.unwrap_or(20).max(1) as u64,
+            source_image: boot.source_image.clone().unwrap_or_default(),
+            preemptible: i.scheduling.as_ref().and_then(|s| s.preemptible).unwrap_or(false),
+        }),
+        _ => None,
+    };
+    ReplicaVm {
+        name,
+        zone,
+        status: i
+            .status
+            .as_ref()
+            .and_then(|s| s.name())
+            .unwrap_or("UNKNOWN")
+            .to_string(),
+        internal_ip: ipv4(nic.and_then(|n| n.network_ip.as_deref())),
+        external_ip: ipv4(ac.and_then(|a| a.nat_ip.as_deref())),
+        access_config: ac.and_then(|a| a.name.clone()),
+        created: i.creation_timestamp.clone().unwrap_or_default(),
+        self_link: i.self_link.clone().unwrap_or_default(),
+        settings,
+    }
+}
+
+/// Read GCE (and the kubeconfig); etcd is read separately by [`observe_etcd`].
+pub async fn observe_gce(gce: &Gce, cfg: &Config) -> Result<(Snapshot, Observed)> {
+    let names = &cfg.names;
+    let (metadata, instances, disks, zone) = tokio::try_join!(
+        gce.project_metadata(),
+        gce.all_instances(),
+        gce.all_disks(),
+        gce.zone_region(&cfg.zone)
+    )
+    .context("cannot read the project")?;
+    let mut instances: Vec<model::Instance> = instances
+        .into_iter()
+        .filter(|i| i.name.as_deref().is_some_and(|n| names.is_replica(n)))
+        .collect();
+    instances.sort_by(|a, b| (&a.creation_timestamp, &a.name).cmp(&(&b.creation_timestamp, &b.name)));
+    let replicas: Vec<ReplicaVm> = instances.iter().map(|i| replica_vm(i, &disks, names)).collect();
+
+    let cluster_disks: Vec<DiskObs> = disks
+        .iter()
+        .filter_map(|d| {
+            let name = d.name.as_deref()?;
+            let ours = names.replica_of_data_disk(name).is_some() || names.is_replica(name);
+            ours.then(|| DiskObs {
+                name: name.to_string(),
+                zone: last_segment(d.zone.as_deref().unwrap_or_default()).to_string(),
+                users: d.users.iter().map(|u| last_segment(u).to_string()).collect(),
+            })
+        })
+        .collect();
+
+    let mut snapshot = Snapshot {
+        replicas,
+        disks: cluster_disks,
+        ..Default::default()
+    };
+    let region = snapshot.cluster_region().unwrap_or_else(|| cfg.region.clone());
+    let (fw_https, fw_etcd) = (names.firewall_https(), names.firewall_etcd());
+    let (addresses, https, etcd_fw, pool, rule) = tokio::try_join!(
+        gce.addresses(&region),
+        gce.firewall(&fw_https),
+        gce.firewall(&fw_etcd),
+        gce.target_pool(&region, names.target_pool()),
+        gce.forwarding_rule(&region, names.forwarding_rule()),
+    )
+    .context("cannot read the project")?;
+    for a in &addresses {
+        let (Some(name), Some(ip)) = (a.name.as_deref(), ipv4(a.address.as_deref())) else {
+            continue;
+        };
+        let in_use = a.status.as_ref().and_then(|s| s.name()) == Some("IN_USE");
+        let obs = AddressObs {
+            name: name.to_string(),
+            ip,
+            in_use,
+        };
+        if name == names.static_ip() {
+            snapshot.static_ip = Some(obs);
+        } else if let Some(replica) = names.replica_of_internal_ip(name) {
+            snapshot.internal_ips.insert(replica, obs);
+        }
+    }
+    snapshot.firewalls = [https, etcd_fw].into_iter().flatten().filter_map(|f| f.name).collect();
+    snapshot.target_pool = pool.map(|p| PoolObs {
+        instances: p.instances.iter().map(|u| last_segment(u).to_string()).collect(),
+    });
+    snapshot.forwarding_rule = rule.map(|r| RuleObs {
+        ip: r.ip_address.unwrap_or_default(),
+    });
+    snapshot.zone_known = zone.is_some_and(|r| r == cfg.region);
+    snapshot.lock = lock_state(&metadata, &names.lock_key())?;
+    snapshot.kubeconfig_ok = snapshot
+        .static_ip
+        .as_ref()
+        .is_some_and(|ip| super::kubeconfig::points_at(&cfg.kubeconfig, ip.ip));
+
+    let mut secrets = None;
+    for i in &instances {
+        if let Some(s) = ClusterSecrets::from_instance(i)? {
+            secrets = Some(s);
+            break;
+        }
+    }
+    Ok((
+        snapshot,
+        Observed {
+            project_metadata: metadata,
+            instances,
+            secrets,
+        },
+    ))
+}
+
+/// Read both etcd clusters through every replica's own endpoint.
+pub async fn observe_etcd(client: &EtcdClient, snapshot: &mut Snapshot) {
+    let ips: Vec<Ipv4Addr> = snapshot.replicas.iter().filter_map(|r| r.internal_ip).collect();
+    for cluster in EtcdCluster::ALL {
+        let obs = observe_cluster(client, cluster, &ips).await;
+        snapshot.etcd.insert(cluster, obs);
+    }
+}
+
+async fn observe_cluster(client: &EtcdClient, cluster: EtcdCluster, ips: &[Ipv4Addr]) -> ClusterObs {
+    let mut obs = ClusterObs::default();
+    let endpoints: Vec<String> = ips.iter().map(|ip| cluster.client_url(*ip)).collect();
+    let lists = join_all(endpoints.iter().map(|e| client.member_list(e))).await;
+    let mut errors = Vec::new();
+    for (endpoint, list) in endpoints.iter().zip(lists) {
+        match list {
+            Ok(members) => {
+                obs.members = Some(members);
+                break;
+            }
+            Err(e) => errors.push(format!("{endpoint}: {e}")),
+        }
+    }
+    if obs.members.is_none() {
+        obs.error = Some(if errors.is_empty() {
+            "no replica to ask".into()
+        } else {
+            errors.join("; ")
+        });
+        return obs;
+    }
+    // Ask each member at its own client URL (a member without one has not started).
+    let members = obs.members.clone().unwrap_or_default();
+    let targets: Vec<(MemberId, Option<String>)> =
+        members.iter().map(|m| (m.id, m.client_urls.first().cloned())).collect();
+    let statuses = join_all(targets.iter().map(|(_, url)| async move {
+        match url {
+            Some(u) => Some(client.status(u).await),
+            None => None,
+        }
+    }))
+    .await;
+    let mut leaders: BTreeMap<MemberId, usize> = BTreeMap::new();
+    for ((id, _), status) in targets.iter().zip(statuses) {
+        let health = match status {
+            None => MemberHealth {
+                healthy: false,
+                leader: None,
+                raft_index: 0,
+                error: Some("not started".into()),
+            },
+            Some(Err(e)) => MemberHealth {
+                healthy: false,
+                leader: None,
+                raft_index: 0,
+                error: Some(e.to_string()),
+            },
+            Some(Ok(st)) => {
+                let healthy = st.errors.is_empty() && st.leader.is_some() && st.member_id == *id;
+                if healthy {
+                    if let Some(l) = st.leader {
+                        *leaders.entry(l).or_default() += 1;
+                    }
+                }
+                MemberHealth {
+                    healthy,
+                    leader: st.leader.map(|l| l.0),
+                    raft_index: st.raft_index,
+                    error: (!healthy).then(|| {
+                        if st.errors.is_empty() {
+                            "no leader".to_string()
+                        } else {
+                            st.errors.join("; ")
+                        }
+                    }),
+                }
+            }
+        };
+        obs.health.insert(*id, health);
+    }
+    obs.leader = leaders.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id);
+    obs
+}
