@@ -611,7 +611,8 @@ mod tests {
         let client_ca = parse(&cas.etcd_client.cert_pem).subject;
 
         // (cert, CN, issuer, SANs, serverAuth, clientAuth)
-        let rows: [(&CertPair, &str, &str, BTreeSet<String>, bool, bool); 4] = [
+        type Row<'a> = (&'a CertPair, &'a str, &'a str, BTreeSet<String>, bool, bool);
+        let rows: [Row<'_>; 4] = [
             (
                 &certs.apiserver,
                 "CN=kube-apiserver",
