@@ -87,6 +87,12 @@ pub enum EtcdError {
     #[error("peer URL already exists")]
     PeerUrlExists,
     /// etcd refused a reconfiguration because it would lose quorum or is unhealthy.
+    ///
+    /// Also transient: with `--strict-reconfig-check`, etcd 3.4 refuses any add (learners too)
+    /// until the answering member has been connected to every voting peer for 5 s
+    /// (`HealthInterval`), and a remove until enough peers have been; so a change made right
+    /// after a promote or a restart gets this for up to ~5 s. Retry for a bounded time when
+    /// every member is otherwise known healthy.
     #[error("etcd refused: unhealthy cluster")]
     UnhealthyCluster,
     /// A second learner.
