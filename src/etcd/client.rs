@@ -170,28 +170,17 @@ impl EtcdClient {
     /// `GET /health`: `Ok(true)` when the member has a leader and can serve; `Ok(false)` when it
     /// answered but is unhealthy (e.g. no quorum, HTTP 503); `Err` when it did not answer.
     pub async fn health(&self, endpoint: &str) -> Result<bool, EtcdError> {
-        let url = url(endpoint, "/health");
-        let started = Instant::now();
-        let reply = self
-            .http
-            .get(&url)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(endpoint, e))?;
-        let status = reply.status();
-        let body = reply
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(endpoint, e))?;
-        tracing::debug!(%url, status = status.as_u16(), elapsed = ?started.elapsed(), "etcd");
+        let (status, body) = self
+            .exchange(endpoint, self.http.get(url(endpoint, "/health")))
+            .await?;
         #[derive(Deserialize)]
         struct Health {
             health: String,
         }
+        // The body is read whatever the status: an unhealthy member says so with a 503.
         match serde_json::from_slice::<Health>(&body) {
             Ok(h) => Ok(h.health == "true"),
-            Err(_) => Err(api_error(endpoint, status.as_u16(), &body)),
+            Err(_) => Err(api_error(endpoint, status, &body)),
         }
     }
 
@@ -274,30 +263,40 @@ impl EtcdClient {
         path: &str,
         body: &Value,
     ) -> Result<T, EtcdError> {
-        let url = url(endpoint, path);
-        let started = Instant::now();
-        let reply = self
-            .http
-            .post(&url)
-            .timeout(self.timeout)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(endpoint, e))?;
-        let status = reply.status();
-        let bytes = reply
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(endpoint, e))?;
-        tracing::debug!(%url, status = status.as_u16(), elapsed = ?started.elapsed(), "etcd");
-        if !status.is_success() {
-            return Err(api_error(endpoint, status.as_u16(), &bytes));
+        let (status, bytes) = self
+            .exchange(endpoint, self.http.post(url(endpoint, path)).json(body))
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(api_error(endpoint, status, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| EtcdError::Api {
             endpoint: endpoint.to_string(),
-            http_status: status.as_u16(),
+            http_status: status,
             message: format!("unreadable reply to {path}: {e}"),
         })
+    }
+
+    /// Send with the deadline (which covers connect, TLS, reply and body) and read the whole
+    /// reply: its HTTP status and body.
+    async fn exchange(
+        &self,
+        endpoint: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Vec<u8>), EtcdError> {
+        let started = Instant::now();
+        let reply = request
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(endpoint, e))?;
+        let status = reply.status().as_u16();
+        let url = reply.url().to_string();
+        let body = reply
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(endpoint, e))?;
+        tracing::debug!(%url, status, elapsed = ?started.elapsed(), "etcd");
+        Ok((status, body.to_vec()))
     }
 
     /// No HTTP reply: a deadline, or connect/TLS/IO failure.

@@ -120,11 +120,9 @@ pub struct EtcdTlsFiles {
 }
 
 impl EtcdTlsFiles {
-    /// Write a replica's etcd certificates and the two CA certificates (never CA keys) into
-    /// `dir` (created 0700 if missing). Keys are 0600 from the moment they exist.
-    pub fn write(dir: &Path, cas: &ClusterCas, certs: &ReplicaCerts) -> Result<EtcdTlsFiles> {
-        create_private_dir(dir)?;
-        let files = EtcdTlsFiles {
+    /// The file names under `dir`, without touching the disk.
+    pub fn in_dir(dir: &Path) -> EtcdTlsFiles {
+        EtcdTlsFiles {
             peer_ca: dir.join("etcd-ca.crt"),
             peer_cert: dir.join("etcd-peer.crt"),
             peer_key: dir.join("etcd-peer.key"),
@@ -133,7 +131,14 @@ impl EtcdTlsFiles {
             server_key: dir.join("etcd-apiserver-server.key"),
             client_cert: dir.join("etcd-apiserver-client.crt"),
             client_key: dir.join("etcd-apiserver-client.key"),
-        };
+        }
+    }
+
+    /// Write a replica's etcd certificates and the two CA certificates (never CA keys) into
+    /// `dir` (created 0700 if missing). Keys are 0600 from the moment they exist.
+    pub fn write(dir: &Path, cas: &ClusterCas, certs: &ReplicaCerts) -> Result<EtcdTlsFiles> {
+        create_private_dir(dir)?;
+        let files = EtcdTlsFiles::in_dir(dir);
         write_file(&files.peer_ca, &cas.etcd_peer.cert_pem, 0o644)?;
         write_file(&files.peer_cert, &certs.etcd_peer.cert_pem, 0o644)?;
         write_file(&files.peer_key, &certs.etcd_peer.key_pem, 0o600)?;
@@ -514,19 +519,6 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn tls(dir: &Path) -> EtcdTlsFiles {
-        EtcdTlsFiles {
-            peer_ca: dir.join("etcd-ca.crt"),
-            peer_cert: dir.join("etcd-peer.crt"),
-            peer_key: dir.join("etcd-peer.key"),
-            client_ca: dir.join("etcd-apiserver-ca.crt"),
-            server_cert: dir.join("etcd-apiserver-server.crt"),
-            server_key: dir.join("etcd-apiserver-server.key"),
-            client_cert: dir.join("etcd-apiserver-client.crt"),
-            client_key: dir.join("etcd-apiserver-client.key"),
-        }
-    }
-
     #[test]
     fn flags_follow_configure_helper_with_explicit_ips() {
         let ip = Ipv4Addr::new(127, 9, 1, 2);
@@ -537,7 +529,7 @@ mod tests {
             "kubernetes-master",
             ip,
             dir,
-            tls(dir),
+            EtcdTlsFiles::in_dir(dir),
             list,
             InitialClusterState::New,
         );
@@ -638,7 +630,7 @@ mod tests {
             "m",
             Ipv4Addr::LOCALHOST,
             dir.path(),
-            tls(dir.path()),
+            EtcdTlsFiles::in_dir(dir.path()),
             String::new(),
             InitialClusterState::New,
         );
