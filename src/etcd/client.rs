@@ -23,7 +23,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{EndpointStatus, EtcdError, Member, MemberId};
-use crate::pki::CertPair;
+use crate::pki::{CertPair, ClusterCas, issue_tool_client};
+use time::OffsetDateTime;
 
 /// Per-call deadline unless the caller picks another: generous for a loaded 2-core VM (a healthy
 /// member answers in milliseconds; a remove without quorum never does).
@@ -35,6 +36,12 @@ const HEALTH_POLL: Duration = Duration::from_millis(100);
 /// A client of any number of etcd endpoints that share one CA and one client identity.
 ///
 /// Cheap to clone (reqwest's client is reference-counted and pools connections).
+///
+/// Errors without an HTTP reply: [`EtcdError::Unreachable`] when the connection or the TLS
+/// handshake failed (refused, reset, certificate rejected either way), [`EtcdError::Timeout`]
+/// when the deadline passed first. Connecting counts against the deadline, so an address that
+/// drops packets (a stopped VM) is a `Timeout`, while one that refuses (a stopped etcd on a
+/// live host) is `Unreachable` at once.
 #[derive(Clone, Debug)]
 pub struct EtcdClient {
     http: reqwest::Client,
@@ -68,6 +75,13 @@ impl EtcdClient {
     /// [`EtcdClient::new`] with a [`CertPair`] identity (e.g. from `pki::issue_tool_client`).
     pub fn with_identity(ca_pem: &str, identity: &CertPair, timeout: Duration) -> Result<Self> {
         Self::new(ca_pem, &identity.cert_pem, &identity.key_pem, timeout)
+    }
+
+    /// kube-ha's own client (SPEC §3): a fresh 1-hour certificate from the etcd client CA, so no
+    /// long-lived operator credential exists. Build one per command run.
+    pub fn for_tool(cas: &ClusterCas, now: OffsetDateTime, timeout: Duration) -> Result<Self> {
+        let identity = issue_tool_client(cas, now)?;
+        Self::with_identity(&cas.etcd_client.cert_pem, &identity, timeout)
     }
 
     /// The per-call deadline.

@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use kube_ha::etcd::{EtcdClient, EtcdError, Member, MemberId};
 use kube_ha::names::EtcdCluster;
-use kube_ha::pki::{
-    CertPair, ClusterCas, ReplicaCerts, ReplicaIdentity, issue_replica_certs, issue_tool_client,
-};
+use kube_ha::pki::{CertPair, ClusterCas, ReplicaCerts, ReplicaIdentity, issue_replica_certs};
 use kube_ha::sandbox::etcd_proc::{
     EtcdMember, EtcdMemberConfig, EtcdTlsFiles, InitialClusterState, initial_cluster,
 };
@@ -72,13 +70,8 @@ impl TestEtcd {
         let dir = tempfile::tempdir().expect("tempdir");
         let now = OffsetDateTime::now_utc();
         let cas = ClusterCas::generate("kubernetes", now).expect("CAs");
-        let tool = issue_tool_client(&cas, now).expect("tool client cert");
-        let client = EtcdClient::with_identity(
-            &cas.etcd_client.cert_pem,
-            &tool,
-            kube_ha::etcd::DEFAULT_TIMEOUT,
-        )
-        .expect("etcd client");
+        let client =
+            EtcdClient::for_tool(&cas, now, kube_ha::etcd::DEFAULT_TIMEOUT).expect("etcd client");
         TestEtcd {
             cluster,
             cas,
