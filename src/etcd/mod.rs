@@ -1,12 +1,24 @@
 //! etcd access (SPEC §5): the v3 JSON gateway over reqwest with mutual TLS. Every call has a
 //! timeout, because a member remove without quorum hangs forever otherwise.
-//! (Interface; bodies land with the etcd client work.)
+//!
+//! This file holds the types callers branch on; [`EtcdClient`] (in `client.rs`) makes the calls.
 
 use std::time::Duration;
+
+mod client;
+
+pub use client::*;
 
 /// An etcd member ID. etcd's JSON carries it as a decimal string; people see it in hex, as etcdctl shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MemberId(pub u64);
+
+impl MemberId {
+    /// Parse the hex form etcdctl prints (and [`Display`](std::fmt::Display) writes).
+    pub fn from_hex(text: &str) -> Option<MemberId> {
+        u64::from_str_radix(text.trim(), 16).ok().map(MemberId)
+    }
+}
 
 impl std::fmt::Display for MemberId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -27,6 +39,14 @@ pub struct Member {
     pub client_urls: Vec<String>,
     /// A learner (non-voting).
     pub is_learner: bool,
+}
+
+impl Member {
+    /// Whether the member has started at least once: etcd fills in the name when a member first
+    /// publishes itself, so an added-but-never-started member has none (etcdctl's rule too).
+    pub fn is_started(&self) -> bool {
+        !self.name.is_empty()
+    }
 }
 
 /// `maintenance/status` of one endpoint.
@@ -54,6 +74,12 @@ pub enum EtcdError {
     /// Promote refused: the learner is not caught up yet (retry).
     #[error("learner is not in sync with the leader yet")]
     NotInSync,
+    /// Promote refused: the member is already a voting member (nothing to retry).
+    #[error("member is not a learner")]
+    NotALearner,
+    /// The call needs a voting member (e.g. a linearizable read sent to a learner).
+    #[error("not supported by a learner member")]
+    NotSupportedForLearner,
     /// No such member.
     #[error("member not found")]
     MemberNotFound,
@@ -61,6 +87,12 @@ pub enum EtcdError {
     #[error("peer URL already exists")]
     PeerUrlExists,
     /// etcd refused a reconfiguration because it would lose quorum or is unhealthy.
+    ///
+    /// Also transient: with `--strict-reconfig-check`, etcd 3.4 refuses any add (learners too)
+    /// until the answering member has been connected to every voting peer for 5 s
+    /// (`HealthInterval`), and a remove until enough peers have been; so a change made right
+    /// after a promote or a restart gets this for up to ~5 s. Retry for a bounded time when
+    /// every member is otherwise known healthy.
     #[error("etcd refused: unhealthy cluster")]
     UnhealthyCluster,
     /// A second learner.
@@ -102,6 +134,3 @@ pub enum EtcdError {
         message: String,
     },
 }
-
-mod client;
-pub use client::EtcdClient;

@@ -38,6 +38,8 @@ pub struct NeverHealthy {
 
 /// How long one etcd call may take while acting.
 const ETCD_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait out etcd's post-change health interval (5 s) before giving up.
+const UNHEALTHY_RETRY: Duration = Duration::from_secs(15);
 /// Pause between polls of a wait.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -305,11 +307,11 @@ impl<'a> Executor<'a> {
     async fn secrets(&mut self) -> Result<&ClusterSecrets> {
         if self.secrets.is_none() {
             for i in self.gce.all_instances().await? {
-                if i.name.as_deref().is_some_and(|n| self.cfg.names.is_replica(n)) {
-                    if let Some(s) = ClusterSecrets::from_instance(&i)? {
-                        self.secrets = Some(s);
-                        break;
-                    }
+                if i.name.as_deref().is_some_and(|n| self.cfg.names.is_replica(n))
+                    && let Some(s) = ClusterSecrets::from_instance(&i)?
+                {
+                    self.secrets = Some(s);
+                    break;
                 }
             }
         }
@@ -617,10 +619,40 @@ impl<'a> Executor<'a> {
             return Ok(Outcome::AlreadyDone);
         }
         let etcd = self.etcd().await?;
-        match etcd.member_add(&endpoint, std::slice::from_ref(&peer), true).await {
+        let result = self
+            .retry_unhealthy(|| etcd.member_add(&endpoint, std::slice::from_ref(&peer), true))
+            .await;
+        match result {
             Ok(_) => Ok(Outcome::Changed),
             Err(EtcdError::PeerUrlExists) => Ok(Outcome::AlreadyDone),
             Err(e) => Err(e).with_context(|| format!("cannot add {peer} as a learner")),
+        }
+    }
+
+    /// etcd 3.4 refuses membership changes with "unhealthy cluster" until the member that answers
+    /// has been connected to all its peers for 5 s (`HealthInterval`), e.g. right after a promote
+    /// or a restart. Preflight has already checked health, so wait that out, bounded.
+    async fn retry_unhealthy<T, F, Fut>(&self, mut call: F) -> Result<T, EtcdError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, EtcdError>>,
+    {
+        let started = Instant::now();
+        let mut last = Instant::now();
+        loop {
+            match call().await {
+                Err(EtcdError::UnhealthyCluster)
+                    if started.elapsed() < UNHEALTHY_RETRY && Instant::now() < self.deadline =>
+                {
+                    self.progress
+                        .waiting(&mut last, started, "etcd: waiting for the cluster's 5s health interval");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => {
+                    self.progress.end_wait();
+                    return other;
+                }
+            }
         }
     }
 
@@ -645,7 +677,7 @@ impl<'a> Executor<'a> {
                 });
             }
             let reason = match etcd.member_promote(&endpoint, m.id).await {
-                Ok(()) => {
+                Ok(_) => {
                     promoted = true;
                     continue;
                 }
@@ -692,10 +724,11 @@ impl<'a> Executor<'a> {
         let mut best: Option<(u64, Member)> = None;
         for m in members.iter().filter(|m| m.id != victim.id && !m.is_learner) {
             let Some(url) = m.client_urls.first() else { continue };
-            if let Ok(st) = etcd.status(url).await {
-                if st.errors.is_empty() && best.as_ref().is_none_or(|(idx, _)| st.raft_index > *idx) {
-                    best = Some((st.raft_index, m.clone()));
-                }
+            if let Ok(st) = etcd.status(url).await
+                && st.errors.is_empty()
+                && best.as_ref().is_none_or(|(idx, _)| st.raft_index > *idx)
+            {
+                best = Some((st.raft_index, m.clone()));
             }
         }
         let (_, target) =
@@ -710,14 +743,13 @@ impl<'a> Executor<'a> {
         // Wait until the cluster agrees on the new leader before removing the old one.
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
-            if let Some(url) = target.client_urls.first() {
-                if let Ok(st) = etcd.status(url).await {
-                    if st.leader == Some(target.id) {
-                        self.progress
-                            .say(&format!("      etcd {cluster} leader is now {}", target.name));
-                        return Ok(Outcome::Changed);
-                    }
-                }
+            if let Some(url) = target.client_urls.first()
+                && let Ok(st) = etcd.status(url).await
+                && st.leader == Some(target.id)
+            {
+                self.progress
+                    .say(&format!("      etcd {cluster} leader is now {}", target.name));
+                return Ok(Outcome::Changed);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -730,17 +762,18 @@ impl<'a> Executor<'a> {
         let Some(victim) = self.member_of(cluster, replica, &members).await else {
             return Ok(Outcome::AlreadyDone);
         };
-        match etcd.member_remove(&endpoint, victim.id).await {
-            Ok(()) | Err(EtcdError::MemberNotFound) => {}
+        match self.retry_unhealthy(|| etcd.member_remove(&endpoint, victim.id)).await {
+            Ok(_) | Err(EtcdError::MemberNotFound) => {}
             Err(e) => return Err(e).with_context(|| format!("cannot remove member {} ({})", victim.id, replica)),
         }
         // Wait until the rest has a leader again, so the next step sees a healthy cluster.
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(15) {
-            if let Ok(st) = etcd.status(&endpoint).await {
-                if st.leader.is_some() && st.errors.is_empty() {
-                    return Ok(Outcome::Changed);
-                }
+            if let Ok(st) = etcd.status(&endpoint).await
+                && st.leader.is_some()
+                && st.errors.is_empty()
+            {
+                return Ok(Outcome::Changed);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -120,14 +120,14 @@ async fn rewrite(gce: &Gce, key: &str, f: impl Fn(Option<LockRecord>) -> Result<
             LockState::Free => None,
             LockState::Held { record, .. } => Some(record),
         };
-        if let Some(r) = &current {
-            if r.owner != me() {
-                bail!(
-                    "the operation lock was taken over by {} ({}); stopping",
-                    r.owner,
-                    r.intent
-                );
-            }
+        if let Some(r) = &current
+            && r.owner != me()
+        {
+            bail!(
+                "the operation lock was taken over by {} ({}); stopping",
+                r.owner,
+                r.intent
+            );
         }
         let value = f(current)?.map(|r| r.to_value());
         match gce.set_project_metadata(with_item(&metadata, key, value)).await {

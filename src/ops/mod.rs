@@ -341,10 +341,10 @@ async fn summary(cfg: &Config, gce: &Gce, plan: &Plan) -> serde_json::Value {
         } => Some(replica.clone()),
         _ => None,
     });
-    if let Some(r) = moved.and_then(|r| snapshot.replica(&r).cloned()) {
-        if let Some(ip) = r.external_ip {
-            d.insert(format!("{} external IP", r.name), json!(ip.to_string()));
-        }
+    if let Some(r) = moved.and_then(|r| snapshot.replica(&r).cloned())
+        && let Some(ip) = r.external_ip
+    {
+        d.insert(format!("{} external IP", r.name), json!(ip.to_string()));
     }
     serde_json::Value::Object(d)
 }

@@ -241,10 +241,8 @@ async fn observe_cluster(client: &EtcdClient, cluster: EtcdCluster, ips: &[Ipv4A
             },
             Some(Ok(st)) => {
                 let healthy = st.errors.is_empty() && st.leader.is_some() && st.member_id == *id;
-                if healthy {
-                    if let Some(l) = st.leader {
-                        *leaders.entry(l).or_default() += 1;
-                    }
+                if healthy && let Some(l) = st.leader {
+                    *leaders.entry(l).or_default() += 1;
                 }
                 MemberHealth {
                     healthy,

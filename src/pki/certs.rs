@@ -1,11 +1,63 @@
-//! Certificate profiles (SPEC §3) with rcgen, ECDSA P-256. (Interface; bodies land with the PKI work.)
+//! Certificate profiles (SPEC §3) with rcgen, ECDSA P-256 / SHA-256.
+//!
+//! Inputs → outputs, no I/O: the caller passes `now`, so tests can pin time and every validity
+//! window is computed from one clock reading. Fresh keys are the only hidden input.
+//!
+//! Profiles, in one place so the SPEC table can be checked against the code:
+//! - CAs: `CA:TRUE` (critical), keyCertSign + cRLSign + digitalSignature, 10 years.
+//! - replica leaves: `CA:FALSE`, digitalSignature + keyEncipherment, AKI, 5 years (kube-up's
+//!   cfssl expiry of 43800h), SANs and EKUs per [`issue_replica_certs`].
+//! - kube-ha's own etcd client cert: 1 hour, so no long-lived operator credential exists.
+//! - the admin kubeconfig cert: 1 year, `O=system:masters`.
+//!
+//! Every `not_before` is back-dated (1 h; 5 min for the 1-hour tool cert) because a VM whose
+//! clock lags the operator's would otherwise reject a certificate issued "in the future".
+//! A leaf never outlives its CA: its `not_after` is clamped to the CA's, so a replica added late
+//! in a CA's life shows the real expiry in `status` instead of one the chain cannot honour.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use anyhow::Result;
-use time::OffsetDateTime;
+use anyhow::{Context, Result, bail};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::kube_env::KeyValues;
+use super::kube_env::{
+    CA_CERT, CA_KEY, ETCD_APISERVER_CA_CERT, ETCD_APISERVER_CA_KEY, ETCD_APISERVER_CLIENT_CERT,
+    ETCD_APISERVER_CLIENT_KEY, ETCD_APISERVER_SERVER_CERT, ETCD_APISERVER_SERVER_KEY, ETCD_CA_CERT, ETCD_CA_KEY,
+    ETCD_PEER_CERT, ETCD_PEER_KEY, KeyValues, MASTER_CERT, MASTER_KEY,
+};
+
+/// CA validity: 10 years.
+pub const CA_VALIDITY: Duration = Duration::days(3650);
+/// Replica leaf validity: kube-up's cfssl `43800h` (5 years).
+pub const REPLICA_CERT_VALIDITY: Duration = Duration::hours(43800);
+/// kube-ha's own etcd client certificate: short enough that a leaked one is soon useless.
+pub const TOOL_CLIENT_VALIDITY: Duration = Duration::hours(1);
+/// Admin kubeconfig certificate: 1 year, as kubeadm and Cluster API do.
+pub const ADMIN_CLIENT_VALIDITY: Duration = Duration::days(365);
+/// Back-dating of `not_before` for long-lived certs (VM clock skew).
+pub const CLOCK_SKEW: Duration = Duration::hours(1);
+/// Back-dating of the 1-hour tool cert (an hour of skew would halve its life).
+pub const TOOL_CLOCK_SKEW: Duration = Duration::minutes(5);
+
+/// Common name of the cluster CA.
+pub const CLUSTER_CA_CN: &str = "kubernetes-ca";
+/// Common name of the etcd peer CA.
+pub const ETCD_PEER_CA_CN: &str = "etcd-peer-ca";
+/// Common name of the etcd client CA (kube-up's `ETCD_APISERVER_CA`).
+pub const ETCD_CLIENT_CA_CN: &str = "etcd-client-ca";
+/// Common name of every apiserver serving certificate.
+pub const APISERVER_CN: &str = "kube-apiserver";
+/// Common name of kube-ha's own etcd client certificate.
+pub const TOOL_CLIENT_CN: &str = "kube-ha";
+/// Common name of the admin kubeconfig certificate (kube-up's `kubecfg`).
+pub const ADMIN_CLIENT_CN: &str = "kubecfg";
+/// Organization of the admin certificate: the group RBAC grants cluster-admin.
+pub const ADMIN_CLIENT_ORG: &str = "system:masters";
 
 /// A certificate and its private key, both PEM.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,48 +109,651 @@ pub struct ReplicaCerts {
     pub etcd_client: CertPair,
 }
 
+impl CertPair {
+    /// This certificate's notAfter.
+    pub fn not_after(&self) -> Result<OffsetDateTime> {
+        not_after(&self.cert_pem)
+    }
+
+    /// Fails unless the key is the private half of the certificate's public key: a mismatched
+    /// pair read from metadata would sign certificates that never verify.
+    pub fn check_key_matches(&self) -> Result<()> {
+        let key = KeyPair::from_pem(&self.key_pem).context("private key is not PKCS#8 PEM")?;
+        let der = cert_der(&self.cert_pem)?;
+        let (_, cert) = X509Certificate::from_der(&der).context("certificate is not X.509")?;
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            bail!("private key does not belong to the certificate {}", common_name(&cert));
+        }
+        Ok(())
+    }
+
+    /// Read a pair stored base64 under two keys of a metadata map.
+    fn read(kv: &KeyValues, cert_key: &str, key_key: &str) -> Result<CertPair> {
+        Ok(CertPair {
+            cert_pem: kv.pem(cert_key)?,
+            key_pem: kv.pem(key_key)?,
+        })
+    }
+
+    /// Store a pair base64 under two keys of a metadata map.
+    fn write(&self, kv: &mut KeyValues, cert_key: &str, key_key: &str) {
+        kv.set_pem(cert_key, &self.cert_pem);
+        kv.set_pem(key_key, &self.key_pem);
+    }
+}
+
 impl ClusterCas {
-    /// Fresh CAs (10 years).
-    pub fn generate(_cluster_name: &str, _now: OffsetDateTime) -> Result<ClusterCas> {
-        todo!("pki")
+    /// Fresh CAs (10 years). `cluster_name` goes into each CA's `O`, so a CA found on disk or in
+    /// a kubeconfig says which cluster it belongs to.
+    pub fn generate(cluster_name: &str, now: OffsetDateTime) -> Result<ClusterCas> {
+        Ok(ClusterCas {
+            cluster: self_signed_ca(CLUSTER_CA_CN, cluster_name, now)?,
+            etcd_peer: self_signed_ca(ETCD_PEER_CA_CN, cluster_name, now)?,
+            etcd_client: self_signed_ca(ETCD_CLIENT_CA_CN, cluster_name, now)?,
+        })
     }
-    /// Read the CAs back from a replica's metadata.
-    pub fn from_metadata(_kube_env: &KeyValues, _master_certs: &KeyValues) -> Result<ClusterCas> {
-        todo!("pki")
+
+    /// Read the CAs back from a replica's metadata. Each key must match its certificate.
+    pub fn from_metadata(kube_env: &KeyValues, master_certs: &KeyValues) -> Result<ClusterCas> {
+        let cluster = CertPair {
+            cert_pem: kube_env.pem(CA_CERT)?,
+            key_pem: master_certs.pem(CA_KEY)?,
+        };
+        let etcd_peer = CertPair {
+            cert_pem: kube_env.pem(ETCD_CA_CERT)?,
+            key_pem: master_certs.pem(ETCD_CA_KEY)?,
+        };
+        let etcd_client = CertPair::read(master_certs, ETCD_APISERVER_CA_CERT, ETCD_APISERVER_CA_KEY)?;
+        for (name, pair) in [
+            ("cluster CA", &cluster),
+            ("etcd peer CA", &etcd_peer),
+            ("etcd client CA", &etcd_client),
+        ] {
+            pair.check_key_matches()
+                .with_context(|| format!("{name} in metadata"))?;
+        }
+        Ok(ClusterCas {
+            cluster,
+            etcd_peer,
+            etcd_client,
+        })
     }
+
     /// Store the CAs: certs in kube-env / kube-master-certs as SPEC §2, keys in kube-master-certs.
-    pub fn write_metadata(&self, _kube_env: &mut KeyValues, _master_certs: &mut KeyValues) {
-        todo!("pki")
+    pub fn write_metadata(&self, kube_env: &mut KeyValues, master_certs: &mut KeyValues) {
+        kube_env.set_pem(CA_CERT, &self.cluster.cert_pem);
+        master_certs.set_pem(CA_KEY, &self.cluster.key_pem);
+        kube_env.set_pem(ETCD_CA_CERT, &self.etcd_peer.cert_pem);
+        master_certs.set_pem(ETCD_CA_KEY, &self.etcd_peer.key_pem);
+        self.etcd_client
+            .write(master_certs, ETCD_APISERVER_CA_CERT, ETCD_APISERVER_CA_KEY);
     }
 }
 
 impl ReplicaCerts {
     /// Store a replica's leaves into its metadata maps.
-    pub fn write_metadata(&self, _kube_env: &mut KeyValues, _master_certs: &mut KeyValues) {
-        todo!("pki")
+    pub fn write_metadata(&self, kube_env: &mut KeyValues, master_certs: &mut KeyValues) {
+        self.apiserver.write(kube_env, MASTER_CERT, MASTER_KEY);
+        self.etcd_peer.write(kube_env, ETCD_PEER_CERT, ETCD_PEER_KEY);
+        self.etcd_server
+            .write(master_certs, ETCD_APISERVER_SERVER_CERT, ETCD_APISERVER_SERVER_KEY);
+        self.etcd_client
+            .write(master_certs, ETCD_APISERVER_CLIENT_CERT, ETCD_APISERVER_CLIENT_KEY);
     }
+
     /// Read a replica's leaves back.
-    pub fn from_metadata(_kube_env: &KeyValues, _master_certs: &KeyValues) -> Result<ReplicaCerts> {
-        todo!("pki")
+    pub fn from_metadata(kube_env: &KeyValues, master_certs: &KeyValues) -> Result<ReplicaCerts> {
+        Ok(ReplicaCerts {
+            apiserver: CertPair::read(kube_env, MASTER_CERT, MASTER_KEY)?,
+            etcd_peer: CertPair::read(kube_env, ETCD_PEER_CERT, ETCD_PEER_KEY)?,
+            etcd_server: CertPair::read(master_certs, ETCD_APISERVER_SERVER_CERT, ETCD_APISERVER_SERVER_KEY)?,
+            etcd_client: CertPair::read(master_certs, ETCD_APISERVER_CLIENT_CERT, ETCD_APISERVER_CLIENT_KEY)?,
+        })
+    }
+
+    /// Each leaf with the metadata key of its certificate, for `status` (expiry per cert).
+    pub fn named(&self) -> [(&'static str, &CertPair); 4] {
+        [
+            (MASTER_CERT, &self.apiserver),
+            (ETCD_PEER_CERT, &self.etcd_peer),
+            (ETCD_APISERVER_SERVER_CERT, &self.etcd_server),
+            (ETCD_APISERVER_CLIENT_CERT, &self.etcd_client),
+        ]
     }
 }
 
 /// Issue a replica's leaves, signed by the cluster CAs (SPEC §3 table).
-pub fn issue_replica_certs(_cas: &ClusterCas, _id: &ReplicaIdentity, _now: OffsetDateTime) -> Result<ReplicaCerts> {
-    todo!("pki")
+pub fn issue_replica_certs(cas: &ClusterCas, id: &ReplicaIdentity, now: OffsetDateTime) -> Result<ReplicaCerts> {
+    let window = Window::back_dated(now, CLOCK_SKEW, REPLICA_CERT_VALIDITY);
+    let loopback = Ipv4Addr::LOCALHOST;
+    let apiserver_sans = [
+        San::Ip(id.static_ip),
+        San::Ip(id.service_ip),
+        San::Dns("kubernetes".to_string()),
+        San::Dns("kubernetes.default".to_string()),
+        San::Dns("kubernetes.default.svc".to_string()),
+        San::Dns(format!("kubernetes.default.svc.{}", id.dns_domain)),
+        San::Dns(id.master_name.clone()),
+        San::Dns(id.replica.clone()),
+        San::Ip(id.internal_ip),
+        San::Ip(loopback),
+    ];
+    let server = [ExtendedKeyUsagePurpose::ServerAuth];
+    let both = [ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let client = [ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(ReplicaCerts {
+        apiserver: issue_leaf(
+            &cas.cluster,
+            &Subject::cn(APISERVER_CN),
+            &apiserver_sans,
+            &server,
+            window,
+        )
+        .context("apiserver serving certificate")?,
+        etcd_peer: issue_leaf(
+            &cas.etcd_peer,
+            &Subject::cn(&id.replica),
+            &[San::Ip(id.internal_ip), San::Dns(id.replica.clone()), San::Ip(loopback)],
+            &both,
+            window,
+        )
+        .context("etcd peer certificate")?,
+        etcd_server: issue_leaf(
+            &cas.etcd_client,
+            &Subject::cn(&format!("etcd-{}", id.replica)),
+            &[San::Ip(id.internal_ip), San::Ip(loopback)],
+            &both,
+            window,
+        )
+        .context("etcd server certificate")?,
+        etcd_client: issue_leaf(
+            &cas.etcd_client,
+            &Subject::cn(&format!("etcd-client-{}", id.replica)),
+            &[],
+            &client,
+            window,
+        )
+        .context("etcd client certificate")?,
+    })
 }
 
 /// kube-ha's own etcd client certificate: 1 hour, clientAuth, signed by the etcd client CA.
-pub fn issue_tool_client(_cas: &ClusterCas, _now: OffsetDateTime) -> Result<CertPair> {
-    todo!("pki")
+pub fn issue_tool_client(cas: &ClusterCas, now: OffsetDateTime) -> Result<CertPair> {
+    issue_leaf(
+        &cas.etcd_client,
+        &Subject::cn(TOOL_CLIENT_CN),
+        &[],
+        &[ExtendedKeyUsagePurpose::ClientAuth],
+        Window::back_dated(now, TOOL_CLOCK_SKEW, TOOL_CLIENT_VALIDITY),
+    )
+    .context("kube-ha etcd client certificate")
 }
 
 /// The admin client certificate of the kubeconfig (cluster CA, `O=system:masters`).
-pub fn issue_admin_client(_cas: &ClusterCas, _now: OffsetDateTime) -> Result<CertPair> {
-    todo!("pki")
+pub fn issue_admin_client(cas: &ClusterCas, now: OffsetDateTime) -> Result<CertPair> {
+    issue_leaf(
+        &cas.cluster,
+        &Subject {
+            cn: ADMIN_CLIENT_CN.to_string(),
+            org: Some(ADMIN_CLIENT_ORG.to_string()),
+        },
+        &[],
+        &[ExtendedKeyUsagePurpose::ClientAuth],
+        Window::back_dated(now, CLOCK_SKEW, ADMIN_CLIENT_VALIDITY),
+    )
+    .context("admin client certificate")
 }
 
 /// A certificate's notAfter.
-pub fn not_after(_cert_pem: &str) -> Result<OffsetDateTime> {
-    todo!("pki")
+pub fn not_after(cert_pem: &str) -> Result<OffsetDateTime> {
+    let der = cert_der(cert_pem)?;
+    let (_, cert) = X509Certificate::from_der(&der).context("certificate is not X.509")?;
+    Ok(cert.validity().not_after.to_datetime())
+}
+
+/// A validity window.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+}
+
+impl Window {
+    /// `[now - skew, now + validity]`.
+    fn back_dated(now: OffsetDateTime, skew: Duration, validity: Duration) -> Window {
+        Window {
+            not_before: now - skew,
+            not_after: now + validity,
+        }
+    }
+}
+
+/// A subject: CN and an optional O.
+struct Subject {
+    cn: String,
+    org: Option<String>,
+}
+
+impl Subject {
+    fn cn(cn: &str) -> Subject {
+        Subject {
+            cn: cn.to_string(),
+            org: None,
+        }
+    }
+
+    fn distinguished_name(&self) -> DistinguishedName {
+        let mut dn = DistinguishedName::new();
+        if let Some(org) = &self.org {
+            dn.push(DnType::OrganizationName, org.as_str());
+        }
+        dn.push(DnType::CommonName, self.cn.as_str());
+        dn
+    }
+}
+
+/// A subject alternative name, typed so an IP can never end up as a DNS string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum San {
+    Dns(String),
+    Ip(Ipv4Addr),
+}
+
+/// rcgen SANs in order, without duplicates (e.g. the first replica's name is `MASTER_NAME`).
+fn san_list(sans: &[San]) -> Result<Vec<SanType>> {
+    let mut unique: Vec<&San> = Vec::with_capacity(sans.len());
+    for san in sans {
+        if !unique.contains(&san) {
+            unique.push(san);
+        }
+    }
+    unique
+        .into_iter()
+        .map(|san| match san {
+            San::Ip(ip) => Ok(SanType::IpAddress(IpAddr::V4(*ip))),
+            San::Dns(name) => Ok(SanType::DnsName(
+                name.as_str()
+                    .try_into()
+                    .with_context(|| format!("{name:?} is not a valid DNS name"))?,
+            )),
+        })
+        .collect()
+}
+
+/// A self-signed CA.
+fn self_signed_ca(cn: &str, cluster_name: &str, now: OffsetDateTime) -> Result<CertPair> {
+    let key = KeyPair::generate().context("generating a CA key")?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = Subject {
+        cn: cn.to_string(),
+        org: (!cluster_name.is_empty()).then(|| cluster_name.to_string()),
+    }
+    .distinguished_name();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let window = Window::back_dated(now, CLOCK_SKEW, CA_VALIDITY);
+    params.not_before = window.not_before;
+    params.not_after = window.not_after;
+    let cert = params.self_signed(&key).with_context(|| format!("self-signing {cn}"))?;
+    Ok(CertPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A leaf signed by `ca`, with a fresh key.
+fn issue_leaf(
+    ca: &CertPair,
+    subject: &Subject,
+    sans: &[San],
+    ekus: &[ExtendedKeyUsagePurpose],
+    window: Window,
+) -> Result<CertPair> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem).context("CA key is not PKCS#8 PEM")?;
+    let ca_not_after = not_after(&ca.cert_pem)?;
+    if ca_not_after <= window.not_before {
+        bail!("the CA expired at {ca_not_after}");
+    }
+    // Issuer::from_ca_cert_pem takes the CA's subject and its subject key identifier from the
+    // certificate, so the leaf's issuer name and AKI match the CA exactly.
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key).context("CA certificate")?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = subject.distinguished_name();
+    params.subject_alt_names = san_list(sans)?;
+    params.extended_key_usages = ekus.to_vec();
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = window.not_before;
+    params.not_after = window.not_after.min(ca_not_after);
+    let key = KeyPair::generate().context("generating a key")?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .with_context(|| format!("signing {}", subject.cn))?;
+    Ok(CertPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// The DER of the first certificate in a PEM text.
+fn cert_der(cert_pem: &str) -> Result<Vec<u8>> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
+    if pem.label != "CERTIFICATE" {
+        bail!("PEM block is {:?}, not CERTIFICATE", pem.label);
+    }
+    Ok(pem.contents)
+}
+
+/// A certificate's first CN, for messages.
+fn common_name(cert: &X509Certificate<'_>) -> String {
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or("(no CN)")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use x509_parser::extensions::GeneralName;
+
+    fn now() -> OffsetDateTime {
+        // 2026-03-01 12:00:00 UTC
+        OffsetDateTime::from_unix_timestamp(1_772_366_400).expect("valid timestamp")
+    }
+
+    fn identity(replica: &str, last: u8) -> ReplicaIdentity {
+        ReplicaIdentity {
+            master_name: "kubernetes-master".into(),
+            replica: replica.into(),
+            internal_ip: Ipv4Addr::new(10, 132, 0, last),
+            static_ip: Ipv4Addr::new(34, 1, 2, 3),
+            service_ip: Ipv4Addr::new(10, 0, 0, 1),
+            dns_domain: "cluster.local".into(),
+        }
+    }
+
+    /// What a test wants to know about one certificate, read back with x509-parser.
+    #[derive(Debug)]
+    struct Parsed {
+        subject: String,
+        issuer: String,
+        sans: BTreeSet<String>,
+        san_count: usize,
+        server_auth: bool,
+        client_auth: bool,
+        ca: Option<(bool, bool)>,
+        key_cert_sign: bool,
+        key_encipherment: bool,
+        has_aki: bool,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    }
+
+    fn parse(pem: &str) -> Parsed {
+        let der = cert_der(pem).expect("pem");
+        let (_, c) = X509Certificate::from_der(&der).expect("x509");
+        let mut sans = BTreeSet::new();
+        let mut san_count = 0;
+        if let Some(ext) = c.subject_alternative_name().expect("san ext") {
+            for n in &ext.value.general_names {
+                san_count += 1;
+                sans.insert(match n {
+                    GeneralName::DNSName(d) => format!("DNS:{d}"),
+                    GeneralName::IPAddress(b) => {
+                        let a: [u8; 4] = (*b).try_into().expect("ipv4");
+                        format!("IP:{}", Ipv4Addr::from(a))
+                    }
+                    other => format!("{other:?}"),
+                });
+            }
+        }
+        let eku = c.extended_key_usage().expect("eku ext");
+        let ku = c.key_usage().expect("ku ext").expect("key usage present");
+        Parsed {
+            subject: c.subject().to_string(),
+            issuer: c.issuer().to_string(),
+            sans,
+            san_count,
+            server_auth: eku.as_ref().is_some_and(|e| e.value.server_auth),
+            client_auth: eku.as_ref().is_some_and(|e| e.value.client_auth),
+            ca: c.basic_constraints().expect("bc ext").map(|b| (b.value.ca, b.critical)),
+            key_cert_sign: ku.value.key_cert_sign(),
+            key_encipherment: ku.value.key_encipherment(),
+            has_aki: c.iter_extensions().any(|e| {
+                matches!(
+                    e.parsed_extension(),
+                    x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(_)
+                )
+            }),
+            not_before: c.validity().not_before.to_datetime(),
+            not_after: c.validity().not_after.to_datetime(),
+        }
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn cas_are_critical_ca_true_self_signed_for_ten_years() {
+        let cas = ClusterCas::generate("kubernetes", now()).expect("cas");
+        for (pair, cn) in [
+            (&cas.cluster, CLUSTER_CA_CN),
+            (&cas.etcd_peer, ETCD_PEER_CA_CN),
+            (&cas.etcd_client, ETCD_CLIENT_CA_CN),
+        ] {
+            let p = parse(&pair.cert_pem);
+            assert_eq!(p.subject, format!("O=kubernetes, CN={cn}"));
+            assert_eq!(p.issuer, p.subject, "self-signed");
+            assert_eq!(p.ca, Some((true, true)), "CA:TRUE critical");
+            assert!(p.key_cert_sign);
+            assert_eq!(p.not_before, now() - Duration::hours(1));
+            assert_eq!(p.not_after, now() + Duration::days(3650));
+            assert!(pair.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        }
+    }
+
+    #[test]
+    fn replica_leaves_follow_the_spec_table() {
+        let cas = ClusterCas::generate("kubernetes", now()).expect("cas");
+        let id = identity("kubernetes-master-a1b", 7);
+        let certs = issue_replica_certs(&cas, &id, now()).expect("issue");
+        let cluster_ca = parse(&cas.cluster.cert_pem).subject;
+        let peer_ca = parse(&cas.etcd_peer.cert_pem).subject;
+        let client_ca = parse(&cas.etcd_client.cert_pem).subject;
+
+        // (cert, CN, issuer, SANs, serverAuth, clientAuth)
+        type Row<'a> = (&'a CertPair, &'a str, &'a str, BTreeSet<String>, bool, bool);
+        let rows: [Row<'_>; 4] = [
+            (
+                &certs.apiserver,
+                "CN=kube-apiserver",
+                &cluster_ca,
+                set(&[
+                    "IP:34.1.2.3",
+                    "IP:10.0.0.1",
+                    "DNS:kubernetes",
+                    "DNS:kubernetes.default",
+                    "DNS:kubernetes.default.svc",
+                    "DNS:kubernetes.default.svc.cluster.local",
+                    "DNS:kubernetes-master",
+                    "DNS:kubernetes-master-a1b",
+                    "IP:10.132.0.7",
+                    "IP:127.0.0.1",
+                ]),
+                true,
+                false,
+            ),
+            (
+                &certs.etcd_peer,
+                "CN=kubernetes-master-a1b",
+                &peer_ca,
+                set(&["IP:10.132.0.7", "DNS:kubernetes-master-a1b", "IP:127.0.0.1"]),
+                true,
+                true,
+            ),
+            (
+                &certs.etcd_server,
+                "CN=etcd-kubernetes-master-a1b",
+                &client_ca,
+                set(&["IP:10.132.0.7", "IP:127.0.0.1"]),
+                true,
+                true,
+            ),
+            (
+                &certs.etcd_client,
+                "CN=etcd-client-kubernetes-master-a1b",
+                &client_ca,
+                set(&[]),
+                false,
+                true,
+            ),
+        ];
+        for (pair, subject, issuer, sans, server_auth, client_auth) in rows {
+            let p = parse(&pair.cert_pem);
+            assert_eq!(p.subject, subject);
+            assert_eq!(&p.issuer, issuer, "{subject}");
+            assert_eq!(p.sans, sans, "{subject}");
+            assert_eq!(p.san_count, sans.len(), "{subject}: no duplicate SANs");
+            assert_eq!(p.server_auth, server_auth, "{subject}");
+            assert_eq!(p.client_auth, client_auth, "{subject}");
+            assert_eq!(p.ca, Some((false, true)), "{subject}: CA:FALSE");
+            assert!(!p.key_cert_sign && p.key_encipherment, "{subject}");
+            assert!(p.has_aki, "{subject}");
+            assert_eq!(p.not_before, now() - Duration::hours(1));
+            assert_eq!(p.not_after, now() + Duration::hours(43800));
+            pair.check_key_matches().expect("key matches");
+        }
+    }
+
+    #[test]
+    fn first_replica_lists_its_name_once() {
+        let cas = ClusterCas::generate("k", now()).expect("cas");
+        let id = identity("kubernetes-master", 2);
+        let certs = issue_replica_certs(&cas, &id, now()).expect("issue");
+        let p = parse(&certs.apiserver.cert_pem);
+        assert_eq!(p.san_count, 9);
+        assert!(p.sans.contains("DNS:kubernetes-master"));
+    }
+
+    #[test]
+    fn tool_and_admin_clients() {
+        let cas = ClusterCas::generate("k", now()).expect("cas");
+        let tool = parse(&issue_tool_client(&cas, now()).expect("tool").cert_pem);
+        assert_eq!(tool.subject, "CN=kube-ha");
+        assert_eq!(tool.issuer, parse(&cas.etcd_client.cert_pem).subject);
+        assert!(tool.client_auth && !tool.server_auth);
+        assert_eq!(tool.not_before, now() - Duration::minutes(5));
+        assert_eq!(tool.not_after, now() + Duration::hours(1));
+        assert!(tool.sans.is_empty());
+
+        let admin = parse(&issue_admin_client(&cas, now()).expect("admin").cert_pem);
+        assert_eq!(admin.subject, "O=system:masters, CN=kubecfg");
+        assert_eq!(admin.issuer, parse(&cas.cluster.cert_pem).subject);
+        assert!(admin.client_auth && !admin.server_auth);
+        assert_eq!(admin.not_after, now() + Duration::days(365));
+    }
+
+    #[test]
+    fn metadata_round_trip_uses_the_spec_keys() {
+        let cas = ClusterCas::generate("k", now()).expect("cas");
+        let certs = issue_replica_certs(&cas, &identity("kubernetes-master", 2), now()).expect("issue");
+        let (mut env, mut master) = (KeyValues::default(), KeyValues::default());
+        cas.write_metadata(&mut env, &mut master);
+        certs.write_metadata(&mut env, &mut master);
+        let env_keys: Vec<&str> = env.0.keys().map(String::as_str).collect();
+        let master_keys: Vec<&str> = master.0.keys().map(String::as_str).collect();
+        assert_eq!(
+            env_keys,
+            [
+                CA_CERT,
+                ETCD_CA_CERT,
+                ETCD_PEER_CERT,
+                ETCD_PEER_KEY,
+                MASTER_CERT,
+                MASTER_KEY
+            ]
+        );
+        assert_eq!(
+            master_keys,
+            [
+                CA_KEY,
+                ETCD_APISERVER_CA_CERT,
+                ETCD_APISERVER_CA_KEY,
+                ETCD_APISERVER_CLIENT_CERT,
+                ETCD_APISERVER_CLIENT_KEY,
+                ETCD_APISERVER_SERVER_CERT,
+                ETCD_APISERVER_SERVER_KEY,
+                ETCD_CA_KEY
+            ]
+        );
+        // Values are base64 of PEM, not PEM (kube-up's convention).
+        assert!(!env.require(CA_CERT).expect("ca").contains("BEGIN"));
+
+        let env = KeyValues::from_yaml(&env.to_yaml()).expect("yaml");
+        let master = KeyValues::from_yaml(&master.to_yaml()).expect("yaml");
+        let cas2 = ClusterCas::from_metadata(&env, &master).expect("cas back");
+        assert_eq!(cas2.cluster, cas.cluster);
+        assert_eq!(cas2.etcd_peer, cas.etcd_peer);
+        assert_eq!(cas2.etcd_client, cas.etcd_client);
+        let certs2 = ReplicaCerts::from_metadata(&env, &master).expect("certs back");
+        assert_eq!(certs2.apiserver, certs.apiserver);
+        assert_eq!(certs2.etcd_peer, certs.etcd_peer);
+        assert_eq!(certs2.etcd_server, certs.etcd_server);
+        assert_eq!(certs2.etcd_client, certs.etcd_client);
+    }
+
+    #[test]
+    fn from_metadata_refuses_a_key_of_another_ca() {
+        let a = ClusterCas::generate("k", now()).expect("a");
+        let b = ClusterCas::generate("k", now()).expect("b");
+        let (mut env, mut master) = (KeyValues::default(), KeyValues::default());
+        a.write_metadata(&mut env, &mut master);
+        master.set_pem(ETCD_CA_KEY, &b.etcd_peer.key_pem);
+        let err = ClusterCas::from_metadata(&env, &master).expect_err("mismatch");
+        assert!(format!("{err:#}").contains("etcd peer CA"), "{err:#}");
+
+        master.0.remove(CA_KEY);
+        let err = ClusterCas::from_metadata(&env, &master).expect_err("missing");
+        assert!(format!("{err:#}").contains("CA_KEY is missing"), "{err:#}");
+    }
+
+    #[test]
+    fn leaves_never_outlive_their_ca() {
+        let cas = ClusterCas::generate("k", now()).expect("cas");
+        let late = now() + Duration::days(3000);
+        let certs = issue_replica_certs(&cas, &identity("m", 2), late).expect("issue");
+        assert_eq!(
+            not_after(&certs.apiserver.cert_pem).expect("not_after"),
+            now() + CA_VALIDITY
+        );
+        let expired = now() + Duration::days(3700);
+        assert!(issue_tool_client(&cas, expired).is_err());
+    }
+
+    #[test]
+    fn not_after_reads_the_certificate() {
+        let cas = ClusterCas::generate("k", now()).expect("cas");
+        assert_eq!(cas.cluster.not_after().expect("not_after"), now() + CA_VALIDITY);
+        assert!(not_after("garbage").is_err());
+        assert!(not_after(&cas.cluster.key_pem).is_err());
+    }
+
+    #[test]
+    fn bad_dns_names_are_errors_not_panics() {
+        let cas = ClusterCas::generate("k", now()).expect("cas");
+        let mut id = identity("m", 2);
+        id.dns_domain = "clüster.local".into();
+        assert!(issue_replica_certs(&cas, &id, now()).is_err());
+    }
 }

@@ -2,4 +2,5 @@
 //! kube-apiserver, load-balancer proxies, and `kube-ha sandbox start|stop|env`.
 
 pub mod control;
+pub mod etcd_proc;
 pub mod ipblock;
