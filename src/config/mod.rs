@@ -61,6 +61,8 @@ pub struct RawEnv {
     pub kube_ha_timeout: Option<String>,
     pub kube_ha_dry_run: Option<String>,
     pub kube_ha_output: Option<String>,
+    pub kube_ha_log: Option<String>,
+    pub kube_ha_failpoint: Option<String>,
 }
 
 impl RawEnv {

@@ -143,6 +143,16 @@ pub const ENV_VARS: &[EnvVar] = &[
     ),
     var("KUBE_HA_DRY_RUN", "false", "true: same as --dry-run"),
     var("KUBE_HA_OUTPUT", "text", "json: same as --output json"),
+    var(
+        "KUBE_HA_LOG",
+        "unset",
+        "diagnostics to stderr, an env-filter such as debug or kube_ha=trace",
+    ),
+    var(
+        "KUBE_HA_FAILPOINT",
+        "unset",
+        "testing: before:<step> or after:<step> kills kube-ha there with SIGKILL (step kinds as in --dry-run --output json)",
+    ),
 ];
 
 /// Is `name` one of [`ENV_VARS`]?

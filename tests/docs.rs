@@ -1,0 +1,74 @@
+//! The README and `--help` are generated from, or checked against, the one env-var table
+//! (`config::vars::ENV_VARS`). `UPDATE_README=1 cargo test --test docs` rewrites the README's table.
+
+use std::process::Command;
+
+use kube_ha::config::vars::{ENV_VARS, markdown_table};
+
+const START: &str =
+    "<!-- env-table:start (generated from src/config/vars.rs; UPDATE_README=1 cargo test --test docs) -->\n";
+const END: &str = "<!-- env-table:end -->";
+
+#[test]
+fn readme_env_table_is_the_table_in_the_code() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    let start = readme.find(START).expect("README has the env-table start marker") + START.len();
+    let end = readme[start..].find(END).expect("README has the env-table end marker") + start;
+    let want = markdown_table();
+    if std::env::var_os("UPDATE_README").is_some() {
+        let updated = format!("{}{want}{}", &readme[..start], &readme[end..]);
+        std::fs::write(path, updated).expect("write README");
+        return;
+    }
+    assert_eq!(
+        &readme[start..end],
+        want,
+        "README env table is stale: run UPDATE_README=1 cargo test --test docs"
+    );
+}
+
+#[test]
+fn help_lists_every_variable() {
+    for args in [
+        &["--help"][..],
+        &["up", "--help"],
+        &["down", "--help"],
+        &["status", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kube-ha"))
+            .args(args)
+            .output()
+            .expect("run kube-ha");
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for v in ENV_VARS {
+            assert!(text.contains(v.name), "{args:?} --help does not mention {}", v.name);
+        }
+    }
+}
+
+#[test]
+fn every_env_example_is_used_by_a_test_and_only_sets_known_variables() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/env-examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).expect("env-examples") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+            let (k, _) = line.split_once('=').expect("KEY=VALUE");
+            assert!(
+                kube_ha::config::vars::is_known(k),
+                "{}: unknown variable {k}",
+                path.display()
+            );
+        }
+        assert!(
+            text.starts_with("# kube-ha "),
+            "{}: first line names the command",
+            path.display()
+        );
+        n += 1;
+    }
+    assert_eq!(n, 7, "one file per SPEC §1 invocation");
+}
