@@ -1,0 +1,202 @@
+//! Issue "add a replica": learner join on both etcd clusters, the load balancer with static-IP
+//! promotion at the second replica, refusals that change nothing, rollback of a replica that
+//! never boots, and resumption after SIGKILL at the riskiest points.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kube_ha::names::EtcdCluster;
+use serde_json::json;
+use support::cluster::Sandbox;
+
+const B: &str = "europe-west1-b";
+const C: &str = "europe-west1-c";
+const D: &str = "europe-west1-d";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_to_three_across_zones_keeps_every_key_and_each_step_is_complete() {
+    let sb = Sandbox::start(&[]);
+    sb.first_master().await.expect_code(0);
+    sb.put("k0", "zero").await.expect("put k0");
+    let first_static = sb.static_ip().await;
+
+    let run = sb.add(C).await;
+    run.expect_code(0);
+    assert!(run.stderr.contains("less available"), "even size is warned about:\n{}", run.stderr);
+    sb.assert_complete(2, &[("k0", "zero")]).await;
+    assert_eq!(sb.static_ip().await, first_static, "the same static IP, now on the load balancer");
+    sb.put("k1", "one").await.expect("put k1");
+
+    sb.add(D).await.expect_code(0);
+    sb.assert_complete(3, &[("k0", "zero"), ("k1", "one")]).await;
+    let zones: Vec<String> = sb.replicas().await.iter().filter_map(|i| i.zone.as_deref().map(|z| z.rsplit('/').next().unwrap_or(z).to_string())).collect();
+    assert_eq!(zones, [B, C, D]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_replica_can_share_a_zone_with_another() {
+    let sb = Sandbox::start(&[]);
+    sb.first_master().await.expect_code(0);
+    sb.put("k0", "zero").await.expect("put");
+    sb.add(C).await.expect_code(0);
+    sb.add(C).await.expect_code(0);
+    sb.assert_complete(3, &[("k0", "zero")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_or_wrong_adds_are_refused_with_zero_mutating_calls() {
+    let sb = Sandbox::start(&[]);
+    sb.first_master().await.expect_code(0);
+    sb.add(C).await.expect_code(0);
+
+    // A zone in another region.
+    sb.emu.clear_calls().await;
+    let run = sb.add("us-central1-b").await;
+    run.expect_code(2);
+    assert!(run.error_lines()[0].contains("europe-west1"), "{}", run.stderr);
+    assert!(sb.emu.mutating_calls().await.is_empty());
+
+    // A learner already present (an add in flight elsewhere).
+    let etcd = sb.etcd().await;
+    let replicas = sb.replicas().await;
+    let endpoint = EtcdCluster::Main.client_url(Sandbox::internal_ip(&replicas[0]));
+    let stray = format!("https://127.{}.1.250:2380", sb.emu.ip_block);
+    let learner = loop {
+        match etcd.member_add(&endpoint, std::slice::from_ref(&stray), true).await {
+            Ok(m) => break m,
+            Err(kube_ha::etcd::EtcdError::UnhealthyCluster) => tokio::time::sleep(Duration::from_millis(250)).await,
+            Err(e) => panic!("add stray learner: {e}"),
+        }
+    };
+    sb.emu.clear_calls().await;
+    let members_before = sb.member_ids().await;
+    let run = sb.add(D).await;
+    run.expect_code(2);
+    assert!(run.error_lines()[0].contains("learner"), "{}", run.stderr);
+    assert!(sb.emu.mutating_calls().await.is_empty());
+    assert_eq!(sb.member_ids().await, members_before, "no etcd change either");
+    etcd.member_remove(&endpoint, learner.id).await.expect("remove stray learner");
+
+    // A second up while one is running: the first waits for a slow VM, the second is refused.
+    sb.emu.fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "boot_delay", "ms": 8000}})).await;
+    let sb = Arc::new(sb);
+    let first = {
+        let sb = sb.clone();
+        tokio::spawn(async move { sb.add(D).await })
+    };
+    // Wait until the first has created its VM and is waiting for it (etcd calls only).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sb.replicas().await.len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "first up never created its VM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sb.emu.clear_calls().await;
+    let second = sb.add(B).await;
+    second.expect_code(2);
+    assert!(second.error_lines()[0].contains("another kube-ha operation is running"), "{}", second.stderr);
+    assert!(sb.emu.mutating_calls().await.is_empty(), "the refused up made mutating calls");
+    first.await.expect("join").expect_code(0);
+    sb.assert_complete(3, &[]).await;
+
+    // A crashed member: no add until it is replaced.
+    let victim = sb.replicas().await[1].clone();
+    let zone = victim.zone.as_deref().map(|z| z.rsplit('/').next().unwrap_or(z).to_string()).expect("zone");
+    let (status, _) = sb.emu.crash(&zone, victim.name.as_deref().expect("name")).await;
+    assert_eq!(status, 200);
+    sb.emu.clear_calls().await;
+    let run = sb.add(D).await;
+    run.expect_code(2);
+    assert!(run.error_lines()[0].contains("not healthy"), "{}", run.stderr);
+    assert!(sb.emu.mutating_calls().await.is_empty());
+}
+
+/// Writes through the static IP every 100 ms until stopped; counts failures.
+fn writer(sb: Arc<Sandbox>, stop: Arc<AtomicBool>, failures: Arc<AtomicUsize>, writes: Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut i = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            i += 1;
+            match sb.put(&format!("w{i}"), "x").await {
+                Ok(()) => writes.fetch_add(1, Ordering::SeqCst),
+                Err(_) => failures.fetch_add(1, Ordering::SeqCst),
+            };
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_never_boots_is_rolled_back_and_writes_keep_succeeding() {
+    let sb = Arc::new(Sandbox::start(&[]));
+    sb.first_master().await.expect_code(0);
+    sb.add(C).await.expect_code(0);
+    let inventory = sb.inventory().await;
+    let members = sb.member_ids().await;
+
+    let (stop, failures, writes) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let w = writer(sb.clone(), stop.clone(), failures.clone(), writes.clone());
+    sb.emu.fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "never_boot"}})).await;
+    let run = sb.kube_ha(&["up"], &[("KUBE_GCE_ZONE", D), ("KUBE_REPLICATE_EXISTING_MASTER", "true"), ("KUBE_HA_TIMEOUT", "24s")]).await;
+    stop.store(true, Ordering::SeqCst);
+    w.await.expect("writer");
+    run.expect_code(1);
+    assert!(run.error_lines()[0].contains("rolled back"), "{}", run.stderr);
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "writes failed during the add and its rollback");
+    assert!(writes.load(Ordering::SeqCst) > 50, "the writer kept writing");
+    assert_eq!(sb.inventory().await, inventory, "GCE resources exactly as before");
+    assert_eq!(sb.member_ids().await, members, "etcd members exactly as before");
+    sb.assert_complete(2, &[]).await;
+    // And the next add works.
+    sb.add(D).await.expect_code(0);
+    sb.assert_complete(3, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_back_the_second_replica_also_undoes_the_load_balancer() {
+    let sb = Sandbox::start(&[]);
+    sb.first_master().await.expect_code(0);
+    sb.put("k0", "zero").await.expect("put");
+    let inventory = sb.inventory().await;
+    sb.emu.fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "never_boot"}})).await;
+    let run = sb.kube_ha(&["up"], &[("KUBE_GCE_ZONE", C), ("KUBE_REPLICATE_EXISTING_MASTER", "true"), ("KUBE_HA_TIMEOUT", "20s")]).await;
+    run.expect_code(1);
+    assert_eq!(sb.inventory().await, inventory, "the static IP is back on the first master, no pool, no rule");
+    sb.assert_complete(1, &[("k0", "zero")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_killed_right_after_the_learner_join_is_finished_by_the_next_run() {
+    let sb = Sandbox::start(&[]);
+    sb.first_master().await.expect_code(0);
+    sb.put("k0", "zero").await.expect("put");
+    let killed = sb.kube_ha(&["up"], &[("KUBE_GCE_ZONE", C), ("KUBE_REPLICATE_EXISTING_MASTER", "true"), ("KUBE_HA_FAILPOINT", "after:add_learner")]).await;
+    assert_eq!(killed.code, -1, "{}", killed.stderr);
+    let learners = sb.members(EtcdCluster::Main).await.into_iter().filter(|m| m.is_learner).count();
+    assert_eq!(learners, 1, "killed with a learner in main");
+
+    let run = sb.add(C).await;
+    run.expect_code(0);
+    assert!(run.stderr.contains("took over the lock"), "{}", run.stderr);
+    sb.assert_complete(2, &[("k0", "zero")]).await;
+    // No orphan: exactly two replicas' worth of disks and addresses.
+    let inv = sb.inventory().await;
+    assert_eq!(inv.iter().filter(|l| l.starts_with("disk ")).count(), 4, "{inv:?}");
+    assert_eq!(inv.iter().filter(|l| l.starts_with("address ")).count(), 3, "{inv:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_killed_right_after_the_access_config_was_deleted_is_finished_by_the_next_run() {
+    let sb = Sandbox::start(&[]);
+    sb.first_master().await.expect_code(0);
+    sb.put("k0", "zero").await.expect("put");
+    let killed =
+        sb.kube_ha(&["up"], &[("KUBE_GCE_ZONE", C), ("KUBE_REPLICATE_EXISTING_MASTER", "true"), ("KUBE_HA_FAILPOINT", "after:detach_external_ip")]).await;
+    assert_eq!(killed.code, -1, "{}", killed.stderr);
+    assert_eq!(Sandbox::external_ip(&sb.replicas().await[0]), None, "killed with the static IP detached");
+
+    sb.add(C).await.expect_code(0);
+    sb.assert_complete(2, &[("k0", "zero")]).await;
+}

@@ -1,0 +1,213 @@
+//! Issue "first master on the sandbox": `up` creates an HA-compatible cluster with one master for
+//! real (real etcd with mutual TLS, the API behind a certificate that verifies), `--dry-run` and a
+//! second `up` change nothing, an `up` killed half-way is finished by the next one, and `down`
+//! removes every trace.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Command;
+
+use kube_ha::names::EtcdCluster;
+use kube_ha::pki::kube_env::{self as ke, KeyValues};
+use support::cluster::{PROJECT, Sandbox, handshake};
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p.to_string_lossy().into_owned()
+}
+
+/// `etcdctl member list -w json` with the client cert a replica's apiserver uses.
+fn etcdctl_members(dir: &Path, env: &KeyValues, certs: &KeyValues, endpoint: &str) -> serde_json::Value {
+    let ca = write(dir, "etcd-ca.crt", &certs.pem(ke::ETCD_APISERVER_CA_CERT).expect("ca"));
+    let cert = write(dir, "client.crt", &certs.pem(ke::ETCD_APISERVER_CLIENT_CERT).expect("cert"));
+    let key = write(dir, "client.key", &certs.pem(ke::ETCD_APISERVER_CLIENT_KEY).expect("key"));
+    let _ = env;
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "--cacert", &ca, "--cert", &cert, "--key", &key, "member", "list", "-w", "json"])
+        .output()
+        .expect("run etcdctl");
+    assert!(out.status.success(), "etcdctl: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("etcdctl JSON")
+}
+
+fn openssl_verify(dir: &Path, ca_pem: &str, leaf_pem: &str, purpose: &str) -> bool {
+    let ca = write(dir, "verify-ca.crt", ca_pem);
+    let leaf = write(dir, "verify-leaf.crt", leaf_pem);
+    Command::new("openssl")
+        .args(["verify", "-CAfile", &ca, "-purpose", purpose, &leaf])
+        .output()
+        .expect("run openssl")
+        .status
+        .success()
+}
+
+fn sans(pem: &str) -> BTreeSet<String> {
+    let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("PEM");
+    let cert = der.parse_x509().expect("X.509");
+    let mut out = BTreeSet::new();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for n in &ext.value.general_names {
+            match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => {
+                    out.insert(format!("DNS:{d}"));
+                }
+                x509_parser::extensions::GeneralName::IPAddress(b) if b.len() == 4 => {
+                    out.insert(format!("IP:{}", Ipv4Addr::new(b[0], b[1], b[2], b[3])));
+                }
+                other => panic!("unexpected SAN {other:?}"),
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
+    let sb = Sandbox::start(&[]);
+
+    // --dry-run on an empty project prints the plan and changes nothing.
+    let dry = sb.kube_ha(&["up", "--dry-run"], &support::cluster::env_example("01-first-master.env")).await;
+    dry.expect_code(0);
+    assert!(dry.stdout.contains("create first master VM kubernetes-master in europe-west1-b"), "{}", dry.stdout);
+    assert!(sb.emu.mutating_calls().await.is_empty(), "dry run made mutating calls");
+
+    sb.first_master().await.expect_code(0);
+
+    let replicas = sb.replicas().await;
+    assert_eq!(replicas.len(), 1);
+    let master = &replicas[0];
+    assert_eq!(master.name.as_deref(), Some("kubernetes-master"));
+    let internal = Sandbox::internal_ip(master);
+    let static_ip = sb.static_ip().await;
+    assert_eq!(Sandbox::external_ip(master), Some(static_ip), "the first master carries the static IP");
+
+    // etcdctl, the real client, with the apiserver's client cert from kube-master-certs.
+    let secrets = sb.secrets().await;
+    for cluster in EtcdCluster::ALL {
+        let endpoint = cluster.client_url(internal);
+        let json = etcdctl_members(sb.dir.path(), &secrets.kube_env, &secrets.master_certs, &endpoint);
+        let members = json["members"].as_array().expect("members");
+        assert_eq!(members.len(), 1, "etcd {cluster}: {json}");
+        assert_eq!(members[0]["name"], "etcd-kubernetes-master", "started member");
+        assert_eq!(members[0]["clientURLs"][0], endpoint.as_str());
+        assert_eq!(members[0]["peerURLs"][0], cluster.peer_url(internal).as_str());
+    }
+
+    // The API on the static IP, the cluster CA as the only trust root; state goes through etcd.
+    let resp = sb.api().get(format!("https://{static_ip}/healthz")).send().await.expect("healthz");
+    assert!(resp.status().is_success());
+    sb.put("answer", "42").await.expect("put");
+    assert_eq!(sb.get("answer").await.as_deref(), Some("42"));
+    let mode = std::fs::metadata(sb.kubeconfig()).expect("kubeconfig").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Every leaf verifies against its CA for its purpose, with exactly SPEC §3's SANs.
+    let (env, certs) = (&secrets.kube_env, &secrets.master_certs);
+    let pem = |m: &KeyValues, k: &str| m.pem(k).expect(k);
+    let dir = sb.dir.path();
+    let checks = [
+        (pem(env, ke::CA_CERT), pem(env, ke::MASTER_CERT), vec!["sslserver"]),
+        (pem(env, ke::ETCD_CA_CERT), pem(env, ke::ETCD_PEER_CERT), vec!["sslserver", "sslclient"]),
+        (pem(certs, ke::ETCD_APISERVER_CA_CERT), pem(certs, ke::ETCD_APISERVER_SERVER_CERT), vec!["sslserver", "sslclient"]),
+        (pem(certs, ke::ETCD_APISERVER_CA_CERT), pem(certs, ke::ETCD_APISERVER_CLIENT_CERT), vec!["sslclient"]),
+    ];
+    for (ca, leaf, purposes) in &checks {
+        for p in purposes {
+            assert!(openssl_verify(dir, ca, leaf, p), "openssl verify -purpose {p}");
+        }
+        // ... and against any other CA it fails.
+        let wrong = if *ca == pem(env, ke::CA_CERT) { pem(env, ke::ETCD_CA_CERT) } else { pem(env, ke::CA_CERT) };
+        assert!(!openssl_verify(dir, &wrong, leaf, purposes[0]), "a leaf must not verify against another CA");
+    }
+    // The client certificate is for clients only.
+    assert!(!openssl_verify(dir, &pem(certs, ke::ETCD_APISERVER_CA_CERT), &pem(certs, ke::ETCD_APISERVER_CLIENT_CERT), "sslserver"));
+    let want: BTreeSet<String> = [
+        format!("IP:{static_ip}"),
+        "IP:10.0.0.1".into(),
+        "DNS:kubernetes".into(),
+        "DNS:kubernetes.default".into(),
+        "DNS:kubernetes.default.svc".into(),
+        "DNS:kubernetes.default.svc.cluster.local".into(),
+        "DNS:kubernetes-master".into(),
+        format!("IP:{internal}"),
+        "IP:127.0.0.1".into(),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(sans(&pem(env, ke::MASTER_CERT)), want);
+    let want_peer: BTreeSet<String> =
+        [format!("IP:{internal}"), "DNS:kubernetes-master".into(), "IP:127.0.0.1".into()].into_iter().collect();
+    assert_eq!(sans(&pem(env, ke::ETCD_PEER_CERT)), want_peer);
+    let want_server: BTreeSet<String> = [format!("IP:{internal}"), "IP:127.0.0.1".into()].into_iter().collect();
+    assert_eq!(sans(&pem(certs, ke::ETCD_APISERVER_SERVER_CERT)), want_server);
+    assert!(sans(&pem(certs, ke::ETCD_APISERVER_CLIENT_CERT)).is_empty());
+
+    // A real handshake: the serving cert verifies for its own IPs and not for one it lacks.
+    let ca = pem(env, ke::CA_CERT);
+    handshake(internal, internal, &ca).await.expect("verifies for its internal IP");
+    handshake(internal, static_ip, &ca).await.expect("verifies for the static IP");
+    let other = Ipv4Addr::new(internal.octets()[0], internal.octets()[1], internal.octets()[2], 250);
+    let err = handshake(internal, other, &ca).await.expect_err("must not verify for an IP it lacks");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    // A second up changes nothing.
+    sb.emu.clear_calls().await;
+    let again = sb.first_master().await;
+    again.expect_code(0);
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+    assert!(sb.emu.mutating_calls().await.is_empty(), "second up made mutating calls");
+
+    // Teardown: no cluster resource and no etcd process remain.
+    sb.kube_ha(&["down"], &support::cluster::env_example("05-teardown.env")).await.expect_code(0);
+    assert_no_cluster_resources(&sb).await;
+    assert!(sb.etcd_pids().is_empty(), "etcd processes remain: {:?}", sb.etcd_pids());
+}
+
+async fn assert_no_cluster_resources(sb: &Sandbox) {
+    let gce = sb.gce().await;
+    assert!(sb.replicas().await.is_empty(), "instances remain");
+    let disks = gce.all_disks().await.expect("disks");
+    assert!(disks.is_empty(), "disks remain: {:?}", disks.iter().map(|d| d.name.clone()).collect::<Vec<_>>());
+    let addresses = gce.addresses("europe-west1").await.expect("addresses");
+    assert!(addresses.is_empty(), "addresses remain: {:?}", addresses.iter().map(|a| a.name.clone()).collect::<Vec<_>>());
+    for fw in ["kubernetes-master-https", "kubernetes-master-etcd"] {
+        assert!(gce.firewall(fw).await.expect("get").is_none(), "{fw} remains");
+    }
+    assert!(gce.target_pool("europe-west1", "kubernetes-master").await.expect("get").is_none());
+    assert!(gce.forwarding_rule("europe-west1", "kubernetes-master").await.expect("get").is_none());
+    let _ = PROJECT;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_up_killed_after_the_disk_and_before_the_vm_is_finished_by_the_next_up() {
+    let sb = Sandbox::start(&[]);
+    let killed = sb.up("01-first-master.env", &[("KUBE_HA_FAILPOINT", "after:create_data_disk")]).await;
+    assert_eq!(killed.code, -1, "killed by SIGKILL:\n{}", killed.stderr);
+    let gce = sb.gce().await;
+    assert!(gce.all_disks().await.expect("disks").iter().any(|d| d.name.as_deref() == Some("kubernetes-master-pd")));
+    assert!(sb.replicas().await.is_empty(), "the VM must not exist yet");
+
+    let resumed = sb.first_master().await;
+    resumed.expect_code(0);
+    assert!(resumed.stderr.contains("took over the lock"), "{}", resumed.stderr);
+
+    let names = sb.replica_names().await;
+    assert_eq!(names, ["kubernetes-master"]);
+    let mut disks: Vec<String> = gce.all_disks().await.expect("disks").into_iter().filter_map(|d| d.name).collect();
+    disks.sort();
+    assert_eq!(disks, ["kubernetes-master", "kubernetes-master-pd"], "boot and data disk, no duplicate, no orphan");
+    let mut addresses: Vec<String> = gce.addresses("europe-west1").await.expect("addresses").into_iter().filter_map(|a| a.name).collect();
+    addresses.sort();
+    assert_eq!(addresses, ["kubernetes-master-internal", "kubernetes-master-ip"]);
+    sb.put("after-resume", "yes").await.expect("API works");
+    assert_eq!(sb.members(EtcdCluster::Main).await.len(), 1);
+    // The lock is released.
+    let md = gce.project_metadata().await.expect("metadata");
+    assert!(md.items.iter().all(|i| i.key.as_deref() != Some("kube-ha-lock-kubernetes-master")), "lock released");
+}
