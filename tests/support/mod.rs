@@ -1,2 +1,3 @@
 //! Shared helpers of the end-to-end tests: real processes (the emulator, etcd), never mocks.
 #![allow(dead_code)]
+pub mod emulator;

@@ -25,7 +25,7 @@ pub use target_pools::request_instances;
 
 use super::error::ApiError;
 use super::filter::Filter;
-use super::json::{object_mut, str_field};
+use super::json::{object_mut, same_fingerprint, str_field};
 use super::scope::{Kind, ResourceKey, Scope};
 use super::state::World;
 
@@ -461,7 +461,7 @@ pub fn check_fingerprint(
     what: &str,
 ) -> Result<(), ApiError> {
     match given {
-        Some(g) if Some(g) == current => Ok(()),
+        Some(g) if current.is_some_and(|c| same_fingerprint(c, g)) => Ok(()),
         Some(_) => Err(ApiError::ConditionNotMet(format!(
             "Supplied fingerprint does not match current {what} fingerprint."
         ))),
