@@ -920,6 +920,15 @@ async fn resources_in_use_cannot_be_deleted() {
         .await
         .expect("rule");
     assert_eq!(rule.ip_address, lb_ip.address);
+    let rules = c
+        .forwarding_rules
+        .list()
+        .set_project(P)
+        .set_region(REGION)
+        .send()
+        .await
+        .expect("rules");
+    assert_eq!(rules.items.len(), 1);
     assert_eq!(rule.port_range.as_deref(), Some("443-443"));
     assert_eq!(
         failure(delete_address("lb-ip").await),
@@ -963,6 +972,45 @@ async fn resources_in_use_cannot_be_deleted() {
     let lb_ip = get_address(&c, REGION, "lb-ip").await.expect("lb ip");
     assert_eq!(lb_ip.status, Some(model::address::Status::Reserved));
     ok_op(delete_address("lb-ip").await);
+    let rules = c
+        .forwarding_rules
+        .list()
+        .set_project(P)
+        .set_region(REGION)
+        .send()
+        .await
+        .expect("rules");
+    assert!(rules.items.is_empty());
+
+    // the pool is free once the rule is gone
+    let pools = || {
+        c.target_pools
+            .list()
+            .set_project(P)
+            .set_region(REGION)
+            .send()
+    };
+    assert_eq!(pools().await.expect("pools").items.len(), 1);
+    ok_op(
+        c.target_pools
+            .delete()
+            .set_project(P)
+            .set_region(REGION)
+            .set_target_pool("master")
+            .poller()
+            .until_done()
+            .await,
+    );
+    assert!(pools().await.expect("pools").items.is_empty());
+    let gone = c
+        .target_pools
+        .get()
+        .set_project(P)
+        .set_region(REGION)
+        .set_target_pool("master")
+        .send()
+        .await;
+    assert_eq!(failure(gone), (Code::NotFound, 404));
 }
 
 #[tokio::test]
@@ -1159,7 +1207,7 @@ async fn an_injected_operation_error_ends_done_with_error_and_no_effect() {
 
 #[tokio::test]
 async fn operations_go_pending_running_done_with_latency() {
-    let emu = Emulator::start(&["--op-latency-ms", "400"]);
+    let emu = Emulator::start(&["--op-latency-ms", "250"]);
     let c = emu.clients().await;
     // global
     let op = c
@@ -1284,6 +1332,29 @@ async fn operations_go_pending_running_done_with_latency() {
     assert_eq!(
         get_instance(&c, ZONE, "master").await.expect("vm").status,
         Some(model::instance::Status::Running)
+    );
+    let op = c
+        .instances
+        .delete()
+        .set_project(P)
+        .set_zone(ZONE)
+        .set_instance("master")
+        .send()
+        .await
+        .expect("accepted");
+    let waited = c
+        .zone_operations
+        .wait()
+        .set_project(P)
+        .set_zone(ZONE)
+        .set_operation(op.name.expect("name"))
+        .send()
+        .await
+        .expect("wait");
+    assert_eq!(waited.status, Some(model::operation::Status::Done));
+    assert_eq!(
+        failure(get_instance(&c, ZONE, "master").await),
+        (Code::NotFound, 404)
     );
 
     // regional: a delete makes the resource disappear only when DONE
@@ -1417,6 +1488,20 @@ async fn stalled_and_delayed_operations() {
         .expect("wait");
     assert_eq!(waited.status, Some(model::operation::Status::Done));
     assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // a delay on a read delays its response
+    emu.fault(json!({"method": "GET", "path_contains": "/firewalls/slow",
+        "action": {"kind": "delay", "ms": 200}}))
+        .await;
+    let started = tokio::time::Instant::now();
+    c.firewalls
+        .get()
+        .set_project(P)
+        .set_firewall("slow")
+        .send()
+        .await
+        .expect("slow get");
+    assert!(started.elapsed() >= Duration::from_millis(200));
 }
 
 #[tokio::test]

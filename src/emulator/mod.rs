@@ -176,3 +176,6 @@ async fn stop_signal() {
         }
     }
 }
+
+#[cfg(test)]
+mod hooks_tests;
