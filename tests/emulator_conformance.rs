@@ -114,6 +114,35 @@ async fn insert_address(c: &Clients, region: &str, body: Address) -> Result<Oper
         .await
 }
 
+/// An INTERNAL address named `name`.
+fn internal(name: &str) -> Address {
+    Address::new()
+        .set_name(name)
+        .set_address_type(model::address::AddressType::Internal)
+}
+
+/// Reserve an address; its IP.
+async fn reserve(c: &Clients, region: &str, body: Address) -> String {
+    let name = body.name.clone().unwrap_or_default();
+    ok_op(insert_address(c, region, body).await);
+    get_address(c, region, &name)
+        .await
+        .expect("reserved address")
+        .address
+        .expect("its IP")
+}
+
+async fn insert_disk(c: &Clients, zone: &str, body: Disk) -> Result<Operation> {
+    c.disks
+        .insert()
+        .set_project(P)
+        .set_zone(zone)
+        .set_body(body)
+        .poller()
+        .until_done()
+        .await
+}
+
 async fn get_address(c: &Clients, region: &str, name: &str) -> Result<Address> {
     c.addresses
         .get()
@@ -380,25 +409,13 @@ async fn addresses_come_from_the_emulator_block_and_start_reserved() {
     let c = emu.clients().await;
     let n = emu.ip_block;
     ok_op(insert_address(&c, REGION, Address::new().set_name("master-ip")).await);
-    ok_op(
-        insert_address(
-            &c,
-            REGION,
-            Address::new()
-                .set_name("master-internal")
-                .set_address_type(model::address::AddressType::Internal),
-        )
-        .await,
-    );
+    ok_op(insert_address(&c, REGION, internal("master-internal")).await);
     let requested = format!("127.{n}.5.5");
     ok_op(
         insert_address(
             &c,
             REGION,
-            Address::new()
-                .set_name("pinned")
-                .set_address_type(model::address::AddressType::Internal)
-                .set_address(requested.clone()),
+            internal("pinned").set_address(requested.clone()),
         )
         .await,
     );
@@ -458,37 +475,9 @@ async fn an_instance_is_running_with_nic0_boot_disk_static_ips_and_metadata() {
     let emu = Emulator::start(&[]);
     let c = emu.clients().await;
     let n = emu.ip_block;
-    ok_op(insert_address(&c, REGION, Address::new().set_name("master-ip")).await);
-    ok_op(
-        insert_address(
-            &c,
-            REGION,
-            Address::new()
-                .set_name("master-internal")
-                .set_address_type(model::address::AddressType::Internal),
-        )
-        .await,
-    );
-    let static_ip = get_address(&c, REGION, "master-ip")
-        .await
-        .expect("a")
-        .address
-        .expect("ip");
-    let internal_ip = get_address(&c, REGION, "master-internal")
-        .await
-        .expect("a")
-        .address
-        .expect("ip");
-    ok_op(
-        c.disks
-            .insert()
-            .set_project(P)
-            .set_zone(ZONE)
-            .set_body(Disk::new().set_name("master-pd").set_size_gb(10))
-            .poller()
-            .until_done()
-            .await,
-    );
+    let static_ip = reserve(&c, REGION, Address::new().set_name("master-ip")).await;
+    let internal_ip = reserve(&c, REGION, internal("master-internal")).await;
+    ok_op(insert_disk(&c, ZONE, Disk::new().set_name("master-pd").set_size_gb(10)).await);
     let mut body = instance("master", ZONE);
     body.network_interfaces[0].network_ip = Some(internal_ip.clone());
     body.network_interfaces[0].access_configs[0].nat_ip = Some(static_ip.clone());
@@ -629,21 +618,8 @@ async fn an_instance_is_running_with_nic0_boot_disk_static_ips_and_metadata() {
 async fn instance_delete_honours_auto_delete_and_releases_addresses() {
     let emu = Emulator::start(&[]);
     let c = emu.clients().await;
-    ok_op(insert_address(&c, REGION, Address::new().set_name("master-ip")).await);
-    let static_ip = get_address(&c, REGION, "master-ip")
-        .await
-        .expect("a")
-        .address;
-    ok_op(
-        c.disks
-            .insert()
-            .set_project(P)
-            .set_zone(ZONE)
-            .set_body(Disk::new().set_name("master-pd"))
-            .poller()
-            .until_done()
-            .await,
-    );
+    let static_ip = Some(reserve(&c, REGION, Address::new().set_name("master-ip")).await);
+    ok_op(insert_disk(&c, ZONE, Disk::new().set_name("master-pd")).await);
     let mut body = instance("master", ZONE);
     body.network_interfaces[0].access_configs[0].nat_ip = static_ip;
     body.disks[0].initialize_params = body.disks[0]
@@ -713,16 +689,7 @@ async fn aggregated_lists_span_every_zone() {
     let c = emu.clients().await;
     ok_op(insert_instance(&c, "us-central1-a", instance("master", "us-central1-a")).await);
     ok_op(insert_instance(&c, OTHER_ZONE, instance("master-x1z", OTHER_ZONE)).await);
-    ok_op(
-        c.disks
-            .insert()
-            .set_project(P)
-            .set_zone(OTHER_ZONE)
-            .set_body(Disk::new().set_name("master-x1z-pd"))
-            .poller()
-            .until_done()
-            .await,
-    );
+    ok_op(insert_disk(&c, OTHER_ZONE, Disk::new().set_name("master-x1z-pd")).await);
     let all = c
         .instances
         .aggregated_list()
@@ -762,34 +729,17 @@ async fn aggregated_lists_span_every_zone() {
 async fn regional_resources_used_from_another_region_are_refused() {
     let emu = Emulator::start(&[]);
     let c = emu.clients().await;
-    ok_op(insert_address(&c, REGION, Address::new().set_name("master-ip")).await);
-    ok_op(
-        insert_address(
-            &c,
-            REGION,
-            Address::new()
-                .set_name("master-internal")
-                .set_address_type(model::address::AddressType::Internal),
-        )
-        .await,
-    );
-    let static_ip = get_address(&c, REGION, "master-ip")
-        .await
-        .expect("a")
-        .address;
-    let internal_ip = get_address(&c, REGION, "master-internal")
-        .await
-        .expect("a")
-        .address;
+    let static_ip = reserve(&c, REGION, Address::new().set_name("master-ip")).await;
+    let internal_ip = reserve(&c, REGION, internal("master-internal")).await;
 
     let mut nat_elsewhere = instance("master", OTHER_ZONE);
-    nat_elsewhere.network_interfaces[0].access_configs[0].nat_ip = static_ip.clone();
+    nat_elsewhere.network_interfaces[0].access_configs[0].nat_ip = Some(static_ip.clone());
     assert_eq!(
         failure(insert_instance(&c, OTHER_ZONE, nat_elsewhere).await),
         (Code::InvalidArgument, 400)
     );
     let mut internal_elsewhere = instance("master", OTHER_ZONE);
-    internal_elsewhere.network_interfaces[0].network_ip = internal_ip;
+    internal_elsewhere.network_interfaces[0].network_ip = Some(internal_ip);
     assert_eq!(
         failure(insert_instance(&c, OTHER_ZONE, internal_elsewhere).await),
         (Code::InvalidArgument, 400)
@@ -842,7 +792,7 @@ async fn regional_resources_used_from_another_region_are_refused() {
         .set_body(
             ForwardingRule::new()
                 .set_name("master")
-                .set_ip_address(static_ip.unwrap_or_default())
+                .set_ip_address(static_ip)
                 .set_ip_protocol("TCP")
                 .set_port_range("443")
                 .set_target(format!("regions/{OTHER_REGION}/targetPools/master")),
@@ -856,12 +806,8 @@ async fn regional_resources_used_from_another_region_are_refused() {
 async fn resources_in_use_cannot_be_deleted() {
     let emu = Emulator::start(&[]);
     let c = emu.clients().await;
-    ok_op(insert_address(&c, REGION, Address::new().set_name("master-ip")).await);
+    let static_ip = Some(reserve(&c, REGION, Address::new().set_name("master-ip")).await);
     ok_op(insert_address(&c, REGION, Address::new().set_name("lb-ip")).await);
-    let static_ip = get_address(&c, REGION, "master-ip")
-        .await
-        .expect("a")
-        .address;
     let mut body = instance("master", ZONE);
     body.network_interfaces[0].access_configs[0].nat_ip = static_ip;
     ok_op(insert_instance(&c, ZONE, body).await);
@@ -1509,12 +1455,7 @@ async fn moving_the_static_ip_between_access_configs() {
     let emu = Emulator::start(&[]);
     let c = emu.clients().await;
     let n = emu.ip_block;
-    ok_op(insert_address(&c, REGION, Address::new().set_name("master-ip")).await);
-    let static_ip = get_address(&c, REGION, "master-ip")
-        .await
-        .expect("a")
-        .address
-        .expect("ip");
+    let static_ip = reserve(&c, REGION, Address::new().set_name("master-ip")).await;
     let mut body = instance("master", ZONE);
     body.network_interfaces[0].access_configs[0].nat_ip = Some(static_ip.clone());
     ok_op(insert_instance(&c, ZONE, body).await);
