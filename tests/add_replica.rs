@@ -25,14 +25,27 @@ async fn one_to_three_across_zones_keeps_every_key_and_each_step_is_complete() {
 
     let run = sb.add(C).await;
     run.expect_code(0);
-    assert!(run.stderr.contains("less available"), "even size is warned about:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("less available"),
+        "even size is warned about:\n{}",
+        run.stderr
+    );
     sb.assert_complete(2, &[("k0", "zero")]).await;
-    assert_eq!(sb.static_ip().await, first_static, "the same static IP, now on the load balancer");
+    assert_eq!(
+        sb.static_ip().await,
+        first_static,
+        "the same static IP, now on the load balancer"
+    );
     sb.put("k1", "one").await.expect("put k1");
 
     sb.add(D).await.expect_code(0);
     sb.assert_complete(3, &[("k0", "zero"), ("k1", "one")]).await;
-    let zones: Vec<String> = sb.replicas().await.iter().filter_map(|i| i.zone.as_deref().map(|z| z.rsplit('/').next().unwrap_or(z).to_string())).collect();
+    let zones: Vec<String> = sb
+        .replicas()
+        .await
+        .iter()
+        .filter_map(|i| i.zone.as_deref().map(|z| z.rsplit('/').next().unwrap_or(z).to_string()))
+        .collect();
     assert_eq!(zones, [B, C, D]);
 }
 
@@ -78,10 +91,14 @@ async fn unsafe_or_wrong_adds_are_refused_with_zero_mutating_calls() {
     assert!(run.error_lines()[0].contains("learner"), "{}", run.stderr);
     assert!(sb.emu.mutating_calls().await.is_empty());
     assert_eq!(sb.member_ids().await, members_before, "no etcd change either");
-    etcd.member_remove(&endpoint, learner.id).await.expect("remove stray learner");
+    etcd.member_remove(&endpoint, learner.id)
+        .await
+        .expect("remove stray learner");
 
     // A second up while one is running: the first waits for a slow VM, the second is refused.
-    sb.emu.fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "boot_delay", "ms": 8000}})).await;
+    sb.emu
+        .fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "boot_delay", "ms": 8000}}))
+        .await;
     let sb = Arc::new(sb);
     let first = {
         let sb = sb.clone();
@@ -96,14 +113,25 @@ async fn unsafe_or_wrong_adds_are_refused_with_zero_mutating_calls() {
     sb.emu.clear_calls().await;
     let second = sb.add(B).await;
     second.expect_code(2);
-    assert!(second.error_lines()[0].contains("another kube-ha operation is running"), "{}", second.stderr);
-    assert!(sb.emu.mutating_calls().await.is_empty(), "the refused up made mutating calls");
+    assert!(
+        second.error_lines()[0].contains("another kube-ha operation is running"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        sb.emu.mutating_calls().await.is_empty(),
+        "the refused up made mutating calls"
+    );
     first.await.expect("join").expect_code(0);
     sb.assert_complete(3, &[]).await;
 
     // A crashed member: no add until it is replaced.
     let victim = sb.replicas().await[1].clone();
-    let zone = victim.zone.as_deref().map(|z| z.rsplit('/').next().unwrap_or(z).to_string()).expect("zone");
+    let zone = victim
+        .zone
+        .as_deref()
+        .map(|z| z.rsplit('/').next().unwrap_or(z).to_string())
+        .expect("zone");
     let (status, _) = sb.emu.crash(&zone, victim.name.as_deref().expect("name")).await;
     assert_eq!(status, 200);
     sb.emu.clear_calls().await;
@@ -114,7 +142,12 @@ async fn unsafe_or_wrong_adds_are_refused_with_zero_mutating_calls() {
 }
 
 /// Writes through the static IP every 100 ms until stopped; counts failures.
-fn writer(sb: Arc<Sandbox>, stop: Arc<AtomicBool>, failures: Arc<AtomicUsize>, writes: Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
+fn writer(
+    sb: Arc<Sandbox>,
+    stop: Arc<AtomicBool>,
+    failures: Arc<AtomicUsize>,
+    writes: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut i = 0u64;
         while !stop.load(Ordering::SeqCst) {
@@ -136,15 +169,34 @@ async fn a_replica_that_never_boots_is_rolled_back_and_writes_keep_succeeding() 
     let inventory = sb.inventory().await;
     let members = sb.member_ids().await;
 
-    let (stop, failures, writes) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (stop, failures, writes) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let w = writer(sb.clone(), stop.clone(), failures.clone(), writes.clone());
-    sb.emu.fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "never_boot"}})).await;
-    let run = sb.kube_ha(&["up"], &[("KUBE_GCE_ZONE", D), ("KUBE_REPLICATE_EXISTING_MASTER", "true"), ("KUBE_HA_TIMEOUT", "24s")]).await;
+    sb.emu
+        .fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "never_boot"}}))
+        .await;
+    let run = sb
+        .kube_ha(
+            &["up"],
+            &[
+                ("KUBE_GCE_ZONE", D),
+                ("KUBE_REPLICATE_EXISTING_MASTER", "true"),
+                ("KUBE_HA_TIMEOUT", "24s"),
+            ],
+        )
+        .await;
     stop.store(true, Ordering::SeqCst);
     w.await.expect("writer");
     run.expect_code(1);
     assert!(run.error_lines()[0].contains("rolled back"), "{}", run.stderr);
-    assert_eq!(failures.load(Ordering::SeqCst), 0, "writes failed during the add and its rollback");
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "writes failed during the add and its rollback"
+    );
     assert!(writes.load(Ordering::SeqCst) > 50, "the writer kept writing");
     assert_eq!(sb.inventory().await, inventory, "GCE resources exactly as before");
     assert_eq!(sb.member_ids().await, members, "etcd members exactly as before");
@@ -160,10 +212,25 @@ async fn rolling_back_the_second_replica_also_undoes_the_load_balancer() {
     sb.first_master().await.expect_code(0);
     sb.put("k0", "zero").await.expect("put");
     let inventory = sb.inventory().await;
-    sb.emu.fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "never_boot"}})).await;
-    let run = sb.kube_ha(&["up"], &[("KUBE_GCE_ZONE", C), ("KUBE_REPLICATE_EXISTING_MASTER", "true"), ("KUBE_HA_TIMEOUT", "20s")]).await;
+    sb.emu
+        .fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "never_boot"}}))
+        .await;
+    let run = sb
+        .kube_ha(
+            &["up"],
+            &[
+                ("KUBE_GCE_ZONE", C),
+                ("KUBE_REPLICATE_EXISTING_MASTER", "true"),
+                ("KUBE_HA_TIMEOUT", "20s"),
+            ],
+        )
+        .await;
     run.expect_code(1);
-    assert_eq!(sb.inventory().await, inventory, "the static IP is back on the first master, no pool, no rule");
+    assert_eq!(
+        sb.inventory().await,
+        inventory,
+        "the static IP is back on the first master, no pool, no rule"
+    );
     sb.assert_complete(1, &[("k0", "zero")]).await;
 }
 
@@ -172,9 +239,23 @@ async fn an_add_killed_right_after_the_learner_join_is_finished_by_the_next_run(
     let sb = Sandbox::start(&[]);
     sb.first_master().await.expect_code(0);
     sb.put("k0", "zero").await.expect("put");
-    let killed = sb.kube_ha(&["up"], &[("KUBE_GCE_ZONE", C), ("KUBE_REPLICATE_EXISTING_MASTER", "true"), ("KUBE_HA_FAILPOINT", "after:add_learner")]).await;
+    let killed = sb
+        .kube_ha(
+            &["up"],
+            &[
+                ("KUBE_GCE_ZONE", C),
+                ("KUBE_REPLICATE_EXISTING_MASTER", "true"),
+                ("KUBE_HA_FAILPOINT", "after:add_learner"),
+            ],
+        )
+        .await;
     assert_eq!(killed.code, -1, "{}", killed.stderr);
-    let learners = sb.members(EtcdCluster::Main).await.into_iter().filter(|m| m.is_learner).count();
+    let learners = sb
+        .members(EtcdCluster::Main)
+        .await
+        .into_iter()
+        .filter(|m| m.is_learner)
+        .count();
     assert_eq!(learners, 1, "killed with a learner in main");
 
     let run = sb.add(C).await;
@@ -192,10 +273,22 @@ async fn an_add_killed_right_after_the_access_config_was_deleted_is_finished_by_
     let sb = Sandbox::start(&[]);
     sb.first_master().await.expect_code(0);
     sb.put("k0", "zero").await.expect("put");
-    let killed =
-        sb.kube_ha(&["up"], &[("KUBE_GCE_ZONE", C), ("KUBE_REPLICATE_EXISTING_MASTER", "true"), ("KUBE_HA_FAILPOINT", "after:detach_external_ip")]).await;
+    let killed = sb
+        .kube_ha(
+            &["up"],
+            &[
+                ("KUBE_GCE_ZONE", C),
+                ("KUBE_REPLICATE_EXISTING_MASTER", "true"),
+                ("KUBE_HA_FAILPOINT", "after:detach_external_ip"),
+            ],
+        )
+        .await;
     assert_eq!(killed.code, -1, "{}", killed.stderr);
-    assert_eq!(Sandbox::external_ip(&sb.replicas().await[0]), None, "killed with the static IP detached");
+    assert_eq!(
+        Sandbox::external_ip(&sb.replicas().await[0]),
+        None,
+        "killed with the static IP detached"
+    );
 
     sb.add(C).await.expect_code(0);
     sb.assert_complete(2, &[("k0", "zero")]).await;

@@ -7,10 +7,9 @@ mod support;
 use std::time::Duration;
 
 use google_cloud_compute_v1::model::{
-    self, AccessConfig, Address, AttachedDisk, AttachedDiskInitializeParams, Disk, Firewall,
-    ForwardingRule, Instance, InstanceReference, InstancesSetLabelsRequest, Metadata,
-    NetworkInterface, Operation, TargetPool, TargetPoolsAddInstanceRequest,
-    TargetPoolsRemoveInstanceRequest,
+    self, AccessConfig, Address, AttachedDisk, AttachedDiskInitializeParams, Disk, Firewall, ForwardingRule, Instance,
+    InstanceReference, InstancesSetLabelsRequest, Metadata, NetworkInterface, Operation, TargetPool,
+    TargetPoolsAddInstanceRequest, TargetPoolsRemoveInstanceRequest,
 };
 use google_cloud_gax::error::Error;
 use google_cloud_gax::error::rpc::Code;
@@ -75,9 +74,7 @@ fn instance(name: &str, zone: &str) -> Instance {
             .set_network("global/networks/default")
             .set_access_configs([AccessConfig::new().set_name("External NAT")])])
         .set_metadata(
-            Metadata::new().set_items([model::metadata::Items::new()
-                .set_key("kube-env")
-                .set_value("A: b\n")]),
+            Metadata::new().set_items([model::metadata::Items::new().set_key("kube-env").set_value("A: b\n")]),
         )
         .set_tags(model::Tags::new().set_items(["kubernetes-master"]))
 }
@@ -154,22 +151,11 @@ async fn get_address(c: &Clients, region: &str, name: &str) -> Result<Address> {
 }
 
 async fn get_disk(c: &Clients, zone: &str, name: &str) -> Result<Disk> {
-    c.disks
-        .get()
-        .set_project(P)
-        .set_zone(zone)
-        .set_disk(name)
-        .send()
-        .await
+    c.disks.get().set_project(P).set_zone(zone).set_disk(name).send().await
 }
 
 fn nat_ip(i: &Instance) -> Option<String> {
-    i.network_interfaces
-        .first()?
-        .access_configs
-        .first()?
-        .nat_ip
-        .clone()
+    i.network_interfaces.first()?.access_configs.first()?.nat_ip.clone()
 }
 
 #[tokio::test]
@@ -212,38 +198,14 @@ async fn zones_and_regions_are_real_gce_names_and_unknown_ones_are_404() {
         .await
         .expect("region");
     assert_eq!(region.zones.len(), 3);
-    let regions = c
-        .regions
-        .list()
-        .set_project(P)
-        .send()
-        .await
-        .expect("regions");
+    let regions = c.regions.list().set_project(P).send().await.expect("regions");
     assert!(regions.items.len() >= 7);
 
-    let missing_zone = c
-        .zones
-        .get()
-        .set_project(P)
-        .set_zone("us-central1-e")
-        .send()
-        .await;
+    let missing_zone = c.zones.get().set_project(P).set_zone("us-central1-e").send().await;
     assert_eq!(failure(missing_zone), (Code::NotFound, 404));
-    let in_missing_zone = c
-        .instances
-        .list()
-        .set_project(P)
-        .set_zone("mars-1-a")
-        .send()
-        .await;
+    let in_missing_zone = c.instances.list().set_project(P).set_zone("mars-1-a").send().await;
     assert_eq!(failure(in_missing_zone), (Code::NotFound, 404));
-    let in_missing_region = c
-        .addresses
-        .list()
-        .set_project(P)
-        .set_region("mars-1")
-        .send()
-        .await;
+    let in_missing_region = c.addresses.list().set_project(P).set_region("mars-1").send().await;
     assert_eq!(failure(in_missing_region), (Code::NotFound, 404));
 }
 
@@ -272,13 +234,7 @@ async fn firewalls_insert_get_list_delete_with_gce_errors() {
     assert!(fw.id.is_some_and(|id| id > 0));
     assert_eq!(
         fw.self_link.as_deref(),
-        Some(
-            format!(
-                "{}/compute/v1/projects/{P}/global/firewalls/master-https",
-                emu.endpoint
-            )
-            .as_str()
-        )
+        Some(format!("{}/compute/v1/projects/{P}/global/firewalls/master-https", emu.endpoint).as_str())
     );
     assert!(
         fw.network
@@ -290,13 +246,7 @@ async fn firewalls_insert_get_list_delete_with_gce_errors() {
     assert!(fw.creation_timestamp.is_some());
     assert_eq!(fw.priority, Some(1000));
 
-    let list = c
-        .firewalls
-        .list()
-        .set_project(P)
-        .send()
-        .await
-        .expect("list");
+    let list = c.firewalls.list().set_project(P).send().await.expect("list");
     assert_eq!(list.items.len(), 1);
 
     assert_eq!(failure(insert().await), (Code::AlreadyExists, 409));
@@ -327,13 +277,7 @@ async fn firewalls_insert_get_list_delete_with_gce_errors() {
         .until_done()
         .await;
     assert_eq!(failure(again), (Code::NotFound, 404));
-    let list = c
-        .firewalls
-        .list()
-        .set_project(P)
-        .send()
-        .await
-        .expect("list");
+    let list = c.firewalls.list().set_project(P).send().await.expect("list");
     assert!(list.items.is_empty());
 }
 
@@ -341,10 +285,7 @@ async fn firewalls_insert_get_list_delete_with_gce_errors() {
 async fn disks_insert_get_list_delete_and_int64_sizes() {
     let emu = Emulator::start(&[]);
     let c = emu.clients().await;
-    let disk = Disk::new()
-        .set_name("master-pd")
-        .set_size_gb(20)
-        .set_type("pd-ssd");
+    let disk = Disk::new().set_name("master-pd").set_size_gb(20).set_type("pd-ssd");
     let insert = || {
         c.disks
             .insert()
@@ -368,14 +309,7 @@ async fn disks_insert_get_list_delete_and_int64_sizes() {
             .is_some_and(|z| z.ends_with(&format!("/zones/{ZONE}")))
     );
     assert!(got.users.is_empty());
-    let list = c
-        .disks
-        .list()
-        .set_project(P)
-        .set_zone(ZONE)
-        .send()
-        .await
-        .expect("list");
+    let list = c.disks.list().set_project(P).set_zone(ZONE).send().await.expect("list");
     assert_eq!(list.items.len(), 1);
     let other_zone = c
         .disks
@@ -397,10 +331,7 @@ async fn disks_insert_get_list_delete_and_int64_sizes() {
             .until_done()
             .await,
     );
-    assert_eq!(
-        failure(get_disk(&c, ZONE, "master-pd").await),
-        (Code::NotFound, 404)
-    );
+    assert_eq!(failure(get_disk(&c, ZONE, "master-pd").await), (Code::NotFound, 404));
 }
 
 #[tokio::test]
@@ -411,36 +342,17 @@ async fn addresses_come_from_the_emulator_block_and_start_reserved() {
     ok_op(insert_address(&c, REGION, Address::new().set_name("master-ip")).await);
     ok_op(insert_address(&c, REGION, internal("master-internal")).await);
     let requested = format!("127.{n}.5.5");
-    ok_op(
-        insert_address(
-            &c,
-            REGION,
-            internal("pinned").set_address(requested.clone()),
-        )
-        .await,
-    );
-    let external = get_address(&c, REGION, "master-ip")
-        .await
-        .expect("external");
+    ok_op(insert_address(&c, REGION, internal("pinned").set_address(requested.clone())).await);
+    let external = get_address(&c, REGION, "master-ip").await.expect("external");
     assert_eq!(external.address, Some(format!("127.{n}.128.1")));
     assert_eq!(external.status, Some(model::address::Status::Reserved));
-    assert_eq!(
-        external.address_type,
-        Some(model::address::AddressType::External)
-    );
+    assert_eq!(external.address_type, Some(model::address::AddressType::External));
     assert!(external.users.is_empty());
-    let internal = get_address(&c, REGION, "master-internal")
-        .await
-        .expect("internal");
+    let internal = get_address(&c, REGION, "master-internal").await.expect("internal");
     assert_eq!(internal.address, Some(format!("127.{n}.1.1")));
     let pinned = get_address(&c, REGION, "pinned").await.expect("pinned");
     assert_eq!(pinned.address, Some(requested.clone()));
-    let taken = insert_address(
-        &c,
-        REGION,
-        Address::new().set_name("copy").set_address(requested),
-    )
-    .await;
+    let taken = insert_address(&c, REGION, Address::new().set_name("copy").set_address(requested)).await;
     assert_eq!(failure(taken), (Code::InvalidArgument, 400));
 
     let list = c
@@ -462,10 +374,7 @@ async fn addresses_come_from_the_emulator_block_and_start_reserved() {
             .until_done()
             .await,
     );
-    assert_eq!(
-        failure(get_address(&c, REGION, "pinned").await),
-        (Code::NotFound, 404)
-    );
+    assert_eq!(failure(get_address(&c, REGION, "pinned").await), (Code::NotFound, 404));
     let dup = insert_address(&c, REGION, Address::new().set_name("master-ip")).await;
     assert_eq!(failure(dup), (Code::AlreadyExists, 409));
 }
@@ -491,10 +400,7 @@ async fn an_instance_is_running_with_nic0_boot_disk_static_ips_and_metadata() {
     ok_op(insert_instance(&c, ZONE, body.clone()).await);
 
     let vm = get_instance(&c, ZONE, "master").await.expect("instance");
-    let self_link = format!(
-        "{}/compute/v1/projects/{P}/zones/{ZONE}/instances/master",
-        emu.endpoint
-    );
+    let self_link = format!("{}/compute/v1/projects/{P}/zones/{ZONE}/instances/master", emu.endpoint);
     assert_eq!(vm.status, Some(model::instance::Status::Running));
     assert_eq!(vm.self_link.as_deref(), Some(self_link.as_str()));
     assert!(
@@ -558,10 +464,7 @@ async fn an_instance_is_running_with_nic0_boot_disk_static_ips_and_metadata() {
     // an instance without networkIP/natIP gets fresh ones from the block
     ok_op(insert_instance(&c, ZONE, instance("master-x1z", ZONE)).await);
     let other = get_instance(&c, ZONE, "master-x1z").await.expect("second");
-    assert_eq!(
-        other.network_interfaces[0].network_ip,
-        Some(format!("127.{n}.1.2"))
-    );
+    assert_eq!(other.network_interfaces[0].network_ip, Some(format!("127.{n}.1.2")));
     assert_eq!(nat_ip(&other), Some(format!("127.{n}.128.2")));
 
     let list = c
@@ -602,16 +505,10 @@ async fn an_instance_is_running_with_nic0_boot_disk_static_ips_and_metadata() {
         failure(insert_instance(&c, ZONE, copy).await),
         (Code::InvalidArgument, 400)
     );
-    assert_eq!(
-        failure(get_instance(&c, ZONE, "nobody").await),
-        (Code::NotFound, 404)
-    );
+    assert_eq!(failure(get_instance(&c, ZONE, "nobody").await), (Code::NotFound, 404));
 
     let state = emu.state().await;
-    assert_eq!(
-        state["projects"][P]["instances"].as_array().map(Vec::len),
-        Some(2)
-    );
+    assert_eq!(state["projects"][P]["instances"].as_array().map(Vec::len), Some(2));
 }
 
 #[tokio::test]
@@ -657,14 +554,8 @@ async fn instance_delete_honours_auto_delete_and_releases_addresses() {
             .until_done()
             .await,
     );
-    assert_eq!(
-        failure(get_instance(&c, ZONE, "master").await),
-        (Code::NotFound, 404)
-    );
-    assert_eq!(
-        failure(get_disk(&c, ZONE, "master-boot").await),
-        (Code::NotFound, 404)
-    );
+    assert_eq!(failure(get_instance(&c, ZONE, "master").await), (Code::NotFound, 404));
+    assert_eq!(failure(get_disk(&c, ZONE, "master-boot").await), (Code::NotFound, 404));
     let pd = get_disk(&c, ZONE, "master-pd")
         .await
         .expect("autoDelete=false keeps the disk");
@@ -697,11 +588,7 @@ async fn aggregated_lists_span_every_zone() {
         .send()
         .await
         .expect("aggregated instances");
-    let count = |zone: &str| {
-        all.items
-            .get(&format!("zones/{zone}"))
-            .map(|s| s.instances.len())
-    };
+    let count = |zone: &str| all.items.get(&format!("zones/{zone}")).map(|s| s.instances.len());
     assert_eq!(count("us-central1-a"), Some(1));
     assert_eq!(count(OTHER_ZONE), Some(1));
     assert_eq!(count("asia-east1-a"), Some(0));
@@ -752,11 +639,7 @@ async fn regional_resources_used_from_another_region_are_refused() {
         .insert()
         .set_project(P)
         .set_region(OTHER_REGION)
-        .set_body(
-            TargetPool::new()
-                .set_name("master")
-                .set_instances([url.clone()]),
-        )
+        .set_body(TargetPool::new().set_name("master").set_instances([url.clone()]))
         .poller()
         .until_done()
         .await;
@@ -777,10 +660,7 @@ async fn regional_resources_used_from_another_region_are_refused() {
         .set_project(P)
         .set_region(OTHER_REGION)
         .set_target_pool("master")
-        .set_body(
-            TargetPoolsAddInstanceRequest::new()
-                .set_instances([InstanceReference::new().set_instance(url)]),
-        )
+        .set_body(TargetPoolsAddInstanceRequest::new().set_instances([InstanceReference::new().set_instance(url)]))
         .send()
         .await;
     assert_eq!(failure(add_elsewhere), (Code::InvalidArgument, 400));
@@ -821,10 +701,7 @@ async fn resources_in_use_cannot_be_deleted() {
     };
     let msg = message(delete_address("master-ip").await);
     assert!(msg.contains("already being used by"), "{msg}");
-    assert_eq!(
-        failure(delete_address("master-ip").await),
-        (Code::InvalidArgument, 400)
-    );
+    assert_eq!(failure(delete_address("master-ip").await), (Code::InvalidArgument, 400));
 
     ok_op(
         c.target_pools
@@ -876,10 +753,7 @@ async fn resources_in_use_cannot_be_deleted() {
         .expect("rules");
     assert_eq!(rules.items.len(), 1);
     assert_eq!(rule.port_range.as_deref(), Some("443-443"));
-    assert_eq!(
-        failure(delete_address("lb-ip").await),
-        (Code::InvalidArgument, 400)
-    );
+    assert_eq!(failure(delete_address("lb-ip").await), (Code::InvalidArgument, 400));
     let pool_in_use = c
         .target_pools
         .delete()
@@ -929,13 +803,7 @@ async fn resources_in_use_cannot_be_deleted() {
     assert!(rules.items.is_empty());
 
     // the pool is free once the rule is gone
-    let pools = || {
-        c.target_pools
-            .list()
-            .set_project(P)
-            .set_region(REGION)
-            .send()
-    };
+    let pools = || c.target_pools.list().set_project(P).set_region(REGION).send();
     assert_eq!(pools().await.expect("pools").items.len(), 1);
     ok_op(
         c.target_pools
@@ -979,9 +847,7 @@ async fn stale_metadata_fingerprints_are_refused_with_412() {
             .poller()
             .until_done()
     };
-    let items = [model::metadata::Items::new()
-        .set_key("lock")
-        .set_value("me")];
+    let items = [model::metadata::Items::new().set_key("lock").set_value("me")];
     let update = Metadata::new()
         .set_or_clear_fingerprint(first.fingerprint.clone())
         .set_items(items.clone());
@@ -991,29 +857,14 @@ async fn stale_metadata_fingerprints_are_refused_with_412() {
         .expect("vm")
         .metadata
         .expect("md");
-    assert_ne!(
-        second.fingerprint, first.fingerprint,
-        "fingerprint changes on update"
-    );
+    assert_ne!(second.fingerprint, first.fingerprint, "fingerprint changes on update");
     assert_eq!(second.items[0].key.as_deref(), Some("lock"));
-    assert_eq!(
-        failure(set_metadata(update).await),
-        (Code::FailedPrecondition, 412)
-    );
+    assert_eq!(failure(set_metadata(update).await), (Code::FailedPrecondition, 412));
     let without = Metadata::new().set_items(items.clone());
-    assert_eq!(
-        failure(set_metadata(without).await),
-        (Code::FailedPrecondition, 412)
-    );
+    assert_eq!(failure(set_metadata(without).await), (Code::FailedPrecondition, 412));
 
     // project metadata: the same rule
-    let project = c
-        .projects
-        .get()
-        .set_project(P)
-        .send()
-        .await
-        .expect("project");
+    let project = c.projects.get().set_project(P).send().await.expect("project");
     assert_eq!(project.name.as_deref(), Some(P));
     let common = project.common_instance_metadata.expect("common metadata");
     let set_common = |md: Metadata| {
@@ -1028,10 +879,7 @@ async fn stale_metadata_fingerprints_are_refused_with_412() {
         .set_or_clear_fingerprint(common.fingerprint.clone())
         .set_items(items.clone());
     let op = ok_op(set_common(update.clone()).await);
-    assert_eq!(
-        op.operation_type.as_deref(),
-        Some("setCommonInstanceMetadata")
-    );
+    assert_eq!(op.operation_type.as_deref(), Some("setCommonInstanceMetadata"));
     let after = c
         .projects
         .get()
@@ -1043,10 +891,7 @@ async fn stale_metadata_fingerprints_are_refused_with_412() {
         .expect("md");
     assert_eq!(after.items.len(), 1);
     assert_ne!(after.fingerprint, common.fingerprint);
-    assert_eq!(
-        failure(set_common(update).await),
-        (Code::FailedPrecondition, 412)
-    );
+    assert_eq!(failure(set_common(update).await), (Code::FailedPrecondition, 412));
     assert_eq!(
         failure(set_common(Metadata::new().set_items(items)).await),
         (Code::FailedPrecondition, 412)
@@ -1077,21 +922,16 @@ async fn labels_are_set_with_the_label_fingerprint() {
     let after = get_instance(&c, ZONE, "master").await.expect("vm");
     assert_eq!(after.labels.get("replica").map(String::as_str), Some("yes"));
     assert_ne!(after.label_fingerprint, vm.label_fingerprint);
-    assert_eq!(
-        failure(set_labels(&vm).await),
-        (Code::FailedPrecondition, 412)
-    );
+    assert_eq!(failure(set_labels(&vm).await), (Code::FailedPrecondition, 412));
 }
 
 #[tokio::test]
 async fn an_injected_http_error_fails_the_call_without_effect() {
     let emu = Emulator::start(&[]);
     let c = emu.clients().await;
-    emu.fault(
-        json!({"method": "POST", "path_contains": "/global/firewalls",
-        "action": {"kind": "http_error", "code": 503, "message": "backend is down"}}),
-    )
-    .await;
+    emu.fault(json!({"method": "POST", "path_contains": "/global/firewalls",
+        "action": {"kind": "http_error", "code": 503, "message": "backend is down"}}))
+        .await;
     let insert = || {
         c.firewalls
             .insert()
@@ -1103,17 +943,8 @@ async fn an_injected_http_error_fails_the_call_without_effect() {
     let e = insert().await.expect_err("fault");
     assert_eq!(e.http_status_code(), Some(503));
     assert_eq!(e.status().map(|s| s.code), Some(Code::Unavailable));
-    assert_eq!(
-        e.status().map(|s| s.message.as_str()),
-        Some("backend is down")
-    );
-    let list = c
-        .firewalls
-        .list()
-        .set_project(P)
-        .send()
-        .await
-        .expect("list");
+    assert_eq!(e.status().map(|s| s.message.as_str()), Some("backend is down"));
+    let list = c.firewalls.list().set_project(P).send().await.expect("list");
     assert!(list.items.is_empty(), "no effect");
     assert_eq!(emu.faults().await, json!([]), "consumed");
     ok_op(insert().await);
@@ -1133,20 +964,11 @@ async fn an_injected_operation_error_ends_done_with_error_and_no_effect() {
     assert_eq!(op.status, Some(model::operation::Status::Done));
     let error = op.error.as_ref().expect("operation error");
     assert_eq!(error.errors[0].code.as_deref(), Some("QUOTA_EXCEEDED"));
-    assert_eq!(
-        error.errors[0].message.as_deref(),
-        Some("Quota 'CPUS' exceeded")
-    );
+    assert_eq!(error.errors[0].message.as_deref(), Some("Quota 'CPUS' exceeded"));
     assert_eq!(op.http_error_status_code, Some(403));
     assert!(op.http_error_message.is_some());
-    assert_eq!(
-        failure(get_instance(&c, ZONE, "master").await),
-        (Code::NotFound, 404)
-    );
-    assert_eq!(
-        failure(get_disk(&c, ZONE, "master").await),
-        (Code::NotFound, 404)
-    );
+    assert_eq!(failure(get_instance(&c, ZONE, "master").await), (Code::NotFound, 404));
+    assert_eq!(failure(get_disk(&c, ZONE, "master").await), (Code::NotFound, 404));
     // the name is free again
     ok_op(insert_instance(&c, ZONE, instance("master", ZONE)).await);
 }
@@ -1182,11 +1004,7 @@ async fn operations_go_pending_running_done_with_latency() {
         .set_firewall("master-https")
         .send()
         .await;
-    assert_eq!(
-        failure(not_yet),
-        (Code::NotFound, 404),
-        "appears only when DONE"
-    );
+    assert_eq!(failure(not_yet), (Code::NotFound, 404), "appears only when DONE");
     let conflict = c
         .firewalls
         .insert()
@@ -1194,11 +1012,7 @@ async fn operations_go_pending_running_done_with_latency() {
         .set_body(firewall("master-https"))
         .send()
         .await;
-    assert_eq!(
-        failure(conflict),
-        (Code::AlreadyExists, 409),
-        "pending names conflict"
-    );
+    assert_eq!(failure(conflict), (Code::AlreadyExists, 409), "pending names conflict");
     let waited = c
         .global_operations
         .wait()
@@ -1298,10 +1112,7 @@ async fn operations_go_pending_running_done_with_latency() {
         .await
         .expect("wait");
     assert_eq!(waited.status, Some(model::operation::Status::Done));
-    assert_eq!(
-        failure(get_instance(&c, ZONE, "master").await),
-        (Code::NotFound, 404)
-    );
+    assert_eq!(failure(get_instance(&c, ZONE, "master").await), (Code::NotFound, 404));
 
     // regional: a delete makes the resource disappear only when DONE
     ok_op(insert_address(&c, REGION, Address::new().set_name("ip")).await);
@@ -1314,10 +1125,7 @@ async fn operations_go_pending_running_done_with_latency() {
         .send()
         .await
         .expect("accepted");
-    assert!(
-        get_address(&c, REGION, "ip").await.is_ok(),
-        "still there while RUNNING"
-    );
+    assert!(get_address(&c, REGION, "ip").await.is_ok(), "still there while RUNNING");
     let waited = c
         .region_operations
         .wait()
@@ -1328,10 +1136,7 @@ async fn operations_go_pending_running_done_with_latency() {
         .await
         .expect("wait");
     assert_eq!(waited.status, Some(model::operation::Status::Done));
-    assert_eq!(
-        failure(get_address(&c, REGION, "ip").await),
-        (Code::NotFound, 404)
-    );
+    assert_eq!(failure(get_address(&c, REGION, "ip").await), (Code::NotFound, 404));
 }
 
 /// Poll a zonal operation with `instances.getOperation` until DONE (at most 10 s).
@@ -1350,10 +1155,7 @@ async fn poll_until_done(c: &Clients, zone: &str, name: &str) -> Operation {
         if op.status == Some(model::operation::Status::Done) {
             return op;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "operation never finished"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "operation never finished");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -1396,15 +1198,10 @@ async fn stalled_and_delayed_operations() {
         .await
         .expect("op");
     assert_eq!(still.status, Some(model::operation::Status::Running));
-    assert_eq!(
-        failure(get_disk(&c, ZONE, "stuck").await),
-        (Code::NotFound, 404)
-    );
+    assert_eq!(failure(get_disk(&c, ZONE, "stuck").await), (Code::NotFound, 404));
     let state = emu.state().await;
     assert_eq!(
-        state["projects"][P]["pendingOperations"]
-            .as_array()
-            .map(Vec::len),
+        state["projects"][P]["pendingOperations"].as_array().map(Vec::len),
         Some(1)
     );
 
@@ -1419,11 +1216,7 @@ async fn stalled_and_delayed_operations() {
         .send()
         .await
         .expect("accepted");
-    assert_eq!(
-        op.status,
-        Some(model::operation::Status::Pending),
-        "returned at once"
-    );
+    assert_eq!(op.status, Some(model::operation::Status::Pending), "returned at once");
     let waited = c
         .global_operations
         .wait()
@@ -1494,10 +1287,7 @@ async fn moving_the_static_ip_between_access_configs() {
     ok_op(add_config(AccessConfig::new().set_name("External NAT")).await);
     let ephemeral = nat_ip(&get_instance(&c, ZONE, "master").await.expect("vm")).expect("nat ip");
     assert_ne!(ephemeral, static_ip);
-    assert!(
-        ephemeral.starts_with(&format!("127.{n}.128.")),
-        "{ephemeral}"
-    );
+    assert!(ephemeral.starts_with(&format!("127.{n}.128.")), "{ephemeral}");
     let twice = add_config(AccessConfig::new().set_name("second")).await;
     assert_eq!(
         failure(twice),
@@ -1539,19 +1329,13 @@ async fn target_pools_add_and_remove_instances() {
     ok_op(insert_instance(&c, "us-central1-a", instance("master", "us-central1-a")).await);
     ok_op(insert_instance(&c, ZONE, instance("master-x1z", ZONE)).await);
     let first = format!("projects/{P}/zones/us-central1-a/instances/master");
-    let second = format!(
-        "https://www.googleapis.com/compute/v1/projects/{P}/zones/{ZONE}/instances/master-x1z"
-    );
+    let second = format!("https://www.googleapis.com/compute/v1/projects/{P}/zones/{ZONE}/instances/master-x1z");
     ok_op(
         c.target_pools
             .insert()
             .set_project(P)
             .set_region(REGION)
-            .set_body(
-                TargetPool::new()
-                    .set_name("master")
-                    .set_instances([first.clone()]),
-            )
+            .set_body(TargetPool::new().set_name("master").set_instances([first.clone()]))
             .poller()
             .until_done()
             .await,
@@ -1562,10 +1346,7 @@ async fn target_pools_add_and_remove_instances() {
             .set_project(P)
             .set_region(REGION)
             .set_target_pool("master")
-            .set_body(
-                TargetPoolsAddInstanceRequest::new()
-                    .set_instances([InstanceReference::new().set_instance(url)]),
-            )
+            .set_body(TargetPoolsAddInstanceRequest::new().set_instances([InstanceReference::new().set_instance(url)]))
             .poller()
             .until_done()
     };
@@ -1576,8 +1357,7 @@ async fn target_pools_add_and_remove_instances() {
             .set_region(REGION)
             .set_target_pool("master")
             .set_body(
-                TargetPoolsRemoveInstanceRequest::new()
-                    .set_instances([InstanceReference::new().set_instance(url)]),
+                TargetPoolsRemoveInstanceRequest::new().set_instances([InstanceReference::new().set_instance(url)]),
             )
             .poller()
             .until_done()
@@ -1603,10 +1383,7 @@ async fn target_pools_add_and_remove_instances() {
         "already a member"
     );
     let missing = format!("projects/{P}/zones/{ZONE}/instances/nobody");
-    assert_eq!(
-        failure(add(missing.clone()).await),
-        (Code::InvalidArgument, 400)
-    );
+    assert_eq!(failure(add(missing.clone()).await), (Code::InvalidArgument, 400));
     ok_op(remove(first.clone()).await);
     let now = members().await;
     assert_eq!(now.len(), 1);
@@ -1650,14 +1427,7 @@ async fn a_repeated_request_id_returns_the_same_operation_without_a_second_effec
     let second = insert().await.expect("retried insert is not a conflict");
     assert_eq!(first.name, second.name);
     assert_eq!(first.id, second.id);
-    let list = c
-        .disks
-        .list()
-        .set_project(P)
-        .set_zone(ZONE)
-        .send()
-        .await
-        .expect("list");
+    let list = c.disks.list().set_project(P).set_zone(ZONE).send().await.expect("list");
     assert_eq!(list.items.len(), 1);
 }
 
@@ -1665,22 +1435,10 @@ async fn a_repeated_request_id_returns_the_same_operation_without_a_second_effec
 async fn the_call_log_records_every_api_call_and_marks_mutations() {
     let emu = Emulator::start(&["--op-latency-ms", "50"]);
     let c = emu.clients().await;
-    let _ = c
-        .projects
-        .get()
-        .set_project(P)
-        .send()
-        .await
-        .expect("project");
+    let _ = c.projects.get().set_project(P).send().await.expect("project");
     emu.clear_calls().await;
 
-    let missing = c
-        .firewalls
-        .get()
-        .set_project(P)
-        .set_firewall("nope")
-        .send()
-        .await;
+    let missing = c.firewalls.get().set_project(P).set_firewall("nope").send().await;
     assert_eq!(failure(missing), (Code::NotFound, 404));
     let op = c
         .firewalls
@@ -1697,13 +1455,7 @@ async fn the_call_log_records_every_api_call_and_marks_mutations() {
         .send()
         .await
         .expect("wait");
-    let _ = c
-        .firewalls
-        .list()
-        .set_project(P)
-        .send()
-        .await
-        .expect("list");
+    let _ = c.firewalls.list().set_project(P).send().await.expect("list");
     ok_op(
         c.firewalls
             .delete()
@@ -1740,20 +1492,12 @@ async fn the_call_log_records_every_api_call_and_marks_mutations() {
         ("POST".into(), false, 200),
         "operations wait is not a mutation"
     );
-    assert!(
-        calls[2]["path"]
-            .as_str()
-            .is_some_and(|p| p.ends_with("/wait"))
-    );
+    assert!(calls[2]["path"].as_str().is_some_and(|p| p.ends_with("/wait")));
     assert_eq!(summary[3], ("GET".into(), false, 200));
     assert_eq!(summary[4], ("DELETE".into(), true, 200));
     assert_eq!(summary.last(), Some(&("DELETE".into(), true, 404)));
     assert!(calls[1]["path"] == json!(format!("/compute/v1/projects/{P}/global/firewalls")));
-    assert!(
-        calls[1]["query"]
-            .as_str()
-            .is_some_and(|q| q.contains("$alt=json"))
-    );
+    assert!(calls[1]["query"].as_str().is_some_and(|q| q.contains("$alt=json")));
     let mutating = emu.mutating_calls().await;
     assert_eq!(mutating.len(), 3, "{mutating:?}");
     emu.clear_calls().await;
@@ -1836,12 +1580,6 @@ async fn lists_page_and_filter_like_gce() {
         .await
         .expect("filtered");
     assert_eq!(not.items.len(), 2);
-    let bad = c
-        .firewalls
-        .list()
-        .set_project(P)
-        .set_filter("name eq (")
-        .send()
-        .await;
+    let bad = c.firewalls.list().set_project(P).set_filter("name eq (").send().await;
     assert_eq!(failure(bad), (Code::InvalidArgument, 400));
 }

@@ -24,15 +24,40 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 /// `etcdctl member list -w json` with the client cert a replica's apiserver uses.
 fn etcdctl_members(dir: &Path, env: &KeyValues, certs: &KeyValues, endpoint: &str) -> serde_json::Value {
     let ca = write(dir, "etcd-ca.crt", &certs.pem(ke::ETCD_APISERVER_CA_CERT).expect("ca"));
-    let cert = write(dir, "client.crt", &certs.pem(ke::ETCD_APISERVER_CLIENT_CERT).expect("cert"));
-    let key = write(dir, "client.key", &certs.pem(ke::ETCD_APISERVER_CLIENT_KEY).expect("key"));
+    let cert = write(
+        dir,
+        "client.crt",
+        &certs.pem(ke::ETCD_APISERVER_CLIENT_CERT).expect("cert"),
+    );
+    let key = write(
+        dir,
+        "client.key",
+        &certs.pem(ke::ETCD_APISERVER_CLIENT_KEY).expect("key"),
+    );
     let _ = env;
     let out = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoint, "--cacert", &ca, "--cert", &cert, "--key", &key, "member", "list", "-w", "json"])
+        .args([
+            "--endpoints",
+            endpoint,
+            "--cacert",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "member",
+            "list",
+            "-w",
+            "json",
+        ])
         .output()
         .expect("run etcdctl");
-    assert!(out.status.success(), "etcdctl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "etcdctl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("etcdctl JSON")
 }
 
@@ -72,9 +97,19 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
     let sb = Sandbox::start(&[]);
 
     // --dry-run on an empty project prints the plan and changes nothing.
-    let dry = sb.kube_ha(&["up", "--dry-run"], &support::cluster::env_example("01-first-master.env")).await;
+    let dry = sb
+        .kube_ha(
+            &["up", "--dry-run"],
+            &support::cluster::env_example("01-first-master.env"),
+        )
+        .await;
     dry.expect_code(0);
-    assert!(dry.stdout.contains("create first master VM kubernetes-master in europe-west1-b"), "{}", dry.stdout);
+    assert!(
+        dry.stdout
+            .contains("create first master VM kubernetes-master in europe-west1-b"),
+        "{}",
+        dry.stdout
+    );
     assert!(sb.emu.mutating_calls().await.is_empty(), "dry run made mutating calls");
 
     sb.first_master().await.expect_code(0);
@@ -85,7 +120,11 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
     assert_eq!(master.name.as_deref(), Some("kubernetes-master"));
     let internal = Sandbox::internal_ip(master);
     let static_ip = sb.static_ip().await;
-    assert_eq!(Sandbox::external_ip(master), Some(static_ip), "the first master carries the static IP");
+    assert_eq!(
+        Sandbox::external_ip(master),
+        Some(static_ip),
+        "the first master carries the static IP"
+    );
 
     // etcdctl, the real client, with the apiserver's client cert from kube-master-certs.
     let secrets = sb.secrets().await;
@@ -100,11 +139,20 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
     }
 
     // The API on the static IP, the cluster CA as the only trust root; state goes through etcd.
-    let resp = sb.api().get(format!("https://{static_ip}/healthz")).send().await.expect("healthz");
+    let resp = sb
+        .api()
+        .get(format!("https://{static_ip}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     assert!(resp.status().is_success());
     sb.put("answer", "42").await.expect("put");
     assert_eq!(sb.get("answer").await.as_deref(), Some("42"));
-    let mode = std::fs::metadata(sb.kubeconfig()).expect("kubeconfig").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(sb.kubeconfig())
+        .expect("kubeconfig")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
 
     // Every leaf verifies against its CA for its purpose, with exactly SPEC §3's SANs.
@@ -113,20 +161,44 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
     let dir = sb.dir.path();
     let checks = [
         (pem(env, ke::CA_CERT), pem(env, ke::MASTER_CERT), vec!["sslserver"]),
-        (pem(env, ke::ETCD_CA_CERT), pem(env, ke::ETCD_PEER_CERT), vec!["sslserver", "sslclient"]),
-        (pem(certs, ke::ETCD_APISERVER_CA_CERT), pem(certs, ke::ETCD_APISERVER_SERVER_CERT), vec!["sslserver", "sslclient"]),
-        (pem(certs, ke::ETCD_APISERVER_CA_CERT), pem(certs, ke::ETCD_APISERVER_CLIENT_CERT), vec!["sslclient"]),
+        (
+            pem(env, ke::ETCD_CA_CERT),
+            pem(env, ke::ETCD_PEER_CERT),
+            vec!["sslserver", "sslclient"],
+        ),
+        (
+            pem(certs, ke::ETCD_APISERVER_CA_CERT),
+            pem(certs, ke::ETCD_APISERVER_SERVER_CERT),
+            vec!["sslserver", "sslclient"],
+        ),
+        (
+            pem(certs, ke::ETCD_APISERVER_CA_CERT),
+            pem(certs, ke::ETCD_APISERVER_CLIENT_CERT),
+            vec!["sslclient"],
+        ),
     ];
     for (ca, leaf, purposes) in &checks {
         for p in purposes {
             assert!(openssl_verify(dir, ca, leaf, p), "openssl verify -purpose {p}");
         }
         // ... and against any other CA it fails.
-        let wrong = if *ca == pem(env, ke::CA_CERT) { pem(env, ke::ETCD_CA_CERT) } else { pem(env, ke::CA_CERT) };
-        assert!(!openssl_verify(dir, &wrong, leaf, purposes[0]), "a leaf must not verify against another CA");
+        let wrong = if *ca == pem(env, ke::CA_CERT) {
+            pem(env, ke::ETCD_CA_CERT)
+        } else {
+            pem(env, ke::CA_CERT)
+        };
+        assert!(
+            !openssl_verify(dir, &wrong, leaf, purposes[0]),
+            "a leaf must not verify against another CA"
+        );
     }
     // The client certificate is for clients only.
-    assert!(!openssl_verify(dir, &pem(certs, ke::ETCD_APISERVER_CA_CERT), &pem(certs, ke::ETCD_APISERVER_CLIENT_CERT), "sslserver"));
+    assert!(!openssl_verify(
+        dir,
+        &pem(certs, ke::ETCD_APISERVER_CA_CERT),
+        &pem(certs, ke::ETCD_APISERVER_CLIENT_CERT),
+        "sslserver"
+    ));
     let want: BTreeSet<String> = [
         format!("IP:{static_ip}"),
         "IP:10.0.0.1".into(),
@@ -141,8 +213,13 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
     .into_iter()
     .collect();
     assert_eq!(sans(&pem(env, ke::MASTER_CERT)), want);
-    let want_peer: BTreeSet<String> =
-        [format!("IP:{internal}"), "DNS:kubernetes-master".into(), "IP:127.0.0.1".into()].into_iter().collect();
+    let want_peer: BTreeSet<String> = [
+        format!("IP:{internal}"),
+        "DNS:kubernetes-master".into(),
+        "IP:127.0.0.1".into(),
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(sans(&pem(env, ke::ETCD_PEER_CERT)), want_peer);
     let want_server: BTreeSet<String> = [format!("IP:{internal}"), "IP:127.0.0.1".into()].into_iter().collect();
     assert_eq!(sans(&pem(certs, ke::ETCD_APISERVER_SERVER_CERT)), want_server);
@@ -150,10 +227,16 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
 
     // A real handshake: the serving cert verifies for its own IPs and not for one it lacks.
     let ca = pem(env, ke::CA_CERT);
-    handshake(internal, internal, &ca).await.expect("verifies for its internal IP");
-    handshake(internal, static_ip, &ca).await.expect("verifies for the static IP");
+    handshake(internal, internal, &ca)
+        .await
+        .expect("verifies for its internal IP");
+    handshake(internal, static_ip, &ca)
+        .await
+        .expect("verifies for the static IP");
     let other = Ipv4Addr::new(internal.octets()[0], internal.octets()[1], internal.octets()[2], 250);
-    let err = handshake(internal, other, &ca).await.expect_err("must not verify for an IP it lacks");
+    let err = handshake(internal, other, &ca)
+        .await
+        .expect_err("must not verify for an IP it lacks");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 
     // A second up changes nothing.
@@ -161,10 +244,15 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
     let again = sb.first_master().await;
     again.expect_code(0);
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
-    assert!(sb.emu.mutating_calls().await.is_empty(), "second up made mutating calls");
+    assert!(
+        sb.emu.mutating_calls().await.is_empty(),
+        "second up made mutating calls"
+    );
 
     // Teardown: no cluster resource and no etcd process remain.
-    sb.kube_ha(&["down"], &support::cluster::env_example("05-teardown.env")).await.expect_code(0);
+    sb.kube_ha(&["down"], &support::cluster::env_example("05-teardown.env"))
+        .await
+        .expect_code(0);
     assert_no_cluster_resources(&sb).await;
     assert!(sb.etcd_pids().is_empty(), "etcd processes remain: {:?}", sb.etcd_pids());
 }
@@ -173,24 +261,53 @@ async fn assert_no_cluster_resources(sb: &Sandbox) {
     let gce = sb.gce().await;
     assert!(sb.replicas().await.is_empty(), "instances remain");
     let disks = gce.all_disks().await.expect("disks");
-    assert!(disks.is_empty(), "disks remain: {:?}", disks.iter().map(|d| d.name.clone()).collect::<Vec<_>>());
+    assert!(
+        disks.is_empty(),
+        "disks remain: {:?}",
+        disks.iter().map(|d| d.name.clone()).collect::<Vec<_>>()
+    );
     let addresses = gce.addresses("europe-west1").await.expect("addresses");
-    assert!(addresses.is_empty(), "addresses remain: {:?}", addresses.iter().map(|a| a.name.clone()).collect::<Vec<_>>());
+    assert!(
+        addresses.is_empty(),
+        "addresses remain: {:?}",
+        addresses.iter().map(|a| a.name.clone()).collect::<Vec<_>>()
+    );
     for fw in ["kubernetes-master-https", "kubernetes-master-etcd"] {
         assert!(gce.firewall(fw).await.expect("get").is_none(), "{fw} remains");
     }
-    assert!(gce.target_pool("europe-west1", "kubernetes-master").await.expect("get").is_none());
-    assert!(gce.forwarding_rule("europe-west1", "kubernetes-master").await.expect("get").is_none());
+    assert!(
+        gce.target_pool("europe-west1", "kubernetes-master")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        gce.forwarding_rule("europe-west1", "kubernetes-master")
+            .await
+            .expect("get")
+            .is_none()
+    );
     let _ = PROJECT;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_up_killed_after_the_disk_and_before_the_vm_is_finished_by_the_next_up() {
     let sb = Sandbox::start(&[]);
-    let killed = sb.up("01-first-master.env", &[("KUBE_HA_FAILPOINT", "after:create_data_disk")]).await;
+    let killed = sb
+        .up(
+            "01-first-master.env",
+            &[("KUBE_HA_FAILPOINT", "after:create_data_disk")],
+        )
+        .await;
     assert_eq!(killed.code, -1, "killed by SIGKILL:\n{}", killed.stderr);
     let gce = sb.gce().await;
-    assert!(gce.all_disks().await.expect("disks").iter().any(|d| d.name.as_deref() == Some("kubernetes-master-pd")));
+    assert!(
+        gce.all_disks()
+            .await
+            .expect("disks")
+            .iter()
+            .any(|d| d.name.as_deref() == Some("kubernetes-master-pd"))
+    );
     assert!(sb.replicas().await.is_empty(), "the VM must not exist yet");
 
     let resumed = sb.first_master().await;
@@ -199,15 +316,36 @@ async fn an_up_killed_after_the_disk_and_before_the_vm_is_finished_by_the_next_u
 
     let names = sb.replica_names().await;
     assert_eq!(names, ["kubernetes-master"]);
-    let mut disks: Vec<String> = gce.all_disks().await.expect("disks").into_iter().filter_map(|d| d.name).collect();
+    let mut disks: Vec<String> = gce
+        .all_disks()
+        .await
+        .expect("disks")
+        .into_iter()
+        .filter_map(|d| d.name)
+        .collect();
     disks.sort();
-    assert_eq!(disks, ["kubernetes-master", "kubernetes-master-pd"], "boot and data disk, no duplicate, no orphan");
-    let mut addresses: Vec<String> = gce.addresses("europe-west1").await.expect("addresses").into_iter().filter_map(|a| a.name).collect();
+    assert_eq!(
+        disks,
+        ["kubernetes-master", "kubernetes-master-pd"],
+        "boot and data disk, no duplicate, no orphan"
+    );
+    let mut addresses: Vec<String> = gce
+        .addresses("europe-west1")
+        .await
+        .expect("addresses")
+        .into_iter()
+        .filter_map(|a| a.name)
+        .collect();
     addresses.sort();
     assert_eq!(addresses, ["kubernetes-master-internal", "kubernetes-master-ip"]);
     sb.put("after-resume", "yes").await.expect("API works");
     assert_eq!(sb.members(EtcdCluster::Main).await.len(), 1);
     // The lock is released.
     let md = gce.project_metadata().await.expect("metadata");
-    assert!(md.items.iter().all(|i| i.key.as_deref() != Some("kube-ha-lock-kubernetes-master")), "lock released");
+    assert!(
+        md.items
+            .iter()
+            .all(|i| i.key.as_deref() != Some("kube-ha-lock-kubernetes-master")),
+        "lock released"
+    );
 }

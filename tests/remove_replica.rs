@@ -37,7 +37,12 @@ async fn three_to_two_to_one_gives_the_static_ip_back_and_keeps_every_key() {
     sb.assert_complete(2, &[("k0", "zero"), ("k1", "one")]).await;
     sb.remove(D, None).await.expect_code(0);
     sb.assert_complete(1, &[("k0", "zero"), ("k1", "one")]).await;
-    let resp = sb.api().get(format!("https://{}/healthz", sb.static_ip().await)).send().await.expect("healthz");
+    let resp = sb
+        .api()
+        .get(format!("https://{}/healthz", sb.static_ip().await))
+        .send()
+        .await
+        .expect("healthz");
     assert!(resp.status().is_success());
 
     // Teardown of the last replica leaves nothing behind.
@@ -52,13 +57,24 @@ async fn removing_the_leader_moves_leadership_before_its_member_goes() {
     three(&sb).await;
     let etcd = sb.etcd().await;
     let replicas = sb.replicas().await;
-    let status = etcd.status(&EtcdCluster::Main.client_url(Sandbox::internal_ip(&replicas[0]))).await.expect("status");
+    let status = etcd
+        .status(&EtcdCluster::Main.client_url(Sandbox::internal_ip(&replicas[0])))
+        .await
+        .expect("status");
     let leader_id = status.leader.expect("leader");
     let members = sb.members(EtcdCluster::Main).await;
     let leader = members.iter().find(|m| m.id == leader_id).expect("leader member");
     let victim_name = leader.name.strip_prefix("etcd-").expect("name").to_string();
-    let victim = replicas.iter().find(|r| r.name.as_deref() == Some(victim_name.as_str())).expect("victim VM").clone();
-    let observer_ip = replicas.iter().map(Sandbox::internal_ip).find(|ip| *ip != Sandbox::internal_ip(&victim)).expect("observer");
+    let victim = replicas
+        .iter()
+        .find(|r| r.name.as_deref() == Some(victim_name.as_str()))
+        .expect("victim VM")
+        .clone();
+    let observer_ip = replicas
+        .iter()
+        .map(Sandbox::internal_ip)
+        .find(|ip| *ip != Sandbox::internal_ip(&victim))
+        .expect("observer");
 
     // Watch etcd's own view: (leader, is the victim still a member?) every 10 ms.
     let stop = Arc::new(AtomicBool::new(false));
@@ -80,10 +96,15 @@ async fn removing_the_leader_moves_leadership_before_its_member_goes() {
     stop.store(true, Ordering::SeqCst);
     let samples = samples.await.expect("observer");
     assert!(
-        samples.iter().any(|(l, present)| *present && l.is_some() && *l != Some(leader_id)),
+        samples
+            .iter()
+            .any(|(l, present)| *present && l.is_some() && *l != Some(leader_id)),
         "leadership moved while the old leader was still a member: {samples:?}"
     );
-    assert!(!samples.iter().any(|(l, present)| !*present && *l == Some(leader_id)), "{samples:?}");
+    assert!(
+        !samples.iter().any(|(l, present)| !*present && *l == Some(leader_id)),
+        "{samples:?}"
+    );
     sb.assert_complete(2, &[("k0", "zero")]).await;
 }
 
@@ -94,8 +115,16 @@ async fn a_crashed_replica_blocks_unsafe_removals_and_is_replaced_with_a_new_mem
     let replicas = sb.replicas().await;
     let dead = replicas[2].clone();
     let dead_name = dead.name.clone().expect("name");
-    let dead_ids: Vec<u64> = sb.members(EtcdCluster::Main).await.iter().filter(|m| m.name == format!("etcd-{dead_name}")).map(|m| m.id.0).collect();
-    let old_cert = kube_ha::ops::cluster::metadata_value(&dead, "kube-env").expect("kube-env").to_string();
+    let dead_ids: Vec<u64> = sb
+        .members(EtcdCluster::Main)
+        .await
+        .iter()
+        .filter(|m| m.name == format!("etcd-{dead_name}"))
+        .map(|m| m.id.0)
+        .collect();
+    let old_cert = kube_ha::ops::cluster::metadata_value(&dead, "kube-env")
+        .expect("kube-env")
+        .to_string();
     assert_eq!(sb.emu.crash(D, &dead_name).await.0, 200);
 
     // Removing a healthy replica now would leave 1 healthy of 2: refused, nothing changed.
@@ -110,13 +139,29 @@ async fn a_crashed_replica_blocks_unsafe_removals_and_is_replaced_with_a_new_mem
     sb.assert_complete(2, &[("k0", "zero")]).await;
     sb.add(D).await.expect_code(0);
     sb.assert_complete(3, &[("k0", "zero")]).await;
-    let new = sb.replicas().await.into_iter().find(|r| zone_of(r) == D).expect("new replica in d");
+    let new = sb
+        .replicas()
+        .await
+        .into_iter()
+        .find(|r| zone_of(r) == D)
+        .expect("new replica in d");
     let new_name = new.name.clone().expect("name");
-    let new_ids: Vec<u64> = sb.members(EtcdCluster::Main).await.iter().filter(|m| m.name == format!("etcd-{new_name}")).map(|m| m.id.0).collect();
+    let new_ids: Vec<u64> = sb
+        .members(EtcdCluster::Main)
+        .await
+        .iter()
+        .filter(|m| m.name == format!("etcd-{new_name}"))
+        .map(|m| m.id.0)
+        .collect();
     assert_eq!(new_ids.len(), 1);
     assert!(!dead_ids.contains(&new_ids[0]), "a new member ID");
     let new_env = kube_ha::ops::cluster::metadata_value(&new, "kube-env").expect("kube-env");
-    let cert = |env: &str| kube_ha::pki::kube_env::KeyValues::from_yaml(env).expect("yaml").get("MASTER_CERT").map(str::to_string);
+    let cert = |env: &str| {
+        kube_ha::pki::kube_env::KeyValues::from_yaml(env)
+            .expect("yaml")
+            .get("MASTER_CERT")
+            .map(str::to_string)
+    };
     assert_ne!(cert(new_env), cert(&old_cert), "new certificates");
 }
 
@@ -131,25 +176,49 @@ async fn a_replica_whose_vm_was_deleted_by_hand_is_cleaned_up_by_name() {
     sb.remove(D, Some(&gone)).await.expect_code(0);
     sb.assert_complete(2, &[("k0", "zero")]).await;
     let inv = sb.inventory().await;
-    assert!(!inv.iter().any(|l| l.contains(&gone)), "nothing of {gone} remains: {inv:?}");
+    assert!(
+        !inv.iter().any(|l| l.contains(&gone)),
+        "nothing of {gone} remains: {inv:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_killed_between_member_removal_and_vm_delete_is_finished_by_the_next_run() {
     let sb = Sandbox::start(&[]);
     three(&sb).await;
-    let killed = sb.kube_ha(&["down"], &[("KUBE_DELETE_NODES", "false"), ("KUBE_GCE_ZONE", C), ("KUBE_HA_FAILPOINT", "before:delete_vm")]).await;
+    let killed = sb
+        .kube_ha(
+            &["down"],
+            &[
+                ("KUBE_DELETE_NODES", "false"),
+                ("KUBE_GCE_ZONE", C),
+                ("KUBE_HA_FAILPOINT", "before:delete_vm"),
+            ],
+        )
+        .await;
     assert_eq!(killed.code, -1, "{}", killed.stderr);
     assert_eq!(sb.replicas().await.len(), 3, "killed before the VM delete");
-    assert_eq!(sb.members(EtcdCluster::Main).await.len(), 2, "killed after the member removal");
+    assert_eq!(
+        sb.members(EtcdCluster::Main).await.len(),
+        2,
+        "killed after the member removal"
+    );
 
     let run = sb.remove(C, None).await;
     run.expect_code(0);
     assert!(run.stderr.contains("took over the lock"), "{}", run.stderr);
     sb.assert_complete(2, &[("k0", "zero")]).await;
     let inv = sb.inventory().await;
-    assert_eq!(inv.iter().filter(|l| l.starts_with("disk ")).count(), 4, "no orphan disk: {inv:?}");
-    assert_eq!(inv.iter().filter(|l| l.starts_with("address ")).count(), 3, "no orphan address: {inv:?}");
+    assert_eq!(
+        inv.iter().filter(|l| l.starts_with("disk ")).count(),
+        4,
+        "no orphan disk: {inv:?}"
+    );
+    assert_eq!(
+        inv.iter().filter(|l| l.starts_with("address ")).count(),
+        3,
+        "no orphan address: {inv:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,8 +227,16 @@ async fn a_down_killed_between_forwarding_rule_delete_and_ip_return_is_finished_
     sb.first_master().await.expect_code(0);
     sb.put("k0", "zero").await.expect("put");
     sb.add(C).await.expect_code(0);
-    let killed =
-        sb.kube_ha(&["down"], &[("KUBE_DELETE_NODES", "false"), ("KUBE_GCE_ZONE", C), ("KUBE_HA_FAILPOINT", "after:delete_forwarding_rule")]).await;
+    let killed = sb
+        .kube_ha(
+            &["down"],
+            &[
+                ("KUBE_DELETE_NODES", "false"),
+                ("KUBE_GCE_ZONE", C),
+                ("KUBE_HA_FAILPOINT", "after:delete_forwarding_rule"),
+            ],
+        )
+        .await;
     assert_eq!(killed.code, -1, "{}", killed.stderr);
 
     sb.remove(C, None).await.expect_code(0);

@@ -139,27 +139,15 @@ mod tests {
 
     #[test]
     fn operation_waits_and_reads_are_not_mutations() {
-        assert!(is_mutating(
-            "POST",
-            "/compute/v1/projects/p/zones/z/instances"
-        ));
-        assert!(is_mutating(
-            "DELETE",
-            "/compute/v1/projects/p/global/firewalls/f"
-        ));
-        assert!(!is_mutating(
-            "GET",
-            "/compute/v1/projects/p/zones/z/instances"
-        ));
+        assert!(is_mutating("POST", "/compute/v1/projects/p/zones/z/instances"));
+        assert!(is_mutating("DELETE", "/compute/v1/projects/p/global/firewalls/f"));
+        assert!(!is_mutating("GET", "/compute/v1/projects/p/zones/z/instances"));
         assert!(!is_mutating(
             "POST",
             "/compute/v1/projects/p/zones/z/operations/op-1/wait"
         ));
         // an instance that happens to be named "wait" is still mutated
-        assert!(is_mutating(
-            "DELETE",
-            "/compute/v1/projects/p/zones/z/instances/wait"
-        ));
+        assert!(is_mutating("DELETE", "/compute/v1/projects/p/zones/z/instances/wait"));
     }
 
     #[test]

@@ -21,10 +21,7 @@ use super::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/_emulator/calls", get(calls).delete(clear_calls))
-        .route(
-            "/_emulator/faults",
-            get(faults).post(add_faults).delete(clear_faults),
-        )
+        .route("/_emulator/faults", get(faults).post(add_faults).delete(clear_faults))
         .route("/_emulator/state", get(state_dump))
         .route("/_emulator/instances/{zone}/{name}/crash", post(crash))
 }
@@ -45,10 +42,7 @@ async fn faults(State(state): State<AppState>) -> Json<Value> {
 /// Accepts one fault object or an array of them.
 async fn add_faults(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let parsed: Vec<Fault> = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Array(items)) => items
-            .into_iter()
-            .map(serde_json::from_value)
-            .collect::<Result<_, _>>(),
+        Ok(Value::Array(items)) => items.into_iter().map(serde_json::from_value).collect::<Result<_, _>>(),
         Ok(one) => serde_json::from_value(one).map(|f| vec![f]),
         Err(e) => Err(e),
     }

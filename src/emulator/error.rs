@@ -76,9 +76,7 @@ impl ApiError {
 
     /// 400 `resourceInUseByAnotherResource` for `what` (e.g. `The address resource`) used by `user`.
     pub fn in_use(what: &str, resource: &str, user: &str) -> Self {
-        ApiError::InUse(format!(
-            "The {what} '{resource}' is already being used by '{user}'"
-        ))
+        ApiError::InUse(format!("The {what} '{resource}' is already being used by '{user}'"))
     }
 
     /// The HTTP status code.
@@ -97,9 +95,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } => "NOT_FOUND".into(),
             ApiError::AlreadyExists { .. } => "ALREADY_EXISTS".into(),
-            ApiError::Invalid(_) | ApiError::BadRequest(_) | ApiError::InUse(_) => {
-                "INVALID_ARGUMENT".into()
-            }
+            ApiError::Invalid(_) | ApiError::BadRequest(_) | ApiError::InUse(_) => "INVALID_ARGUMENT".into(),
             ApiError::ConditionNotMet(_) => "FAILED_PRECONDITION".into(),
             ApiError::Injected { status, .. } => status.clone(),
         }
@@ -205,12 +201,7 @@ mod tests {
     #[test]
     fn each_variant_has_its_status_string_and_reason() {
         let cases = [
-            (
-                ApiError::already_exists("r"),
-                409,
-                "ALREADY_EXISTS",
-                "alreadyExists",
-            ),
+            (ApiError::already_exists("r"), 409, "ALREADY_EXISTS", "alreadyExists"),
             (ApiError::invalid("x"), 400, "INVALID_ARGUMENT", "invalid"),
             (
                 ApiError::in_use("disk", "d", "i"),

@@ -118,9 +118,7 @@ impl Fault {
     /// Reject rules that could never make sense.
     pub fn validate(&self) -> Result<(), ApiError> {
         if self.count == 0 {
-            return Err(ApiError::BadRequest(
-                "fault count must be at least 1".into(),
-            ));
+            return Err(ApiError::BadRequest("fault count must be at least 1".into()));
         }
         if let FaultAction::HttpError { code, .. } = self.action
             && !(400..=599).contains(&code)
@@ -140,13 +138,8 @@ impl Fault {
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
-        self.method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && self
-                .path_contains
-                .as_deref()
-                .is_none_or(|p| path.contains(p))
+        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path_contains.as_deref().is_none_or(|p| path.contains(p))
     }
 }
 
@@ -173,12 +166,7 @@ impl FaultQueue {
     }
 
     /// Consume one use of the first rule that matches the call and whose action `fits`.
-    fn take(
-        &mut self,
-        method: &str,
-        path: &str,
-        fits: impl Fn(&FaultAction) -> bool,
-    ) -> Option<FaultAction> {
+    fn take(&mut self, method: &str, path: &str, fits: impl Fn(&FaultAction) -> bool) -> Option<FaultAction> {
         let i = self
             .faults
             .iter()
@@ -195,11 +183,7 @@ impl FaultQueue {
     /// An `http_error` for this call, as the error to return.
     pub fn take_http_error(&mut self, method: &str, path: &str) -> Option<ApiError> {
         match self.take(method, path, |a| matches!(a, FaultAction::HttpError { .. }))? {
-            FaultAction::HttpError {
-                code,
-                status,
-                message,
-            } => Some(ApiError::Injected {
+            FaultAction::HttpError { code, status, message } => Some(ApiError::Injected {
                 code,
                 status: status.unwrap_or_else(|| default_status_for(code).into()),
                 message: message.unwrap_or_else(|| format!("injected fault: HTTP {code}")),
@@ -217,18 +201,10 @@ impl FaultQueue {
     }
 
     /// The faults of a call that creates an operation (`instance_insert`: it may take a boot fault).
-    pub fn take_for_operation(
-        &mut self,
-        method: &str,
-        path: &str,
-        instance_insert: bool,
-    ) -> OpFaults {
+    pub fn take_for_operation(&mut self, method: &str, path: &str, instance_insert: bool) -> OpFaults {
         let delay = self.take_delay(method, path).unwrap_or_default();
         let outcome = match self.take(method, path, |a| {
-            matches!(
-                a,
-                FaultAction::OperationError { .. } | FaultAction::StallOperation
-            )
+            matches!(a, FaultAction::OperationError { .. } | FaultAction::StallOperation)
         }) {
             Some(FaultAction::OperationError {
                 code,
@@ -255,11 +231,7 @@ impl FaultQueue {
         } else {
             None
         };
-        OpFaults {
-            delay,
-            outcome,
-            boot,
-        }
+        OpFaults { delay, outcome, boot }
     }
 }
 
@@ -292,10 +264,7 @@ mod tests {
         let e = q
             .take_http_error("POST", "/compute/v1/projects/p/zones/z/instances")
             .expect("first");
-        assert_eq!(
-            (e.http_status(), e.status()),
-            (503, "UNAVAILABLE".to_string())
-        );
+        assert_eq!((e.http_status(), e.status()), (503, "UNAVAILABLE".to_string()));
         assert_eq!(q.list()[0].count, 1);
         assert!(q.take_http_error("POST", "/x/instances").is_some());
         assert!(q.list().is_empty());
@@ -305,7 +274,9 @@ mod tests {
     fn operation_faults_only_fit_their_calls() {
         let mut q = FaultQueue::default();
         q.push(fault(json!({"action": {"kind": "never_boot"}})));
-        q.push(fault(json!({"action": {"kind": "operation_error", "code": "QUOTA_EXCEEDED", "http_status": 403}})));
+        q.push(fault(
+            json!({"action": {"kind": "operation_error", "code": "QUOTA_EXCEEDED", "http_status": 403}}),
+        ));
         q.push(fault(json!({"action": {"kind": "delay", "ms": 5}})));
         // a disk insert takes the delay and the operation error, not the boot fault
         let f = q.take_for_operation("POST", "/p/zones/z/disks", false);
@@ -323,15 +294,8 @@ mod tests {
     #[test]
     fn malformed_faults_are_refused() {
         assert!(serde_json::from_value::<Fault>(json!({"action": {"kind": "explode"}})).is_err());
-        assert!(
-            serde_json::from_value::<Fault>(
-                json!({"path": "/x", "action": {"kind": "never_boot"}})
-            )
-            .is_err()
-        );
-        let f: Fault =
-            serde_json::from_value(json!({"action": {"kind": "http_error", "code": 200}}))
-                .expect("parses");
+        assert!(serde_json::from_value::<Fault>(json!({"path": "/x", "action": {"kind": "never_boot"}})).is_err());
+        let f: Fault = serde_json::from_value(json!({"action": {"kind": "http_error", "code": 200}})).expect("parses");
         assert!(f.validate().is_err());
     }
 }

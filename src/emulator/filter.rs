@@ -37,9 +37,7 @@ enum Op {
 }
 
 fn bad(filter: &str, why: &str) -> ApiError {
-    ApiError::invalid(format!(
-        "Invalid value for field 'filter': '{filter}'. {why}"
-    ))
+    ApiError::invalid(format!("Invalid value for field 'filter': '{filter}'. {why}"))
 }
 
 fn full_match(filter: &str, pattern: &str) -> Result<Box<Regex>, ApiError> {
@@ -139,9 +137,7 @@ impl Filter {
         let trimmed = filter.trim();
         // legacy: FIELD eq|ne VALUE, the value being the rest of the expression
         let mut words = trimmed.splitn(3, char::is_whitespace);
-        if let (Some(field), Some(op @ ("eq" | "ne")), Some(value)) =
-            (words.next(), words.next(), words.next())
-        {
+        if let (Some(field), Some(op @ ("eq" | "ne")), Some(value)) = (words.next(), words.next(), words.next()) {
             let re = full_match(filter, unquote(value))?;
             let op = if op == "eq" {
                 Op::Matches(re)
@@ -149,10 +145,7 @@ impl Filter {
                 Op::NotMatches(re)
             };
             return Ok(Filter {
-                terms: vec![Term {
-                    path: path(field),
-                    op,
-                }],
+                terms: vec![Term { path: path(field), op }],
             });
         }
         let tokens = tokenize(trimmed)?;
@@ -186,10 +179,7 @@ impl Filter {
                 "!~" => Op::NotMatches(full_match(filter, value)?),
                 _ => Op::Has(value.clone()),
             };
-            terms.push(Term {
-                path: path(field),
-                op,
-            });
+            terms.push(Term { path: path(field), op });
             match tokens.get(i) {
                 Some(Token::Word(w)) if w == "AND" => i += 1,
                 Some(Token::Word(w)) if w == "OR" => {

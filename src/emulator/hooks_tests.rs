@@ -36,9 +36,7 @@ impl Recorder {
 impl Machines for Recorder {
     fn instance_created(&self, _: &str, _: &str, instance: &Value, boot: Boot) {
         let name = instance["name"].as_str().unwrap_or("?").to_string();
-        let ip = instance["networkInterfaces"][0]["networkIP"]
-            .as_str()
-            .map(String::from);
+        let ip = instance["networkInterfaces"][0]["networkIP"].as_str().map(String::from);
         self.push(Hook::Created(name, boot, ip));
     }
     fn instance_deleted(&self, _: &str, _: &str, name: &str) {
@@ -71,9 +69,7 @@ impl Local {
     }
 
     async fn start_with(latency_ms: u64, wait_limit: Duration, recorder: Arc<Recorder>) -> Local {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let mut settings = Settings::new(base.clone(), 9);
         settings.op_latency = Duration::from_millis(latency_ms);
@@ -114,9 +110,7 @@ impl Local {
     async fn wait(&self, op: &Value) -> Value {
         let link = op["selfLink"].as_str().expect("op selfLink");
         let path = link.strip_prefix(&self.base).expect("our link");
-        let done = self
-            .call(reqwest::Method::POST, &format!("{path}/wait"), None)
-            .await;
+        let done = self.call(reqwest::Method::POST, &format!("{path}/wait"), None).await;
         assert_eq!(done["status"], "DONE", "{done}");
         assert!(done.get("error").is_none(), "{done}");
         done
@@ -124,11 +118,7 @@ impl Local {
 
     async fn delete(&self, path: &str) -> Value {
         let op = self
-            .call(
-                reqwest::Method::DELETE,
-                &format!("/compute/v1/projects/p/{path}"),
-                None,
-            )
+            .call(reqwest::Method::DELETE, &format!("/compute/v1/projects/p/{path}"), None)
             .await;
         self.wait(&op).await
     }
@@ -152,10 +142,7 @@ async fn hooks_run_when_operations_complete_with_boot_modes_from_faults() {
         )
         .await;
     assert_eq!(op["status"], "PENDING");
-    assert!(
-        rec.take().is_empty(),
-        "nothing runs before the operation is DONE"
-    );
+    assert!(rec.take().is_empty(), "nothing runs before the operation is DONE");
     emu.wait(&op).await;
     let normal = Boot::Normal {
         delay: Duration::from_millis(7),
@@ -201,20 +188,15 @@ async fn load_balancer_external_ip_delete_and_crash_hooks() {
     let emu = Local::start(0, rec.clone()).await;
     emu.change("zones/us-central1-b/instances", vm("m1")).await;
     emu.change("zones/us-central1-c/instances", vm("m2")).await;
-    emu.change("regions/us-central1/addresses", json!({"name": "ip"}))
-        .await;
+    emu.change("regions/us-central1/addresses", json!({"name": "ip"})).await;
     rec.take();
 
     let pool = json!({"name": "pool", "instances": ["zones/us-central1-b/instances/m1"]});
     emu.change("regions/us-central1/targetPools", pool).await;
-    assert!(
-        rec.take().is_empty(),
-        "a pool without a rule balances nothing"
-    );
+    assert!(rec.take().is_empty(), "a pool without a rule balances nothing");
     let rule = json!({"name": "lb", "IPAddress": "regions/us-central1/addresses/ip",
                       "portRange": "443", "target": "regions/us-central1/targetPools/pool"});
-    emu.change("regions/us-central1/forwardingRules", rule)
-        .await;
+    emu.change("regions/us-central1/forwardingRules", rule).await;
     let lb_ip = Ipv4Addr::new(127, 9, 128, 3);
     let m1 = Ipv4Addr::new(127, 9, 1, 1);
     let m2 = Ipv4Addr::new(127, 9, 1, 2);
@@ -250,10 +232,7 @@ async fn load_balancer_external_ip_delete_and_crash_hooks() {
     emu.wait(&op).await;
     assert_eq!(
         rec.take(),
-        [Hook::ExternalIp(
-            "m1".into(),
-            Some(Ipv4Addr::new(127, 9, 128, 4))
-        )]
+        [Hook::ExternalIp("m1".into(), Some(Ipv4Addr::new(127, 9, 128, 4)))]
     );
 
     let crashed = emu
@@ -277,9 +256,7 @@ async fn load_balancer_external_ip_delete_and_crash_hooks() {
     );
     emu.delete("regions/us-central1/forwardingRules/lb").await;
     assert_eq!(rec.take(), [Hook::Lb(vec![])]);
-    let state = emu
-        .call(reqwest::Method::GET, "/_emulator/state", None)
-        .await;
+    let state = emu.call(reqwest::Method::GET, "/_emulator/state", None).await;
     assert_eq!(state["ipBlock"], 9);
     assert_eq!(state["loadBalancers"], json!([]));
 }
@@ -304,13 +281,8 @@ async fn wait_returns_a_stalled_operation_still_running_at_its_limit() {
     let link = op["selfLink"].as_str().expect("link").to_string();
     let path = link.strip_prefix(&emu.base).expect("ours");
     let started = std::time::Instant::now();
-    let waited = emu
-        .call(reqwest::Method::POST, &format!("{path}/wait"), None)
-        .await;
+    let waited = emu.call(reqwest::Method::POST, &format!("{path}/wait"), None).await;
     assert_eq!(waited["status"], "RUNNING");
     assert!(started.elapsed() >= Duration::from_millis(150));
-    assert!(
-        rec.take().is_empty(),
-        "a stalled insert never creates the VM"
-    );
+    assert!(rec.take().is_empty(), "a stalled insert never creates the VM");
 }

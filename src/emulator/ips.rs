@@ -114,27 +114,18 @@ mod tests {
         assert_eq!(e, Ipv4Addr::new(127, 7, 128, 1));
         pool.release(a);
         assert!(!pool.is_used(a));
-        assert_eq!(
-            pool.allocate(Range::Internal).ok(),
-            Some(Ipv4Addr::new(127, 7, 1, 2))
-        );
+        assert_eq!(pool.allocate(Range::Internal).ok(), Some(Ipv4Addr::new(127, 7, 1, 2)));
     }
 
     #[test]
     fn requested_addresses_are_skipped_and_octets_roll_over() {
         let mut pool = IpPool::new(3);
         pool.claim(Ipv4Addr::new(127, 3, 1, 1));
-        assert_eq!(
-            pool.allocate(Range::Internal).ok(),
-            Some(Ipv4Addr::new(127, 3, 1, 2))
-        );
+        assert_eq!(pool.allocate(Range::Internal).ok(), Some(Ipv4Addr::new(127, 3, 1, 2)));
         for _ in 0..252 {
             pool.allocate(Range::Internal).expect("room");
         }
-        assert_eq!(
-            pool.allocate(Range::Internal).ok(),
-            Some(Ipv4Addr::new(127, 3, 2, 1))
-        );
+        assert_eq!(pool.allocate(Range::Internal).ok(), Some(Ipv4Addr::new(127, 3, 2, 1)));
     }
 
     #[test]

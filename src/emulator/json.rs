@@ -12,9 +12,8 @@ use super::error::ApiError;
 
 /// Now, as GCE writes timestamps (RFC 3339 with milliseconds).
 pub fn now() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+00:00"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+00:00");
     time::OffsetDateTime::now_utc()
         .format(&format)
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000+00:00".into())
@@ -23,12 +22,8 @@ pub fn now() -> String {
 /// A new numeric id, unique in this process: 19 digits like GCE's, from a random start.
 pub fn new_id() -> u64 {
     static NEXT: OnceLock<AtomicU64> = OnceLock::new();
-    NEXT.get_or_init(|| {
-        AtomicU64::new(
-            1_000_000_000_000_000_000 + rand::random::<u64>() % 1_000_000_000_000_000_000,
-        )
-    })
-    .fetch_add(1, Ordering::Relaxed)
+    NEXT.get_or_init(|| AtomicU64::new(1_000_000_000_000_000_000 + rand::random::<u64>() % 1_000_000_000_000_000_000))
+        .fetch_add(1, Ordering::Relaxed)
 }
 
 /// A fresh fingerprint (8 random bytes), like GCE's metadata and label fingerprints. The
@@ -43,8 +38,7 @@ pub fn fingerprint() -> String {
 pub fn same_fingerprint(a: &str, b: &str) -> bool {
     fn decode(s: &str) -> Option<Vec<u8>> {
         use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-        let config =
-            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+        let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
         GeneralPurpose::new(&base64::alphabet::URL_SAFE, config)
             .decode(s)
             .or_else(|_| GeneralPurpose::new(&base64::alphabet::STANDARD, config).decode(s))
@@ -65,15 +59,8 @@ pub fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 pub fn int64_field(v: &Value, key: &str, what: &str) -> Result<Option<i64>, ApiError> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| invalid_field(what, &n.to_string())),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| invalid_field(what, s)),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid_field(what, &n.to_string())),
+        Some(Value::String(s)) => s.trim().parse::<i64>().map(Some).map_err(|_| invalid_field(what, s)),
         Some(other) => Err(invalid_field(what, &other.to_string())),
     }
 }
@@ -88,9 +75,7 @@ pub fn body_object(bytes: &[u8]) -> Result<Value, ApiError> {
         Ok(_) => Err(ApiError::BadRequest(
             "Invalid JSON payload received. Expected an object.".into(),
         )),
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "Invalid JSON payload received. {e}"
-        ))),
+        Err(e) => Err(ApiError::BadRequest(format!("Invalid JSON payload received. {e}"))),
     }
 }
 

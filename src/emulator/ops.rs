@@ -134,10 +134,7 @@ impl Operation {
                 json!({"errors": [{"code": e.code, "message": e.message}]}),
             );
             map.insert("httpErrorStatusCode".into(), json!(e.http_status));
-            map.insert(
-                "httpErrorMessage".into(),
-                json!(http_reason_phrase(e.http_status)),
-            );
+            map.insert("httpErrorMessage".into(), json!(http_reason_phrase(e.http_status)));
         }
         op
     }
@@ -180,9 +177,9 @@ impl AppState {
             return Ok(op.render(&project_url, false));
         }
         resources::check(&world, project, &mutation)?;
-        let faults =
-            self.faults()
-                .take_for_operation(call.method, call.path, mutation.is_instance_insert());
+        let faults = self
+            .faults()
+            .take_for_operation(call.method, call.path, mutation.is_instance_insert());
         let target_key = mutation.target();
         let target_link = match target_key {
             Some(k) => world.self_link(project, k),
@@ -296,13 +293,9 @@ impl AppState {
         let m = self.machines();
         for effect in effects {
             match effect {
-                Effect::InstanceCreated { zone, instance } => {
-                    m.instance_created(project, &zone, &instance, boot)
-                }
+                Effect::InstanceCreated { zone, instance } => m.instance_created(project, &zone, &instance, boot),
                 Effect::InstanceDeleted { zone, name } => m.instance_deleted(project, &zone, &name),
-                Effect::ExternalIp { zone, name, ip } => {
-                    m.external_ip_changed(project, &zone, &name, ip)
-                }
+                Effect::ExternalIp { zone, name, ip } => m.external_ip_changed(project, &zone, &name, ip),
                 Effect::DiskDeleted { zone, name } => m.disk_deleted(project, &zone, &name),
             }
         }
@@ -314,12 +307,7 @@ impl AppState {
     }
 
     /// `operations.get` in a scope.
-    pub(crate) fn get_operation(
-        &self,
-        project: &str,
-        scope: &Scope,
-        name: &str,
-    ) -> Result<(Value, bool), ApiError> {
+    pub(crate) fn get_operation(&self, project: &str, scope: &Scope, name: &str) -> Result<(Value, bool), ApiError> {
         let world = self.world();
         world
             .projects
@@ -327,21 +315,11 @@ impl AppState {
             .and_then(|p| p.operations.get(name))
             .filter(|op| &op.scope == scope)
             .map(|op| (op.render(&world.project_url(project), false), op.done))
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "projects/{project}/{}/operations/{name}",
-                    scope.path()
-                ))
-            })
+            .ok_or_else(|| ApiError::not_found(format!("projects/{project}/{}/operations/{name}", scope.path())))
     }
 
     /// `operations.wait`: the operation once DONE, or as it is after the wait limit.
-    pub(crate) async fn wait_operation(
-        &self,
-        project: &str,
-        scope: &Scope,
-        name: &str,
-    ) -> Result<Value, ApiError> {
+    pub(crate) async fn wait_operation(&self, project: &str, scope: &Scope, name: &str) -> Result<Value, ApiError> {
         let (mut done_rx, mut shutdown_rx) = self.watch_ops();
         let deadline = Instant::now() + self.settings().wait_limit;
         loop {

@@ -33,19 +33,13 @@ pub fn router(state: AppState) -> Router {
     const P: &str = "/compute/v1/projects/{project}";
     Router::new()
         .route(P, get(project_get))
-        .route(
-            &format!("{P}/setCommonInstanceMetadata"),
-            post(project_set_metadata),
-        )
+        .route(&format!("{P}/setCommonInstanceMetadata"), post(project_set_metadata))
         .route(&format!("{P}/zones"), get(zones_list))
         .route(&format!("{P}/zones/{{zone}}"), get(zone_get))
         .route(&format!("{P}/regions"), get(regions_list))
         .route(&format!("{P}/regions/{{region}}"), get(region_get))
         .route(&format!("{P}/aggregated/{{collection}}"), get(aggregated))
-        .route(
-            &format!("{P}/zones/{{zone}}/{{collection}}"),
-            get(list).post(insert),
-        )
+        .route(&format!("{P}/zones/{{zone}}/{{collection}}"), get(list).post(insert))
         .route(
             &format!("{P}/zones/{{zone}}/{{collection}}/{{name}}"),
             get(item_get).delete(item_delete),
@@ -66,10 +60,7 @@ pub fn router(state: AppState) -> Router {
             &format!("{P}/regions/{{region}}/{{collection}}/{{name}}/{{action}}"),
             post(item_action),
         )
-        .route(
-            &format!("{P}/global/{{collection}}"),
-            get(list).post(insert),
-        )
+        .route(&format!("{P}/global/{{collection}}"), get(list).post(insert))
         .route(
             &format!("{P}/global/{{collection}}/{{name}}"),
             get(item_get).delete(item_delete),
@@ -137,9 +128,10 @@ fn collection(project: &str, scope: &Scope, name: &str) -> Result<Collection, Ap
 fn list_params(q: &HashMap<String, String>) -> Result<ListParams, ApiError> {
     let max_results = match q.get("maxResults") {
         None => None,
-        Some(s) => Some(s.parse().map_err(|_| {
-            ApiError::invalid(format!("Invalid value for field 'maxResults': '{s}'."))
-        })?),
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| ApiError::invalid(format!("Invalid value for field 'maxResults': '{s}'.")))?,
+        ),
     };
     Ok(ListParams {
         filter: q.get("filter").cloned(),
@@ -161,12 +153,7 @@ fn submit(
         path: uri.path(),
     };
     state
-        .submit(
-            call,
-            project,
-            mutation,
-            q.get("requestId").map(String::as_str),
-        )
+        .submit(call, project, mutation, q.get("requestId").map(String::as_str))
         .map(Json)
 }
 
@@ -200,11 +187,7 @@ fn catalogue_list(kind: &str, self_link: String, items: Vec<Value>, uri: &Uri) -
     ))
 }
 
-async fn zones_list(
-    State(state): State<AppState>,
-    Path(project): Path<String>,
-    uri: Uri,
-) -> ApiResult {
+async fn zones_list(State(state): State<AppState>, Path(project): Path<String>, uri: Uri) -> ApiResult {
     let url = state.world().project_url(&project);
     let items = catalog::zones()
         .filter_map(|(z, _)| catalog::zone_json(&url, &z))
@@ -212,11 +195,7 @@ async fn zones_list(
     catalogue_list("compute#zoneList", format!("{url}/zones"), items, &uri)
 }
 
-async fn regions_list(
-    State(state): State<AppState>,
-    Path(project): Path<String>,
-    uri: Uri,
-) -> ApiResult {
+async fn regions_list(State(state): State<AppState>, Path(project): Path<String>, uri: Uri) -> ApiResult {
     let url = state.world().project_url(&project);
     let items = catalog::regions()
         .filter_map(|r| catalog::region_json(&url, r))
@@ -224,20 +203,14 @@ async fn regions_list(
     catalogue_list("compute#regionList", format!("{url}/regions"), items, &uri)
 }
 
-async fn zone_get(
-    State(state): State<AppState>,
-    Path((project, zone)): Path<(String, String)>,
-) -> ApiResult {
+async fn zone_get(State(state): State<AppState>, Path((project, zone)): Path<(String, String)>) -> ApiResult {
     let url = state.world().project_url(&project);
     catalog::zone_json(&url, &zone)
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("projects/{project}/zones/{zone}")))
 }
 
-async fn region_get(
-    State(state): State<AppState>,
-    Path((project, region)): Path<(String, String)>,
-) -> ApiResult {
+async fn region_get(State(state): State<AppState>, Path((project, region)): Path<(String, String)>) -> ApiResult {
     let url = state.world().project_url(&project);
     catalog::region_json(&url, &region)
         .map(Json)
@@ -278,8 +251,7 @@ async fn insert(
 ) -> ApiResult {
     let (project, scope) = location(&params);
     let q = query(&uri)?;
-    let Collection::Resource(kind) = collection(&project, &scope, param(&params, "collection"))?
-    else {
+    let Collection::Resource(kind) = collection(&project, &scope, param(&params, "collection"))? else {
         return Err(ApiError::not_found(uri.path().to_string()));
     };
     let mut body = body_object(&body)?;
@@ -308,33 +280,18 @@ async fn item_get(State(state): State<AppState>, Path(params): Params) -> ApiRes
             let key = ResourceKey::new(kind, scope, name);
             resources::get(&state.world(), &project, &key).map(Json)
         }
-        Collection::Operations => state
-            .get_operation(&project, &scope, name)
-            .map(|(op, _)| Json(op)),
+        Collection::Operations => state.get_operation(&project, &scope, name).map(|(op, _)| Json(op)),
     }
 }
 
-async fn item_delete(
-    State(state): State<AppState>,
-    Path(params): Params,
-    method: Method,
-    uri: Uri,
-) -> ApiResult {
+async fn item_delete(State(state): State<AppState>, Path(params): Params, method: Method, uri: Uri) -> ApiResult {
     let (project, scope) = location(&params);
     let q = query(&uri)?;
-    let Collection::Resource(kind) = collection(&project, &scope, param(&params, "collection"))?
-    else {
+    let Collection::Resource(kind) = collection(&project, &scope, param(&params, "collection"))? else {
         return Err(ApiError::not_found(uri.path().to_string()));
     };
     let key = ResourceKey::new(kind, scope, param(&params, "name"));
-    submit(
-        &state,
-        &method,
-        &uri,
-        &project,
-        Mutation::Delete { key },
-        &q,
-    )
+    submit(&state, &method, &uri, &project, Mutation::Delete { key }, &q)
 }
 
 async fn item_action(
@@ -373,10 +330,7 @@ async fn item_action(
             nic: required("networkInterface")?,
             name: required("accessConfig")?,
         },
-        (Kind::Instance, "setMetadata") => Mutation::SetMetadata {
-            key,
-            metadata: body,
-        },
+        (Kind::Instance, "setMetadata") => Mutation::SetMetadata { key, metadata: body },
         (Kind::Instance, "setLabels") => Mutation::SetLabels { key, body },
         (Kind::TargetPool, "addInstance") => Mutation::AddPoolInstances {
             key,

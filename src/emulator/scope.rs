@@ -45,10 +45,7 @@ impl Scope {
         if known {
             Ok(())
         } else {
-            Err(ApiError::not_found(format!(
-                "projects/{project}/{}",
-                self.path()
-            )))
+            Err(ApiError::not_found(format!("projects/{project}/{}", self.path())))
         }
     }
 
@@ -173,12 +170,7 @@ impl ResourceKey {
 
     /// `zones/z/instances/x` (relative to the project).
     pub fn rel(&self) -> String {
-        format!(
-            "{}/{}/{}",
-            self.scope.path(),
-            self.kind.collection(),
-            self.name
-        )
+        format!("{}/{}/{}", self.scope.path(), self.kind.collection(), self.name)
     }
 
     /// `projects/p/zones/z/instances/x`, as in error messages.
@@ -259,10 +251,7 @@ pub fn absolute(api_base: &str, project: &str, reference: &str) -> String {
     let rel = relative(reference);
     if has_api_path || rel.starts_with("projects/") {
         format!("{api_base}/{rel}")
-    } else if ["zones/", "regions/", "global/"]
-        .iter()
-        .any(|p| rel.starts_with(p))
-    {
+    } else if ["zones/", "regions/", "global/"].iter().any(|p| rel.starts_with(p)) {
         format!("{api_base}/projects/{project}/{rel}")
     } else {
         reference.to_string()
@@ -282,11 +271,7 @@ mod tests {
         .expect("full url");
         assert_eq!(
             full.key(),
-            Some(ResourceKey::new(
-                Kind::Disk,
-                Scope::Zone("us-central1-b".into()),
-                "d"
-            ))
+            Some(ResourceKey::new(Kind::Disk, Scope::Zone("us-central1-b".into()), "d"))
         );
         assert_eq!(full.project, "p");
         let partial = parse_link("me", "regions/us-east1/addresses/a").expect("partial");
@@ -309,11 +294,7 @@ mod tests {
             "http://127.0.0.1:9/compute/v1/projects/p/zones/z/machineTypes/n1"
         );
         assert_eq!(
-            absolute(
-                base,
-                "p",
-                "projects/cos-cloud/global/images/family/cos-stable"
-            ),
+            absolute(base, "p", "projects/cos-cloud/global/images/family/cos-stable"),
             "http://127.0.0.1:9/compute/v1/projects/cos-cloud/global/images/family/cos-stable"
         );
         assert_eq!(
@@ -329,10 +310,7 @@ mod tests {
 
     #[test]
     fn scopes_know_their_region() {
-        assert_eq!(
-            Scope::Zone("europe-west1-c".into()).region(),
-            Some("europe-west1")
-        );
+        assert_eq!(Scope::Zone("europe-west1-c".into()).region(), Some("europe-west1"));
         assert!(Scope::Zone("nowhere-1-a".into()).ensure_known("p").is_err());
         assert_eq!(Kind::from_collection("targetPools"), Some(Kind::TargetPool));
         assert_eq!(Kind::Disk.list_kind(), "compute#diskList");

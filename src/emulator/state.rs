@@ -125,10 +125,7 @@ impl AppState {
     }
 
     pub(crate) fn watch_ops(&self) -> (watch::Receiver<u64>, watch::Receiver<bool>) {
-        (
-            self.inner.ops_done.subscribe(),
-            self.inner.shutdown.subscribe(),
-        )
+        (self.inner.ops_done.subscribe(), self.inner.shutdown.subscribe())
     }
 }
 
@@ -230,11 +227,7 @@ impl World {
     }
 
     /// Every resource of a kind in a project, ordered by scope then name.
-    pub fn of_kind<'a>(
-        &'a self,
-        project: &str,
-        kind: Kind,
-    ) -> impl Iterator<Item = (&'a ResourceKey, &'a Value)> + 'a {
+    pub fn of_kind<'a>(&'a self, project: &str, kind: Kind) -> impl Iterator<Item = (&'a ResourceKey, &'a Value)> + 'a {
         self.projects
             .get(project)
             .into_iter()

@@ -127,8 +127,15 @@ pub async fn observe_gce(gce: &Gce, cfg: &Config) -> Result<(Snapshot, Observed)
     };
     let region = snapshot.cluster_region().unwrap_or_else(|| cfg.region.clone());
     let (fw_https, fw_etcd) = (names.firewall_https(), names.firewall_etcd());
+    // A region that does not exist (a zone unknown to the catalogue) simply holds nothing.
+    let addresses = async {
+        match gce.addresses(&region).await {
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            other => other,
+        }
+    };
     let (addresses, https, etcd_fw, pool, rule) = tokio::try_join!(
-        gce.addresses(&region),
+        addresses,
         gce.firewall(&fw_https),
         gce.firewall(&fw_etcd),
         gce.target_pool(&region, names.target_pool()),

@@ -35,7 +35,11 @@ impl Run {
     /// Panic with the output unless the exit code is `code`.
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Run {
-        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
@@ -116,7 +120,11 @@ impl Sandbox {
 
     /// Add a replica in `zone`.
     pub async fn add(&self, zone: &str) -> Run {
-        self.kube_ha(&["up"], &[("KUBE_GCE_ZONE", zone), ("KUBE_REPLICATE_EXISTING_MASTER", "true")]).await
+        self.kube_ha(
+            &["up"],
+            &[("KUBE_GCE_ZONE", zone), ("KUBE_REPLICATE_EXISTING_MASTER", "true")],
+        )
+        .await
     }
 
     /// Remove a replica (by name when given) in `zone`.
@@ -130,7 +138,9 @@ impl Sandbox {
 
     /// The tool's own Compute adapter, pointed at this emulator (reads only, in tests).
     pub async fn gce(&self) -> Gce {
-        Gce::connect(PROJECT, Some(&self.emu.endpoint), Duration::from_secs(30)).await.expect("gce")
+        Gce::connect(PROJECT, Some(&self.emu.endpoint), Duration::from_secs(30))
+            .await
+            .expect("gce")
     }
 
     /// Replica instances, oldest first.
@@ -156,7 +166,13 @@ impl Sandbox {
 
     /// The cluster static IP.
     pub async fn static_ip(&self) -> Ipv4Addr {
-        let a = self.gce().await.address("europe-west1", "kubernetes-master-ip").await.expect("get").expect("static IP exists");
+        let a = self
+            .gce()
+            .await
+            .address("europe-west1", "kubernetes-master-ip")
+            .await
+            .expect("get")
+            .expect("static IP exists");
         a.address.expect("address").parse().expect("IPv4")
     }
 
@@ -177,12 +193,21 @@ impl Sandbox {
 
     /// Internal IP of an instance.
     pub fn internal_ip(i: &model::Instance) -> Ipv4Addr {
-        i.network_interfaces[0].network_ip.as_deref().expect("networkIP").parse().expect("IPv4")
+        i.network_interfaces[0]
+            .network_ip
+            .as_deref()
+            .expect("networkIP")
+            .parse()
+            .expect("IPv4")
     }
 
     /// External IP of an instance (its access config), if any.
     pub fn external_ip(i: &model::Instance) -> Option<Ipv4Addr> {
-        i.network_interfaces[0].access_configs.first().and_then(|a| a.nat_ip.as_deref()).map(|s| s.parse().expect("IPv4"))
+        i.network_interfaces[0]
+            .access_configs
+            .first()
+            .and_then(|a| a.nat_ip.as_deref())
+            .map(|s| s.parse().expect("IPv4"))
     }
 
     /// The member list of `cluster`, asked of the first replica that answers.
@@ -215,14 +240,29 @@ impl Sandbox {
     /// `PUT https://<static IP>/kv/<key>`.
     pub async fn put(&self, key: &str, value: &str) -> Result<(), String> {
         let ip = self.static_ip().await;
-        let r = self.api().put(format!("https://{ip}/kv/{key}")).body(value.to_string()).send().await.map_err(|e| format!("{e:?}"))?;
-        if r.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", r.status())) }
+        let r = self
+            .api()
+            .put(format!("https://{ip}/kv/{key}"))
+            .body(value.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", r.status()))
+        }
     }
 
     /// `GET https://<static IP>/kv/<key>`.
     pub async fn get(&self, key: &str) -> Option<String> {
         let ip = self.static_ip().await;
-        let r = self.api().get(format!("https://{ip}/kv/{key}")).send().await.expect("GET /kv");
+        let r = self
+            .api()
+            .get(format!("https://{ip}/kv/{key}"))
+            .send()
+            .await
+            .expect("GET /kv");
         if r.status().as_u16() == 404 {
             return None;
         }
@@ -247,10 +287,15 @@ pub fn processes_mentioning(path: &Path, comm: &str) -> Vec<u32> {
     let needle = path.to_string_lossy().to_string();
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
         if name.trim() != comm || zombie {
             continue;
         }
@@ -267,7 +312,9 @@ pub async fn handshake(addr: Ipv4Addr, name: Ipv4Addr, ca_pem: &str) -> Result<(
     use std::sync::Arc;
     let mut roots = rustls::RootCertStore::empty();
     let (_, der) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).map_err(|e| e.to_string())?;
-    roots.add(rustls_pki_types::CertificateDer::from(der.contents)).map_err(|e| e.to_string())?;
+    roots
+        .add(rustls_pki_types::CertificateDer::from(der.contents))
+        .map_err(|e| e.to_string())?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -275,9 +322,15 @@ pub async fn handshake(addr: Ipv4Addr, name: Ipv4Addr, ca_pem: &str) -> Result<(
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect((addr, 443)).await.map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect((addr, 443))
+        .await
+        .map_err(|e| e.to_string())?;
     let server_name = rustls_pki_types::ServerName::IpAddress(std::net::IpAddr::V4(name).into());
-    connector.connect(server_name, tcp).await.map(|_| ()).map_err(|e| e.to_string())
+    connector
+        .connect(server_name, tcp)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 impl Sandbox {
@@ -288,7 +341,11 @@ impl Sandbox {
         let mut out = std::collections::BTreeSet::new();
         for i in self.replicas().await {
             let name = i.name.clone().unwrap_or_default();
-            out.insert(format!("instance {name} internal={} external={:?}", Self::internal_ip(&i), Self::external_ip(&i)));
+            out.insert(format!(
+                "instance {name} internal={} external={:?}",
+                Self::internal_ip(&i),
+                Self::external_ip(&i)
+            ));
         }
         for d in gce.all_disks().await.expect("disks") {
             out.insert(format!("disk {} users={:?}", d.name.unwrap_or_default(), d.users.len()));
@@ -306,12 +363,24 @@ impl Sandbox {
                 out.insert(format!("firewall {fw}"));
             }
         }
-        if let Some(p) = gce.target_pool("europe-west1", "kubernetes-master").await.expect("pool") {
-            let mut members: Vec<String> = p.instances.iter().map(|u| u.rsplit('/').next().unwrap_or_default().to_string()).collect();
+        if let Some(p) = gce
+            .target_pool("europe-west1", "kubernetes-master")
+            .await
+            .expect("pool")
+        {
+            let mut members: Vec<String> = p
+                .instances
+                .iter()
+                .map(|u| u.rsplit('/').next().unwrap_or_default().to_string())
+                .collect();
             members.sort();
             out.insert(format!("pool {members:?}"));
         }
-        if let Some(r) = gce.forwarding_rule("europe-west1", "kubernetes-master").await.expect("rule") {
+        if let Some(r) = gce
+            .forwarding_rule("europe-west1", "kubernetes-master")
+            .await
+            .expect("rule")
+        {
             out.insert(format!("forwarding rule {}", r.ip_address.unwrap_or_default()));
         }
         out
@@ -343,30 +412,54 @@ impl Sandbox {
             let members = self.members(cluster).await;
             assert_eq!(members.len(), n, "etcd {cluster} members: {members:?}");
             for m in &members {
-                assert!(!m.name.is_empty() && !m.is_learner, "etcd {cluster}: {m:?} must be started and voting");
+                assert!(
+                    !m.name.is_empty() && !m.is_learner,
+                    "etcd {cluster}: {m:?} must be started and voting"
+                );
             }
             let peers: std::collections::BTreeSet<String> = members.iter().flat_map(|m| m.peer_urls.clone()).collect();
             let want: std::collections::BTreeSet<String> = ips.iter().map(|ip| cluster.peer_url(*ip)).collect();
             assert_eq!(peers, want, "etcd {cluster} peers are the replicas");
         }
         let gce = self.gce().await;
-        let pool = gce.target_pool("europe-west1", "kubernetes-master").await.expect("pool");
-        let rule = gce.forwarding_rule("europe-west1", "kubernetes-master").await.expect("rule");
+        let pool = gce
+            .target_pool("europe-west1", "kubernetes-master")
+            .await
+            .expect("pool");
+        let rule = gce
+            .forwarding_rule("europe-west1", "kubernetes-master")
+            .await
+            .expect("rule");
         if n >= 2 {
             let pool = pool.expect("target pool exists");
-            let mut in_pool: Vec<String> = pool.instances.iter().map(|u| u.rsplit('/').next().unwrap_or_default().to_string()).collect();
+            let mut in_pool: Vec<String> = pool
+                .instances
+                .iter()
+                .map(|u| u.rsplit('/').next().unwrap_or_default().to_string())
+                .collect();
             in_pool.sort();
             let mut names: Vec<String> = replicas.iter().filter_map(|r| r.name.clone()).collect();
             names.sort();
             assert_eq!(in_pool, names, "pool holds every replica");
-            assert_eq!(rule.expect("forwarding rule exists").ip_address.as_deref(), Some(static_ip.to_string().as_str()));
+            assert_eq!(
+                rule.expect("forwarding rule exists").ip_address.as_deref(),
+                Some(static_ip.to_string().as_str())
+            );
             for r in &replicas {
                 let ext = Self::external_ip(r);
-                assert!(ext.is_some() && ext != Some(static_ip), "{:?} has its own external IP", r.name);
+                assert!(
+                    ext.is_some() && ext != Some(static_ip),
+                    "{:?} has its own external IP",
+                    r.name
+                );
             }
         } else {
             assert!(pool.is_none() && rule.is_none(), "no load balancer with one replica");
-            assert_eq!(Self::external_ip(&replicas[0]), Some(static_ip), "the static IP is back on the last replica");
+            assert_eq!(
+                Self::external_ip(&replicas[0]),
+                Some(static_ip),
+                "the static IP is back on the last replica"
+            );
         }
         for (k, v) in keys {
             assert_eq!(self.get(k).await.as_deref(), Some(*v), "key {k} survived");
@@ -374,11 +467,19 @@ impl Sandbox {
         let ca = self.secrets().await.cas.cluster.cert_pem;
         for (i, r) in replicas.iter().enumerate() {
             let ip = Self::internal_ip(r);
-            handshake(ip, ip, &ca).await.unwrap_or_else(|e| panic!("{:?} for its internal IP: {e}", r.name));
-            handshake(ip, static_ip, &ca).await.unwrap_or_else(|e| panic!("{:?} for the static IP: {e}", r.name));
+            handshake(ip, ip, &ca)
+                .await
+                .unwrap_or_else(|e| panic!("{:?} for its internal IP: {e}", r.name));
+            handshake(ip, static_ip, &ca)
+                .await
+                .unwrap_or_else(|e| panic!("{:?} for the static IP: {e}", r.name));
             if let Some(other) = replicas.get((i + 1) % replicas.len()).filter(|_| replicas.len() > 1) {
                 let other_ip = Self::internal_ip(other);
-                assert!(handshake(ip, other_ip, &ca).await.is_err(), "{:?}'s cert must not verify for {other_ip}", r.name);
+                assert!(
+                    handshake(ip, other_ip, &ca).await.is_err(),
+                    "{:?}'s cert must not verify for {other_ip}",
+                    r.name
+                );
             }
         }
     }

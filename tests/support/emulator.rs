@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use google_cloud_compute_v1::client::{
-    Addresses, Disks, Firewalls, ForwardingRules, GlobalOperations, Instances, Projects,
-    RegionOperations, Regions, TargetPools, ZoneOperations, Zones,
+    Addresses, Disks, Firewalls, ForwardingRules, GlobalOperations, Instances, Projects, RegionOperations, Regions,
+    TargetPools, ZoneOperations, Zones,
 };
 use serde_json::Value;
 

@@ -17,13 +17,7 @@ use crate::emulator::scope::{Kind, ResourceKey, absolute};
 use crate::emulator::state::World;
 
 /// The instance of `region` using `ip` as its networkIP (INTERNAL) or natIP (EXTERNAL).
-fn instance_using(
-    w: &World,
-    project: &str,
-    region: &str,
-    ip: Ipv4Addr,
-    internal: bool,
-) -> Option<String> {
+fn instance_using(w: &World, project: &str, region: &str, ip: Ipv4Addr, internal: bool) -> Option<String> {
     let text = ip.to_string();
     w.of_kind(project, Kind::Instance)
         .filter(|(k, _)| k.scope.region() == Some(region))
@@ -39,26 +33,16 @@ fn instance_using(
                 } else {
                     nic.get("accessConfigs")
                         .and_then(Value::as_array)
-                        .is_some_and(|acs| {
-                            acs.iter()
-                                .any(|ac| str_field(ac, "natIP") == Some(text.as_str()))
-                        })
+                        .is_some_and(|acs| acs.iter().any(|ac| str_field(ac, "natIP") == Some(text.as_str())))
                 }
             })
         })
         .map(|(k, _)| w.self_link(project, k))
 }
 
-pub(super) fn plan_insert(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    mut base: Value,
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_insert(w: &World, project: &str, key: &ResourceKey, mut base: Value) -> Result<Commit, ApiError> {
     let region = key.scope.region().unwrap_or_default().to_string();
-    let address_type = str_field(&base, "addressType")
-        .unwrap_or("EXTERNAL")
-        .to_string();
+    let address_type = str_field(&base, "addressType").unwrap_or("EXTERNAL").to_string();
     let internal = match address_type.as_str() {
         "EXTERNAL" => false,
         "INTERNAL" => true,
@@ -70,11 +54,7 @@ pub(super) fn plan_insert(
     };
     let mut initial_users: Vec<String> = Vec::new();
     let choice = match ip_field(&base, "address", "resource.address")? {
-        None => IpChoice::Fresh(if internal {
-            Range::Internal
-        } else {
-            Range::External
-        }),
+        None => IpChoice::Fresh(if internal { Range::Internal } else { Range::External }),
         Some(ip) => {
             let promoted = address_by_ip(w, project, ip)
                 .is_none()
@@ -101,10 +81,7 @@ pub(super) fn plan_insert(
             .and_then(Value::as_str)
             .map(String::from)
             .unwrap_or_else(|| format!("regions/{region}/subnetworks/default"));
-        map.insert(
-            "subnetwork".into(),
-            json!(absolute(&w.api_base, project, &subnetwork)),
-        );
+        map.insert("subnetwork".into(), json!(absolute(&w.api_base, project, &subnetwork)));
         map.entry("purpose").or_insert(json!("GCE_ENDPOINT"));
     } else {
         map.entry("networkTier").or_insert(json!("PREMIUM"));
@@ -113,26 +90,15 @@ pub(super) fn plan_insert(
     map.remove("users");
     map.insert(
         "status".into(),
-        json!(if initial_users.is_empty() {
-            "RESERVED"
-        } else {
-            "IN_USE"
-        }),
+        json!(if initial_users.is_empty() { "RESERVED" } else { "IN_USE" }),
     );
     if !initial_users.is_empty() {
         map.insert("users".into(), json!(initial_users));
     }
-    Ok(store_with_ip(
-        w, project, key, base, "address", choice, false,
-    ))
+    Ok(store_with_ip(w, project, key, base, "address", choice, false))
 }
 
-pub(super) fn plan_delete(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    current: &Value,
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_delete(w: &World, project: &str, key: &ResourceKey, current: &Value) -> Result<Commit, ApiError> {
     ensure_unused(w, project, key, current, "address")?;
     let ip: Option<Ipv4Addr> = str_field(current, "address").and_then(|s| s.parse().ok());
     let (project, key) = (project.to_string(), key.clone());

@@ -14,12 +14,7 @@ const DEFAULT_SIZE_GB: i64 = 10;
 
 /// The stored disk for `base` (request body plus common fields): size as a string, full type
 /// and image URLs, READY.
-pub(super) fn build(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    mut base: Value,
-) -> Result<Value, ApiError> {
+pub(super) fn build(w: &World, project: &str, key: &ResourceKey, mut base: Value) -> Result<Value, ApiError> {
     let zone = match &key.scope {
         Scope::Zone(z) => z.clone(),
         _ => String::new(),
@@ -38,10 +33,7 @@ pub(super) fn build(
     let image = str_field(&base, "sourceImage").map(|i| absolute(&w.api_base, project, i));
     let map = object_mut(&mut base);
     map.insert("sizeGb".into(), json!(size.to_string()));
-    map.insert(
-        "type".into(),
-        json!(absolute(&w.api_base, project, &disk_type)),
-    );
+    map.insert("type".into(), json!(absolute(&w.api_base, project, &disk_type)));
     if let Some(image) = image {
         map.insert("sourceImage".into(), json!(image));
     }
@@ -52,21 +44,11 @@ pub(super) fn build(
     Ok(base)
 }
 
-pub(super) fn plan_insert(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    base: Value,
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_insert(w: &World, project: &str, key: &ResourceKey, base: Value) -> Result<Commit, ApiError> {
     Ok(store(project, key, build(w, project, key, base)?))
 }
 
-pub(super) fn plan_delete(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    current: &Value,
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_delete(w: &World, project: &str, key: &ResourceKey, current: &Value) -> Result<Commit, ApiError> {
     ensure_unused(w, project, key, current, "disk")?;
     let (project, key) = (project.to_string(), key.clone());
     Ok(Box::new(move |w: &mut World, effects: &mut Vec<Effect>| {

@@ -9,12 +9,7 @@ use crate::emulator::json::{object_mut, str_field};
 use crate::emulator::scope::{ResourceKey, absolute};
 use crate::emulator::state::World;
 
-pub(super) fn plan_insert(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    mut base: Value,
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_insert(w: &World, project: &str, key: &ResourceKey, mut base: Value) -> Result<Commit, ApiError> {
     let network = str_field(&base, "network").unwrap_or("global/networks/default");
     let network = absolute(&w.api_base, project, network);
     let map = object_mut(&mut base);

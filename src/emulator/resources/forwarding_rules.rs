@@ -28,12 +28,7 @@ fn parse_port_range(s: &str) -> Option<(u16, u16)> {
 }
 
 /// Choose the rule's IP from `IPAddress`.
-fn ip_choice(
-    w: &World,
-    project: &str,
-    region: &str,
-    requested: Option<&str>,
-) -> Result<IpChoice, ApiError> {
+fn ip_choice(w: &World, project: &str, region: &str, requested: Option<&str>) -> Result<IpChoice, ApiError> {
     const FIELD: &str = "resource.IPAddress";
     let Some(requested) = requested.filter(|s| !s.is_empty()) else {
         return Ok(IpChoice::Fresh(Range::External));
@@ -66,12 +61,7 @@ fn ip_choice(
     }
 }
 
-pub(super) fn plan_insert(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    mut base: Value,
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_insert(w: &World, project: &str, key: &ResourceKey, mut base: Value) -> Result<Commit, ApiError> {
     let region = key.scope.region().unwrap_or_default().to_string();
     let target = str_field(&base, "target").unwrap_or_default().to_string();
     let pool = parse_link(project, &target)
@@ -98,8 +88,7 @@ pub(super) fn plan_insert(
     let port_range = match str_field(&base, "portRange") {
         None => None,
         Some(s) => {
-            let (lo, hi) =
-                parse_port_range(s).ok_or_else(|| invalid_field("resource.portRange", s))?;
+            let (lo, hi) = parse_port_range(s).ok_or_else(|| invalid_field("resource.portRange", s))?;
             Some(format!("{lo}-{hi}"))
         }
     };
@@ -110,28 +99,14 @@ pub(super) fn plan_insert(
         map.insert("portRange".into(), json!(range));
     }
     map.entry("IPProtocol").or_insert(json!("TCP"));
-    map.entry("loadBalancingScheme")
-        .or_insert(json!("EXTERNAL"));
+    map.entry("loadBalancingScheme").or_insert(json!("EXTERNAL"));
     map.entry("networkTier").or_insert(json!("PREMIUM"));
     map.insert("fingerprint".into(), json!(fingerprint()));
     map.insert("labelFingerprint".into(), json!(fingerprint()));
-    Ok(store_with_ip(
-        w,
-        project,
-        key,
-        base,
-        "IPAddress",
-        choice,
-        true,
-    ))
+    Ok(store_with_ip(w, project, key, base, "IPAddress", choice, true))
 }
 
-pub(super) fn plan_delete(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    current: &Value,
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_delete(w: &World, project: &str, key: &ResourceKey, current: &Value) -> Result<Commit, ApiError> {
     let ip: Option<Ipv4Addr> = str_field(current, "IPAddress").and_then(|s| s.parse().ok());
     let self_link = w.self_link(project, key);
     let (project, key) = (project.to_string(), key.clone());
@@ -184,11 +159,7 @@ pub fn load_balancers(w: &World) -> Vec<LbRule> {
                 .collect();
             backends.sort();
             backends.dedup();
-            rules.push(LbRule {
-                ip,
-                ports,
-                backends,
-            });
+            rules.push(LbRule { ip, ports, backends });
         }
     }
     rules.sort();

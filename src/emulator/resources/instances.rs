@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Commit, Effect, IpChoice, add_user, check_fingerprint, disks, new_resource, rel_path,
-    release_ip, remove_user, reserved_address, users, validate_name,
+    Commit, Effect, IpChoice, add_user, check_fingerprint, disks, new_resource, rel_path, release_ip, remove_user,
+    reserved_address, users, validate_name,
 };
 use crate::emulator::error::ApiError;
 use crate::emulator::ips::Range;
@@ -24,10 +24,7 @@ fn zone_of(key: &ResourceKey) -> String {
 }
 
 fn array(v: &Value, key: &str) -> Vec<Value> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+    v.get(key).and_then(Value::as_array).cloned().unwrap_or_default()
 }
 
 /// The name of the disk made from `initializeParams` of the disk at `index`.
@@ -45,13 +42,8 @@ pub(super) fn created_disks(key: &ResourceKey, body: &Value) -> Vec<ResourceKey>
         .iter()
         .enumerate()
         .filter_map(|(i, d)| {
-            d.get("initializeParams").map(|p| {
-                ResourceKey::new(
-                    Kind::Disk,
-                    key.scope.clone(),
-                    new_disk_name(&key.name, i, p),
-                )
-            })
+            d.get("initializeParams")
+                .map(|p| ResourceKey::new(Kind::Disk, key.scope.clone(), new_disk_name(&key.name, i, p)))
         })
         .collect()
 }
@@ -125,22 +117,13 @@ fn attach_mode(w: &World, project: &str, user: &str, disk_link: &str) -> String 
         .and_then(|l| l.key().map(|k| (l.project, k)))
         .and_then(|(p, k)| w.get(&p, &k))
         .map(|inst| array(inst, "disks"))
-        .and_then(|disks| {
-            disks
-                .into_iter()
-                .find(|d| str_field(d, "source") == Some(disk_link))
-        })
+        .and_then(|disks| disks.into_iter().find(|d| str_field(d, "source") == Some(disk_link)))
         .and_then(|d| str_field(&d, "mode").map(String::from))
         .unwrap_or_else(|| "READ_WRITE".into())
 }
 
 /// A disk can be attached READ_WRITE only when unused, READ_ONLY only next to READ_ONLY users.
-fn ensure_attachable(
-    w: &World,
-    project: &str,
-    disk: &ResourceKey,
-    mode: &str,
-) -> Result<(), ApiError> {
+fn ensure_attachable(w: &World, project: &str, disk: &ResourceKey, mode: &str) -> Result<(), ApiError> {
     let link = w.self_link(project, disk);
     let current = w.get(project, disk).map(users).unwrap_or_default();
     for user in current {
@@ -166,17 +149,10 @@ struct NicPlan {
     nat: Option<(Value, IpChoice)>,
 }
 
-pub(super) fn plan_insert(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    base: Value,
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_insert(w: &World, project: &str, key: &ResourceKey, base: Value) -> Result<Commit, ApiError> {
     let zone = zone_of(key);
     let region = key.scope.region().unwrap_or_default().to_string();
-    let created = str_field(&base, "creationTimestamp")
-        .unwrap_or_default()
-        .to_string();
+    let created = str_field(&base, "creationTimestamp").unwrap_or_default().to_string();
     let mut instance = base;
 
     let mut disk_plans: Vec<DiskPlan> = Vec::new();
@@ -268,17 +244,15 @@ pub(super) fn plan_insert(
         let ip_field_name = format!("{field}.networkIP");
         let network_ip = match ip_field(n, "networkIP", &ip_field_name)? {
             None => IpChoice::Fresh(Range::Internal),
-            Some(ip) => {
-                match reserved_address(w, project, &region, ip, "INTERNAL", &ip_field_name)? {
-                    Some(k) => IpChoice::Static(ip, k),
-                    None if w.ips.is_used(ip) => {
-                        return Err(ApiError::invalid(format!(
-                            "Invalid value for field '{ip_field_name}': '{ip}'. IP address '{ip}' is already being used by another resource."
-                        )));
-                    }
-                    None => IpChoice::Given(ip),
+            Some(ip) => match reserved_address(w, project, &region, ip, "INTERNAL", &ip_field_name)? {
+                Some(k) => IpChoice::Static(ip, k),
+                None if w.ips.is_used(ip) => {
+                    return Err(ApiError::invalid(format!(
+                        "Invalid value for field '{ip_field_name}': '{ip}'. IP address '{ip}' is already being used by another resource."
+                    )));
                 }
-            }
+                None => IpChoice::Given(ip),
+            },
         };
         let configs = array(n, "accessConfigs");
         if configs.len() > 1 {
@@ -303,24 +277,14 @@ pub(super) fn plan_insert(
         map.insert("kind".into(), json!("compute#networkInterface"));
         map.insert("name".into(), json!(format!("nic{i}")));
         let network = str_field(n, "network").unwrap_or("global/networks/default");
-        map.insert(
-            "network".into(),
-            json!(absolute(&w.api_base, project, network)),
-        );
+        map.insert("network".into(), json!(absolute(&w.api_base, project, network)));
         let subnetwork = str_field(n, "subnetwork")
             .map(String::from)
             .unwrap_or_else(|| format!("regions/{region}/subnetworks/default"));
-        map.insert(
-            "subnetwork".into(),
-            json!(absolute(&w.api_base, project, &subnetwork)),
-        );
+        map.insert("subnetwork".into(), json!(absolute(&w.api_base, project, &subnetwork)));
         map.insert("fingerprint".into(), json!(fingerprint()));
         map.entry("stackType").or_insert(json!("IPV4_ONLY"));
-        nic_plans.push(NicPlan {
-            entry,
-            network_ip,
-            nat,
-        });
+        nic_plans.push(NicPlan { entry, network_ip, nat });
     }
 
     // the rest of the record
@@ -333,10 +297,7 @@ pub(super) fn plan_insert(
     let machine_type = if machine_type.contains('/') {
         absolute(&w.api_base, project, &machine_type)
     } else {
-        format!(
-            "{}/zones/{zone}/machineTypes/{machine_type}",
-            w.project_url(project)
-        )
+        format!("{}/zones/{zone}/machineTypes/{machine_type}", w.project_url(project))
     };
     map.insert("machineType".into(), json!(machine_type));
     let items = map
@@ -423,12 +384,7 @@ fn held_ips(instance: &Value) -> Vec<Ipv4Addr> {
     ips
 }
 
-pub(super) fn plan_delete(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    current: &Value,
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_delete(w: &World, project: &str, key: &ResourceKey, current: &Value) -> Result<Commit, ApiError> {
     if current.get("deletionProtection") == Some(&json!(true)) {
         return Err(ApiError::invalid(format!(
             "Invalid resource usage: 'Resource cannot be deleted if it's protected against deletion: {}'.",
@@ -441,10 +397,7 @@ pub(super) fn plan_delete(
         .filter_map(|d| {
             let link = parse_link(project, str_field(d, "source")?)?;
             let dk = link.key()?;
-            Some((
-                (link.project, dk),
-                d.get("autoDelete") == Some(&json!(true)),
-            ))
+            Some(((link.project, dk), d.get("autoDelete") == Some(&json!(true))))
         })
         .collect();
     let self_link = w.self_link(project, key);
@@ -457,9 +410,7 @@ pub(super) fn plan_delete(
         }
         for ((disk_project, disk), auto_delete) in disks {
             remove_user(w, &disk_project, &disk, &self_link);
-            let unused = w
-                .get(&disk_project, &disk)
-                .is_some_and(|d| users(d).is_empty());
+            let unused = w.get(&disk_project, &disk).is_some_and(|d| users(d).is_empty());
             if auto_delete && unused {
                 w.remove(&disk_project, &disk);
                 effects.push(Effect::DiskDeleted {
@@ -489,12 +440,7 @@ fn nic_index(instance: &Value, nic: &str) -> Result<usize, ApiError> {
 }
 
 /// The network interface `index` of a stored instance, mutably.
-fn nic_mut<'a>(
-    w: &'a mut World,
-    project: &str,
-    key: &ResourceKey,
-    index: usize,
-) -> Option<&'a mut Map<String, Value>> {
+fn nic_mut<'a>(w: &'a mut World, project: &str, key: &ResourceKey, index: usize) -> Option<&'a mut Map<String, Value>> {
     w.get_mut(project, key)?
         .get_mut("networkInterfaces")?
         .get_mut(index)?
@@ -510,10 +456,7 @@ pub(super) fn plan_add_access_config(
 ) -> Result<Commit, ApiError> {
     let instance = w.require(project, key)?;
     let index = nic_index(instance, nic)?;
-    let existing = array(
-        &array(instance, "networkInterfaces")[index],
-        "accessConfigs",
-    );
+    let existing = array(&array(instance, "networkInterfaces")[index], "accessConfigs");
     if !existing.is_empty() {
         return Err(ApiError::invalid(
             "Invalid value for field 'resource': At most one access config currently supported.",
@@ -551,10 +494,7 @@ pub(super) fn plan_delete_access_config(
 ) -> Result<Commit, ApiError> {
     let instance = w.require(project, key)?;
     let index = nic_index(instance, nic)?;
-    let configs = array(
-        &array(instance, "networkInterfaces")[index],
-        "accessConfigs",
-    );
+    let configs = array(&array(instance, "networkInterfaces")[index], "accessConfigs");
     let config = configs
         .iter()
         .find(|c| str_field(c, "name") == Some(name))
@@ -565,12 +505,7 @@ pub(super) fn plan_delete_access_config(
         })?;
     let nat: Option<Ipv4Addr> = str_field(config, "natIP").and_then(|s| s.parse().ok());
     let self_link = w.self_link(project, key);
-    let (project, key, nic, name) = (
-        project.to_string(),
-        key.clone(),
-        nic.to_string(),
-        name.to_string(),
-    );
+    let (project, key, nic, name) = (project.to_string(), key.clone(), nic.to_string(), name.to_string());
     Ok(Box::new(move |w: &mut World, effects: &mut Vec<Effect>| {
         if let Some(n) = nic_mut(w, &project, &key, index)
             && let Some(Value::Array(list)) = n.get_mut("accessConfigs")
@@ -603,8 +538,7 @@ pub(super) fn validated_items(metadata: &Value) -> Result<Value, ApiError> {
     };
     let mut seen = std::collections::HashSet::new();
     for (i, item) in items.iter().enumerate() {
-        let key = str_field(item, "key")
-            .ok_or_else(|| invalid_field(&format!("metadata.items[{i}].key"), ""))?;
+        let key = str_field(item, "key").ok_or_else(|| invalid_field(&format!("metadata.items[{i}].key"), ""))?;
         if !seen.insert(key) {
             return Err(ApiError::invalid(format!(
                 "Invalid value for field 'metadata.items[{i}].key': '{key}'. Duplicate keys are not allowed."
@@ -621,10 +555,7 @@ pub(super) fn plan_set_metadata(
     metadata: &Value,
 ) -> Result<Commit, ApiError> {
     let instance = w.require(project, key)?;
-    let current = instance
-        .get("metadata")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    let current = instance.get("metadata").cloned().unwrap_or_else(|| json!({}));
     check_fingerprint(
         str_field(&current, "fingerprint"),
         str_field(metadata, "fingerprint"),
@@ -644,12 +575,7 @@ pub(super) fn plan_set_metadata(
     }))
 }
 
-pub(super) fn plan_set_labels(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    body: &Value,
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_set_labels(w: &World, project: &str, key: &ResourceKey, body: &Value) -> Result<Commit, ApiError> {
     let instance = w.require(project, key)?;
     let has_labels = instance
         .get("labels")

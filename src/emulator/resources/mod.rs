@@ -205,12 +205,7 @@ pub fn plan(w: &World, project: &str, m: &Mutation) -> Result<Commit, ApiError> 
         key.scope.ensure_known(project)?;
     }
     match m {
-        Mutation::Insert {
-            key,
-            body,
-            id,
-            created,
-        } => {
+        Mutation::Insert { key, body, id, created } => {
             validate_name(&key.name, "resource.name")?;
             w.ensure_absent(project, key)?;
             let base = new_resource(w, project, key, body, *id, created);
@@ -240,19 +235,11 @@ pub fn plan(w: &World, project: &str, m: &Mutation) -> Result<Commit, ApiError> 
         Mutation::DeleteAccessConfig { key, nic, name } => {
             instances::plan_delete_access_config(w, project, key, nic, name)
         }
-        Mutation::SetMetadata { key, metadata } => {
-            instances::plan_set_metadata(w, project, key, metadata)
-        }
+        Mutation::SetMetadata { key, metadata } => instances::plan_set_metadata(w, project, key, metadata),
         Mutation::SetLabels { key, body } => instances::plan_set_labels(w, project, key, body),
-        Mutation::AddPoolInstances { key, instances } => {
-            target_pools::plan_add(w, project, key, instances)
-        }
-        Mutation::RemovePoolInstances { key, instances } => {
-            target_pools::plan_remove(w, project, key, instances)
-        }
-        Mutation::SetCommonInstanceMetadata { metadata } => {
-            projects::plan_set_common_metadata(w, project, metadata)
-        }
+        Mutation::AddPoolInstances { key, instances } => target_pools::plan_add(w, project, key, instances),
+        Mutation::RemovePoolInstances { key, instances } => target_pools::plan_remove(w, project, key, instances),
+        Mutation::SetCommonInstanceMetadata { metadata } => projects::plan_set_common_metadata(w, project, metadata),
     }
 }
 
@@ -262,12 +249,7 @@ pub fn check(w: &World, project: &str, m: &Mutation) -> Result<(), ApiError> {
 }
 
 /// Validate again and apply.
-pub fn apply(
-    w: &mut World,
-    project: &str,
-    m: &Mutation,
-    effects: &mut Vec<Effect>,
-) -> Result<(), ApiError> {
+pub fn apply(w: &mut World, project: &str, m: &Mutation, effects: &mut Vec<Effect>) -> Result<(), ApiError> {
     let commit = plan(w, project, m)?;
     commit(w, effects)
 }
@@ -295,9 +277,9 @@ pub struct ListParams {
 fn page(items: Vec<Value>, params: &ListParams) -> Result<(Vec<Value>, Option<String>), ApiError> {
     let start = match params.page_token.as_deref() {
         None | Some("") => 0,
-        Some(t) => t.parse::<usize>().map_err(|_| {
-            ApiError::invalid(format!("Invalid value for field 'pageToken': '{t}'."))
-        })?,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid(format!("Invalid value for field 'pageToken': '{t}'.")))?,
     };
     let max = params.max_results.unwrap_or(500).clamp(1, 500);
     let total = items.len();
@@ -306,22 +288,13 @@ fn page(items: Vec<Value>, params: &ListParams) -> Result<(Vec<Value>, Option<St
     Ok((page, next))
 }
 
-fn filtered<'a>(
-    items: impl Iterator<Item = &'a Value>,
-    params: &ListParams,
-) -> Result<Vec<Value>, ApiError> {
+fn filtered<'a>(items: impl Iterator<Item = &'a Value>, params: &ListParams) -> Result<Vec<Value>, ApiError> {
     let filter = Filter::parse(params.filter.as_deref().unwrap_or(""))?;
     Ok(items.filter(|v| filter.matches(v)).cloned().collect())
 }
 
 /// `list` of a collection in one scope.
-pub fn list(
-    w: &World,
-    project: &str,
-    kind: Kind,
-    scope: &Scope,
-    params: &ListParams,
-) -> Result<Value, ApiError> {
+pub fn list(w: &World, project: &str, kind: Kind, scope: &Scope, params: &ListParams) -> Result<Value, ApiError> {
     scope.ensure_known(project)?;
     let items = filtered(
         w.of_kind(project, kind)
@@ -347,16 +320,9 @@ pub fn list(
 
 /// `aggregatedList`: every zone (or region) of the catalogue as a key, with the scope's items or
 /// GCE's "no results" warning.
-pub fn aggregated(
-    w: &World,
-    project: &str,
-    kind: Kind,
-    params: &ListParams,
-) -> Result<Value, ApiError> {
+pub fn aggregated(w: &World, project: &str, kind: Kind, params: &ListParams) -> Result<Value, ApiError> {
     let scopes: Vec<Scope> = match kind.scope_type() {
-        super::scope::ScopeType::Zonal => super::catalog::zones()
-            .map(|(z, _)| Scope::Zone(z))
-            .collect(),
+        super::scope::ScopeType::Zonal => super::catalog::zones().map(|(z, _)| Scope::Zone(z)).collect(),
         super::scope::ScopeType::Regional => super::catalog::regions()
             .map(|r| Scope::Region(r.to_string()))
             .collect(),
@@ -413,14 +379,7 @@ pub fn validate_name(name: &str, field: &str) -> Result<(), ApiError> {
 
 /// The request body with the fields every resource has: kind, id, name, creationTimestamp,
 /// selfLink, and zone/region URLs.
-fn new_resource(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    body: &Value,
-    id: u64,
-    created: &str,
-) -> Value {
+fn new_resource(w: &World, project: &str, key: &ResourceKey, body: &Value, id: u64, created: &str) -> Value {
     let mut v = body.clone();
     let map = object_mut(&mut v);
     map.insert("kind".into(), json!(key.kind.kind()));
@@ -430,10 +389,7 @@ fn new_resource(
     map.insert("selfLink".into(), json!(w.self_link(project, key)));
     match &key.scope {
         Scope::Zone(z) => {
-            map.insert(
-                "zone".into(),
-                json!(format!("{}/zones/{z}", w.project_url(project))),
-            );
+            map.insert("zone".into(), json!(format!("{}/zones/{z}", w.project_url(project))));
         }
         Scope::Region(r) => {
             map.insert(
@@ -474,11 +430,7 @@ pub fn rel_path(w: &World, link: &str) -> String {
 }
 
 /// The address resource of a project holding `ip`.
-pub fn address_by_ip<'a>(
-    w: &'a World,
-    project: &str,
-    ip: Ipv4Addr,
-) -> Option<(&'a ResourceKey, &'a Value)> {
+pub fn address_by_ip<'a>(w: &'a World, project: &str, ip: Ipv4Addr) -> Option<(&'a ResourceKey, &'a Value)> {
     let text = ip.to_string();
     w.of_kind(project, Kind::Address)
         .find(|(_, a)| str_field(a, "address") == Some(text.as_str()))
@@ -488,12 +440,7 @@ pub fn address_by_ip<'a>(
 pub fn string_list(v: &Value, key: &str) -> Vec<String> {
     v.get(key)
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
         .unwrap_or_default()
 }
 
@@ -503,13 +450,7 @@ pub fn users(v: &Value) -> Vec<String> {
 }
 
 /// 400 `resourceInUseByAnotherResource` while `current` has users (`what`: "disk", "address").
-fn ensure_unused(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    current: &Value,
-    what: &str,
-) -> Result<(), ApiError> {
+fn ensure_unused(w: &World, project: &str, key: &ResourceKey, current: &Value, what: &str) -> Result<(), ApiError> {
     match users(current).first() {
         Some(user) => Err(ApiError::in_use(
             &format!("{what} resource"),
@@ -567,11 +508,7 @@ fn set_users(w: &mut World, project: &str, key: &ResourceKey, list: Vec<String>)
     if let Some(v) = w.get_mut(project, key) {
         let map = object_mut(v);
         if key.kind == Kind::Address {
-            let status = if list.is_empty() {
-                "RESERVED"
-            } else {
-                "IN_USE"
-            };
+            let status = if list.is_empty() { "RESERVED" } else { "IN_USE" };
             map.insert("status".into(), json!(status));
         }
         super::json::set_or_remove(map, "users", json!(list));

@@ -29,11 +29,7 @@ pub fn project_json(w: &World, project: &str) -> Value {
     })
 }
 
-pub(super) fn plan_set_common_metadata(
-    w: &World,
-    project: &str,
-    metadata: &Value,
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_set_common_metadata(w: &World, project: &str, metadata: &Value) -> Result<Commit, ApiError> {
     let current = w
         .projects
         .get(project)

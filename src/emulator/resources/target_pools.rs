@@ -19,13 +19,7 @@ fn instance_ref(project: &str, url: &str) -> Option<(String, ResourceKey)> {
 }
 
 /// Validate an instance to add to a pool of `region`; returns its full URL.
-fn member_to_add(
-    w: &World,
-    project: &str,
-    region: &str,
-    url: &str,
-    field: &str,
-) -> Result<String, ApiError> {
+fn member_to_add(w: &World, project: &str, region: &str, url: &str, field: &str) -> Result<String, ApiError> {
     let (p, key) = instance_ref(project, url).ok_or_else(|| invalid_field(field, url))?;
     if w.get(&p, &key).is_none() {
         return Err(ApiError::invalid(format!(
@@ -65,22 +59,11 @@ fn region_of(key: &ResourceKey) -> String {
     key.scope.region().unwrap_or_default().to_string()
 }
 
-pub(super) fn plan_insert(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    mut base: Value,
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_insert(w: &World, project: &str, key: &ResourceKey, mut base: Value) -> Result<Commit, ApiError> {
     let region = region_of(key);
     let mut links: Vec<String> = Vec::new();
     for (i, url) in members(&base).iter().enumerate() {
-        let link = member_to_add(
-            w,
-            project,
-            &region,
-            url,
-            &format!("resource.instances[{i}]"),
-        )?;
+        let link = member_to_add(w, project, &region, url, &format!("resource.instances[{i}]"))?;
         if !links.contains(&link) {
             links.push(link);
         }
@@ -102,11 +85,7 @@ pub(super) fn plan_delete(w: &World, project: &str, key: &ResourceKey) -> Result
         })
         .map(|(k, _)| k.path(project));
     if let Some(user) = user {
-        return Err(ApiError::in_use(
-            "target pool resource",
-            &key.path(project),
-            &user,
-        ));
+        return Err(ApiError::in_use("target pool resource", &key.path(project), &user));
     }
     Ok(discard(project, key))
 }
@@ -131,24 +110,13 @@ fn set_members(project: &str, key: &ResourceKey, links: Vec<String>) -> Commit {
     })
 }
 
-pub(super) fn plan_add(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    urls: &[String],
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_add(w: &World, project: &str, key: &ResourceKey, urls: &[String]) -> Result<Commit, ApiError> {
     require_instances(urls)?;
     let pool = w.require(project, key)?;
     let region = region_of(key);
     let mut links = members(pool);
     for (i, url) in urls.iter().enumerate() {
-        let link = member_to_add(
-            w,
-            project,
-            &region,
-            url,
-            &format!("resource.instances[{i}]"),
-        )?;
+        let link = member_to_add(w, project, &region, url, &format!("resource.instances[{i}]"))?;
         if links.contains(&link) {
             return Err(ApiError::invalid(format!(
                 "The resource '{}' is already a member of '{}'",
@@ -161,18 +129,13 @@ pub(super) fn plan_add(
     Ok(set_members(project, key, links))
 }
 
-pub(super) fn plan_remove(
-    w: &World,
-    project: &str,
-    key: &ResourceKey,
-    urls: &[String],
-) -> Result<Commit, ApiError> {
+pub(super) fn plan_remove(w: &World, project: &str, key: &ResourceKey, urls: &[String]) -> Result<Commit, ApiError> {
     require_instances(urls)?;
     let pool = w.require(project, key)?;
     let mut links = members(pool);
     for (i, url) in urls.iter().enumerate() {
-        let wanted = instance_ref(project, url)
-            .ok_or_else(|| invalid_field(&format!("resource.instances[{i}]"), url))?;
+        let wanted =
+            instance_ref(project, url).ok_or_else(|| invalid_field(&format!("resource.instances[{i}]"), url))?;
         let before = links.len();
         links.retain(|m| instance_ref(project, m).as_ref() != Some(&wanted));
         if links.len() == before {
