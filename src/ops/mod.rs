@@ -201,7 +201,7 @@ async fn act(cfg: &Config, command: Command) -> Result<()> {
             warn_expiring(&observed, progress);
         }
         for note in &plan.notes {
-            progress.say(&format!("note: {note}"));
+            progress.say(&plan::note_line(note));
         }
         if cfg.dry_run {
             print_plan(cfg, &plan, name);

@@ -334,7 +334,7 @@ impl Plan {
             }
         );
         for note in &self.notes {
-            out.push_str(&format!("  note: {note}\n"));
+            out.push_str(&format!("  {}\n", note_line(note)));
         }
         if self.steps.is_empty() {
             out.push_str("  nothing to do\n");
@@ -343,6 +343,15 @@ impl Plan {
             out.push_str(&format!("  {:>2}. {s}\n", i + 1));
         }
         out
+    }
+}
+
+/// A note as printed: warnings carry their own `warning:` prefix.
+pub fn note_line(note: &str) -> String {
+    if note.starts_with("warning: ") {
+        note.to_string()
+    } else {
+        format!("note: {note}")
     }
 }
 

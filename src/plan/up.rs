@@ -276,7 +276,7 @@ fn preflight_add(s: &Snapshot, req: &AddRequest, resuming: Option<&str>) -> Resu
     let new_size = others.len() + 1;
     if new_size.is_multiple_of(2) {
         notes.push(format!(
-            "{new_size} replicas are an even number: {new_size} replicas are less available than {}; add one more soon",
+            "warning: {new_size} replicas are an even number, and {new_size} replicas are less available than {}; add one more soon",
             new_size - 1
         ));
     }
