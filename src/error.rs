@@ -40,3 +40,18 @@ pub fn exit_code_and_line(result: &anyhow::Result<()>) -> (i32, Option<String>) 
         },
     }
 }
+
+/// An error and its sources on one line (reqwest's own Display hides the interesting part: the
+/// TLS alert, "connection refused").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}

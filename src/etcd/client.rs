@@ -22,6 +22,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::error::error_chain;
+
 use super::{EndpointStatus, EtcdError, Member, MemberId};
 use crate::pki::{CertPair, ClusterCas, issue_tool_client};
 use time::OffsetDateTime;
@@ -295,20 +297,6 @@ fn id_body(field: &str, id: MemberId) -> Value {
     let mut body = serde_json::Map::new();
     body.insert(field.to_string(), Value::String(id.0.to_string()));
     Value::Object(body)
-}
-
-/// An error and its sources on one line (reqwest's own Display hides the TLS alert).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 /// A non-2xx reply, classified by etcd's message.

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::error::error_chain;
+
 /// An HTTPS client that trusts only `ca_pem`.
 pub fn client(ca_pem: &str, timeout: Duration) -> Result<reqwest::Client> {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).context("cluster CA is not PEM")?;
@@ -29,18 +31,4 @@ pub async fn healthz(client: &reqwest::Client, ip: Ipv4Addr) -> Result<()> {
         bail!("{url}: HTTP {}", resp.status());
     }
     Ok(())
-}
-
-/// reqwest hides the interesting part (TLS, connection refused) in its source chain.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }

@@ -278,29 +278,25 @@ impl<'a> Executor<'a> {
     }
 
     async fn static_ip(&self) -> Result<Ipv4Addr> {
-        let name = self.cfg.names.static_ip();
-        let a = self
-            .gce
-            .address(&self.region, &name)
-            .await?
-            .ok_or_else(|| anyhow!("static IP {name} does not exist"))?;
-        a.address
-            .as_deref()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow!("static IP {name} has no address"))
+        self.address_ip("static IP", &self.cfg.names.static_ip()).await
     }
 
     async fn internal_ip(&self, replica: &str) -> Result<Ipv4Addr> {
-        let name = self.cfg.names.internal_ip(replica);
+        self.address_ip("internal IP", &self.cfg.names.internal_ip(replica))
+            .await
+    }
+
+    /// The IP of a named regional address (re-read: it may have been reserved by this very run).
+    async fn address_ip(&self, what: &str, name: &str) -> Result<Ipv4Addr> {
         let a = self
             .gce
-            .address(&self.region, &name)
+            .address(&self.region, name)
             .await?
-            .ok_or_else(|| anyhow!("internal IP {name} does not exist"))?;
+            .ok_or_else(|| anyhow!("{what} {name} does not exist"))?;
         a.address
             .as_deref()
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow!("internal IP {name} has no address"))
+            .ok_or_else(|| anyhow!("{what} {name} has no address"))
     }
 
     /// The shared secrets: from observation, or read from any replica's metadata.

@@ -8,7 +8,7 @@ use super::lock::Intent;
 use super::quorum::{MemberView, can_remove};
 use super::snapshot::{ReplicaVm, Snapshot};
 use super::up::{demote_lb, removal_steps};
-use super::{Plan, Step, refuse_if_locked};
+use super::{Plan, Step, finish_interrupted_first, refuse_if_locked};
 
 /// Input of [`plan_remove`].
 #[derive(Clone, Debug)]
@@ -96,16 +96,13 @@ fn pick_target(s: &Snapshot, req: &RemoveRequest) -> Result<(String, Option<Stri
 pub fn plan_remove(s: &Snapshot, req: &RemoveRequest) -> Result<Plan, Refusal> {
     refuse_if_locked(s)?;
     let (target, zone, resumes) = match s.lock.interrupted() {
-        Some(Intent::RemoveReplica { replica, zone }) => {
+        Some(intent @ Intent::RemoveReplica { replica, zone }) => {
             let same = match &req.replica_name {
                 Some(n) => n == replica,
                 None => zone.as_deref().is_none_or(|z| z == req.zone),
             };
             if !same {
-                return Err(Refusal::new(format!(
-                    "an interrupted removal of replica {replica} is pending; finish it first with \
-                     KUBE_DELETE_NODES=false KUBE_REPLICA_NAME={replica} kube-ha down"
-                )));
+                return Err(finish_interrupted_first(intent));
             }
             (replica.clone(), zone.clone(), true)
         }
@@ -116,11 +113,7 @@ pub fn plan_remove(s: &Snapshot, req: &RemoveRequest) -> Result<Plan, Refusal> {
                  KUBE_GCE_ZONE={zone} KUBE_REPLICA_NAME={replica} kube-ha down"
             )));
         }
-        Some(Intent::Teardown) => {
-            return Err(Refusal::new(
-                "an interrupted teardown is pending; finish it with kube-ha down",
-            ));
-        }
+        Some(teardown @ Intent::Teardown) => return Err(finish_interrupted_first(teardown)),
         _ => {
             let (t, z) = pick_target(s, req)?;
             (t, z, false)

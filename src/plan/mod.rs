@@ -346,6 +346,24 @@ impl Plan {
     }
 }
 
+/// The one-line refusal that points at the command that finishes an interrupted operation.
+fn finish_interrupted_first(intent: &Intent) -> Refusal {
+    Refusal::new(match intent {
+        Intent::FirstMaster { zone } => {
+            format!("an interrupted first up in {zone} is pending; finish it with KUBE_GCE_ZONE={zone} kube-ha up")
+        }
+        Intent::AddReplica { replica, zone, .. } => format!(
+            "an interrupted add of replica {replica} in {zone} is pending; finish it with \
+             KUBE_GCE_ZONE={zone} KUBE_REPLICATE_EXISTING_MASTER=true kube-ha up"
+        ),
+        Intent::RemoveReplica { replica, .. } => format!(
+            "an interrupted removal of replica {replica} is pending; finish it with \
+             KUBE_DELETE_NODES=false KUBE_REPLICA_NAME={replica} kube-ha down"
+        ),
+        Intent::Teardown => "an interrupted teardown is pending; finish it with kube-ha down".to_string(),
+    })
+}
+
 /// A note as printed: warnings carry their own `warning:` prefix.
 pub fn note_line(note: &str) -> String {
     if note.starts_with("warning: ") {

@@ -7,7 +7,7 @@ use crate::names::{ClusterNames, EtcdCluster};
 
 use super::lock::Intent;
 use super::snapshot::{ReplicaVm, Snapshot};
-use super::{ApiVia, ExternalIp, FirewallKind, Plan, Step, refuse_if_locked};
+use super::{ApiVia, ExternalIp, FirewallKind, Plan, Step, finish_interrupted_first, refuse_if_locked};
 
 /// Input of [`plan_first`].
 #[derive(Clone, Debug)]
@@ -51,25 +51,10 @@ pub fn plan_first(s: &Snapshot, req: &FirstRequest) -> Result<Plan, Refusal> {
     refuse_if_locked(s)?;
     let master = req.names.master_name();
     let mut notes = Vec::new();
-    match s.lock.interrupted() {
-        Some(Intent::AddReplica { replica, zone, .. }) => {
-            return Err(Refusal::new(format!(
-                "an interrupted add of replica {replica} is pending; finish it with \
-                 KUBE_GCE_ZONE={zone} KUBE_REPLICATE_EXISTING_MASTER=true kube-ha up"
-            )));
-        }
-        Some(Intent::RemoveReplica { replica, .. }) => {
-            return Err(Refusal::new(format!(
-                "an interrupted removal of replica {replica} is pending; finish it with {}",
-                remove_command(replica)
-            )));
-        }
-        Some(Intent::Teardown) => {
-            return Err(Refusal::new(
-                "an interrupted teardown is pending; finish it with kube-ha down",
-            ));
-        }
-        Some(Intent::FirstMaster { .. }) | None => {}
+    if let Some(other @ (Intent::AddReplica { .. } | Intent::RemoveReplica { .. } | Intent::Teardown)) =
+        s.lock.interrupted()
+    {
+        return Err(finish_interrupted_first(other));
     }
     let others: Vec<&ReplicaVm> = s.replicas.iter().filter(|r| r.name != master).collect();
     if !others.is_empty() || s.replicas.len() > 1 {
@@ -379,13 +364,7 @@ pub fn plan_add(s: &Snapshot, req: &AddRequest) -> Result<Plan, Refusal> {
             replica,
             zone,
             rolling_back,
-        }) => {
-            if *zone != req.zone {
-                return Err(Refusal::new(format!(
-                    "an interrupted add of replica {replica} in {zone} is pending; finish it with \
-                     KUBE_GCE_ZONE={zone} KUBE_REPLICATE_EXISTING_MASTER=true kube-ha up"
-                )));
-            }
+        }) if *zone == req.zone => {
             if *rolling_back {
                 let mut plan = plan_rollback_add(s, &req.names, &req.region, replica);
                 plan.resumes = true;
@@ -396,16 +375,8 @@ pub fn plan_add(s: &Snapshot, req: &AddRequest) -> Result<Plan, Refusal> {
             }
             Some(replica.clone())
         }
-        Some(Intent::RemoveReplica { replica, .. }) => {
-            return Err(Refusal::new(format!(
-                "an interrupted removal of replica {replica} is pending; finish it with {}",
-                remove_command(replica)
-            )));
-        }
-        Some(Intent::Teardown) => {
-            return Err(Refusal::new(
-                "an interrupted teardown is pending; finish it with kube-ha down",
-            ));
+        Some(other @ (Intent::AddReplica { .. } | Intent::RemoveReplica { .. } | Intent::Teardown)) => {
+            return Err(finish_interrupted_first(other));
         }
         Some(Intent::FirstMaster { .. }) | None => None,
     };
