@@ -1,0 +1,153 @@
+//! The API call log (`/_emulator/calls`) and the middleware in front of every `/compute/v1`
+//! call: it records the call in arrival order, applies `http_error` faults and response delays,
+//! and fills in the status when the response is ready.
+//!
+//! A record is `{"method","path","query","status","mutating"}`; `status` is `null` while the call
+//! is in flight (e.g. an operation `wait`). `mutating` is true for every POST/PUT/PATCH/DELETE
+//! except operations `wait`, whether or not it succeeded: a test that wants "zero mutations" wants
+//! zero attempts.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::state::AppState;
+
+/// One logged API call.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CallRecord {
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// Raw query string ("" when none).
+    pub query: String,
+    /// HTTP status of the response (`None` while in flight).
+    pub status: Option<u16>,
+    /// Whether the call asked for a change.
+    pub mutating: bool,
+    #[serde(skip)]
+    seq: u64,
+}
+
+/// The log.
+#[derive(Debug, Default)]
+pub struct CallLog {
+    records: Vec<CallRecord>,
+    next_seq: u64,
+}
+
+impl CallLog {
+    /// Record the arrival of a call; returns its sequence number.
+    pub fn begin(&mut self, method: &str, path: &str, query: &str) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.records.push(CallRecord {
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            status: None,
+            mutating: is_mutating(method, path),
+            seq,
+        });
+        seq
+    }
+
+    /// Record the status of call `seq` (a no-op when the log was cleared meanwhile).
+    pub fn finish(&mut self, seq: u64, status: u16) {
+        if let Ok(i) = self.records.binary_search_by_key(&seq, |r| r.seq) {
+            self.records[i].status = Some(status);
+        }
+    }
+
+    /// Every call since the last clear.
+    pub fn records(&self) -> &[CallRecord] {
+        &self.records
+    }
+
+    /// Forget every call.
+    pub fn clear(&mut self) {
+        self.records.clear();
+    }
+}
+
+/// Whether a call asks for a change: POST/PUT/PATCH/DELETE, except operations `wait`.
+pub fn is_mutating(method: &str, path: &str) -> bool {
+    let changing = ["POST", "PUT", "PATCH", "DELETE"]
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method));
+    let op_wait = path.contains("/operations/") && path.ends_with("/wait");
+    changing && !op_wait
+}
+
+/// The middleware (see the module doc). Control endpoints pass through unrecorded.
+pub async fn record_calls(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    if !path.starts_with("/compute/") {
+        return next.run(request).await;
+    }
+    let method = request.method().clone();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let seq = state.calls().begin(method.as_str(), &path, &query);
+    let injected = state.faults().take_http_error(method.as_str(), &path);
+    let response = match injected {
+        Some(error) => error.into_response(),
+        None => {
+            // A delay fault on a call that creates an operation delays the operation instead;
+            // that is taken by the operation machinery (ops.rs).
+            if !is_mutating(method.as_str(), &path) {
+                let delay = state.faults().take_delay(method.as_str(), &path);
+                if let Some(d) = delay {
+                    tokio::time::sleep(d).await;
+                }
+            }
+            next.run(request).await
+        }
+    };
+    state.calls().finish(seq, response.status().as_u16());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_waits_and_reads_are_not_mutations() {
+        assert!(is_mutating(
+            "POST",
+            "/compute/v1/projects/p/zones/z/instances"
+        ));
+        assert!(is_mutating(
+            "DELETE",
+            "/compute/v1/projects/p/global/firewalls/f"
+        ));
+        assert!(!is_mutating(
+            "GET",
+            "/compute/v1/projects/p/zones/z/instances"
+        ));
+        assert!(!is_mutating(
+            "POST",
+            "/compute/v1/projects/p/zones/z/operations/op-1/wait"
+        ));
+        // an instance that happens to be named "wait" is still mutated
+        assert!(is_mutating(
+            "DELETE",
+            "/compute/v1/projects/p/zones/z/instances/wait"
+        ));
+    }
+
+    #[test]
+    fn statuses_fill_in_by_sequence_and_survive_a_clear() {
+        let mut log = CallLog::default();
+        let a = log.begin("GET", "/a", "");
+        let b = log.begin("POST", "/b", "requestId=1");
+        log.finish(b, 200);
+        assert_eq!(log.records()[0].status, None);
+        assert_eq!(log.records()[1].status, Some(200));
+        log.clear();
+        log.finish(a, 404);
+        assert!(log.records().is_empty());
+    }
+}

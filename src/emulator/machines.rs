@@ -1,0 +1,71 @@
+//! Hooks from the emulator's GCE state to the simulated VMs (the sandbox, SPEC §6).
+//!
+//! The emulator only keeps Compute Engine's records. Whatever "runs" (a VM's etcd and API
+//! stand-in, a load balancer's TCP proxy) is somebody else's job, told about each change through
+//! [`Machines`]. Hooks are called when an effect is *applied*, i.e. when the operation becomes
+//! DONE (not when the call is accepted), in the order the effects happen, with the emulator's
+//! state lock held: an implementation must return quickly (spawn slow work) and must not call the
+//! emulator back from inside a hook. [`NoMachines`] is used when there is no sandbox.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// How a newly created instance should boot (default from `--boot-delay-ms`, overridden by the
+/// `never_boot` and `boot_delay` faults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// Boot after `delay`.
+    Normal {
+        /// Time from "insert DONE" to "processes started".
+        delay: Duration,
+    },
+    /// Never boot (the VM exists in GCE but nothing runs on it).
+    Never,
+}
+
+/// One load-balanced IP: a forwarding rule whose target is a target pool.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct LbRule {
+    /// The forwarding rule's `IPAddress`.
+    pub ip: Ipv4Addr,
+    /// Its `portRange`, inclusive (all ports when the rule has none).
+    pub ports: (u16, u16),
+    /// `nic0.networkIP` of each existing instance in the rule's target pool.
+    pub backends: Vec<Ipv4Addr>,
+}
+
+/// What the emulator tells the simulated VMs. See the module doc for when and how it is called.
+pub trait Machines: Send + Sync + 'static {
+    /// An instance's insert is DONE: `instance` is its full JSON (metadata, networkInterfaces,
+    /// disks…) as a `get` would return it.
+    fn instance_created(&self, project: &str, zone: &str, instance: &serde_json::Value, boot: Boot);
+    /// An instance's delete is DONE: stop its processes.
+    fn instance_deleted(&self, project: &str, zone: &str, name: &str);
+    /// nic0's external IP changed (access config added: `Some`, removed: `None`).
+    fn external_ip_changed(&self, project: &str, zone: &str, name: &str, ip: Option<Ipv4Addr>);
+    /// Forwarding rules, target pools or their instances changed: the complete current list of
+    /// load-balanced IPs across all projects (sorted), only called when it differs from the last.
+    fn load_balancers_changed(&self, rules: Vec<LbRule>);
+    /// A disk was deleted (by `disks.delete` or an instance's `autoDelete`).
+    fn disk_deleted(&self, project: &str, zone: &str, name: &str);
+    /// Kill a VM's processes (a failed replica; its GCE record stays RUNNING). False if unknown.
+    fn crash(&self, project: &str, zone: &str, name: &str) -> bool;
+    /// The emulator is exiting: stop everything.
+    fn shutdown(&self);
+}
+
+/// The hooks when nothing is simulated: GCE records only.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoMachines;
+
+impl Machines for NoMachines {
+    fn instance_created(&self, _: &str, _: &str, _: &serde_json::Value, _: Boot) {}
+    fn instance_deleted(&self, _: &str, _: &str, _: &str) {}
+    fn external_ip_changed(&self, _: &str, _: &str, _: &str, _: Option<Ipv4Addr>) {}
+    fn load_balancers_changed(&self, _: Vec<LbRule>) {}
+    fn disk_deleted(&self, _: &str, _: &str, _: &str) {}
+    fn crash(&self, _: &str, _: &str, _: &str) -> bool {
+        false
+    }
+    fn shutdown(&self) {}
+}

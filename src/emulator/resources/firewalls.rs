@@ -1,0 +1,31 @@
+//! `firewalls` (global): insert with GCE's defaults (network, direction, priority); delete is the
+//! generic one.
+
+use serde_json::{Value, json};
+
+use super::{Commit, Effect};
+use crate::emulator::error::ApiError;
+use crate::emulator::json::{object_mut, str_field};
+use crate::emulator::scope::{ResourceKey, absolute};
+use crate::emulator::state::World;
+
+pub(super) fn plan_insert(
+    w: &World,
+    project: &str,
+    key: &ResourceKey,
+    mut base: Value,
+) -> Result<Commit, ApiError> {
+    let network = str_field(&base, "network").unwrap_or("global/networks/default");
+    let network = absolute(&w.api_base, project, network);
+    let map = object_mut(&mut base);
+    map.insert("network".into(), json!(network));
+    map.entry("direction").or_insert(json!("INGRESS"));
+    map.entry("priority").or_insert(json!(1000));
+    map.entry("disabled").or_insert(json!(false));
+    map.entry("logConfig").or_insert(json!({"enable": false}));
+    let (project, key) = (project.to_string(), key.clone());
+    Ok(Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
+        w.insert(&project, key, base);
+        Ok(())
+    }))
+}
