@@ -2,7 +2,8 @@
 //! call: it records the call in arrival order, applies `http_error` faults and response delays,
 //! and fills in the status when the response is ready.
 //!
-//! A record is `{"method","path","query","status","mutating"}`; `status` is `null` while the call
+//! A record is `{"method","path","query","status","mutating"}` (the query percent-decoded, so
+//! `$alt=json&accessConfig=External NAT`); `status` is `null` while the call
 //! is in flight (e.g. an operation `wait`). `mutating` is true for every POST/PUT/PATCH/DELETE
 //! except operations `wait`, whether or not it succeeded: a test that wants "zero mutations" wants
 //! zero attempts.
@@ -21,7 +22,7 @@ pub struct CallRecord {
     pub method: String,
     /// Request path.
     pub path: String,
-    /// Raw query string ("" when none).
+    /// Query string, percent-decoded ("" when none).
     pub query: String,
     /// HTTP status of the response (`None` while in flight).
     pub status: Option<u16>,
@@ -81,6 +82,29 @@ pub fn is_mutating(method: &str, path: &str) -> bool {
     changing && !op_wait
 }
 
+/// A query string with `%XX` and `+` decoded (for reading, not for re-parsing).
+pub fn decode_query(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The middleware (see the module doc). Control endpoints pass through unrecorded.
 pub async fn record_calls(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
@@ -88,7 +112,7 @@ pub async fn record_calls(State(state): State<AppState>, request: Request, next:
         return next.run(request).await;
     }
     let method = request.method().clone();
-    let query = request.uri().query().unwrap_or("").to_string();
+    let query = decode_query(request.uri().query().unwrap_or(""));
     let seq = state.calls().begin(method.as_str(), &path, &query);
     let injected = state.faults().take_http_error(method.as_str(), &path);
     let response = match injected {
@@ -136,6 +160,17 @@ mod tests {
             "DELETE",
             "/compute/v1/projects/p/zones/z/instances/wait"
         ));
+    }
+
+    #[test]
+    fn queries_are_logged_decoded() {
+        assert_eq!(
+            decode_query("accessConfig=External+NAT&networkInterface=nic0&%24alt=json"),
+            "accessConfig=External NAT&networkInterface=nic0&$alt=json"
+        );
+        assert_eq!(decode_query("a=%2"), "a=%2");
+        assert_eq!(decode_query("a=%zz%41"), "a=%zzA");
+        assert_eq!(decode_query(""), "");
     }
 
     #[test]

@@ -31,9 +31,29 @@ pub fn new_id() -> u64 {
     .fetch_add(1, Ordering::Relaxed)
 }
 
-/// A fresh fingerprint (8 random bytes, base64), like GCE's metadata and label fingerprints.
+/// A fresh fingerprint (8 random bytes), like GCE's metadata and label fingerprints. The
+/// official client models fingerprints as bytes and (de)serializes them as *URL-safe* padded
+/// base64, so that is the alphabet used: the string then round-trips through the client unchanged.
 pub fn fingerprint() -> String {
-    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 8]>())
+    base64::engine::general_purpose::URL_SAFE.encode(rand::random::<[u8; 8]>())
+}
+
+/// Whether two fingerprints are the same bytes, whichever base64 alphabet or padding the caller
+/// used (strings that are no base64 at all must be equal as strings).
+pub fn same_fingerprint(a: &str, b: &str) -> bool {
+    fn decode(s: &str) -> Option<Vec<u8>> {
+        use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+        let config =
+            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+        GeneralPurpose::new(&base64::alphabet::URL_SAFE, config)
+            .decode(s)
+            .or_else(|_| GeneralPurpose::new(&base64::alphabet::STANDARD, config).decode(s))
+            .ok()
+    }
+    match (decode(a), decode(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// A string field.
@@ -135,6 +155,11 @@ mod tests {
             "{t}"
         );
         assert_ne!(fingerprint(), fingerprint());
+        let f = fingerprint();
+        assert!(same_fingerprint(&f, &f));
+        assert!(same_fingerprint("-_8=", "+/8")); // same bytes, other alphabet and padding
+        assert!(!same_fingerprint("AAAA", "AAAB"));
+        assert!(!same_fingerprint("not base64!", "not base64?"));
     }
 
     #[test]

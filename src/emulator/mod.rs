@@ -173,3 +173,6 @@ async fn stop_signal() {
         }
     }
 }
+
+#[cfg(test)]
+mod hooks_tests;

@@ -272,6 +272,7 @@ impl AppState {
         let mut effects = Vec::new();
         let result: Result<(), OpError> = match outcome {
             OpOutcome::Fail(f) => Err(f.into()),
+            // a stalled operation is never completed; `Stall` only keeps the match total
             OpOutcome::Apply | OpOutcome::Stall => {
                 resources::apply(world, &project, &mutation, &mut effects).map_err(OpError::from)
             }

@@ -1,4 +1,5 @@
 //! Shared helpers of the end-to-end tests: real processes (the emulator, etcd), never mocks.
 #![allow(dead_code)]
+pub mod emulator;
 pub mod etcd;
 pub mod sandbox;

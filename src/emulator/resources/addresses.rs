@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
 
-use super::{Commit, Effect, IpChoice, address_by_ip, rel_path, users};
+use super::{Commit, Effect, IpChoice, address_by_ip, ensure_unused, store_with_ip};
 use crate::emulator::error::ApiError;
 use crate::emulator::ips::Range;
 use crate::emulator::json::{fingerprint, ip_field, object_mut, str_field};
@@ -122,13 +122,9 @@ pub(super) fn plan_insert(
     if !initial_users.is_empty() {
         map.insert("users".into(), json!(initial_users));
     }
-    let (project, key) = (project.to_string(), key.clone());
-    Ok(Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
-        let ip = choice.take(w)?;
-        object_mut(&mut base).insert("address".into(), json!(ip.to_string()));
-        w.insert(&project, key, base);
-        Ok(())
-    }))
+    Ok(store_with_ip(
+        w, project, key, base, "address", choice, false,
+    ))
 }
 
 pub(super) fn plan_delete(
@@ -137,13 +133,7 @@ pub(super) fn plan_delete(
     key: &ResourceKey,
     current: &Value,
 ) -> Result<Commit, ApiError> {
-    if let Some(user) = users(current).first() {
-        return Err(ApiError::in_use(
-            "address resource",
-            &key.path(project),
-            &rel_path(w, user),
-        ));
-    }
+    ensure_unused(w, project, key, current, "address")?;
     let ip: Option<Ipv4Addr> = str_field(current, "address").and_then(|s| s.parse().ok());
     let (project, key) = (project.to_string(), key.clone());
     Ok(Box::new(move |w: &mut World, _: &mut Vec<Effect>| {

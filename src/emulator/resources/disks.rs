@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Commit, Effect, rel_path, users};
+use super::{Commit, Effect, ensure_unused, store};
 use crate::emulator::error::ApiError;
 use crate::emulator::json::{fingerprint, int64_field, object_mut, str_field};
 use crate::emulator::scope::{ResourceKey, Scope, absolute};
@@ -58,12 +58,7 @@ pub(super) fn plan_insert(
     key: &ResourceKey,
     base: Value,
 ) -> Result<Commit, ApiError> {
-    let disk = build(w, project, key, base)?;
-    let (project, key) = (project.to_string(), key.clone());
-    Ok(Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
-        w.insert(&project, key, disk);
-        Ok(())
-    }))
+    Ok(store(project, key, build(w, project, key, base)?))
 }
 
 pub(super) fn plan_delete(
@@ -72,13 +67,7 @@ pub(super) fn plan_delete(
     key: &ResourceKey,
     current: &Value,
 ) -> Result<Commit, ApiError> {
-    if let Some(user) = users(current).first() {
-        return Err(ApiError::in_use(
-            "disk resource",
-            &key.path(project),
-            &rel_path(w, user),
-        ));
-    }
+    ensure_unused(w, project, key, current, "disk")?;
     let (project, key) = (project.to_string(), key.clone());
     Ok(Box::new(move |w: &mut World, effects: &mut Vec<Effect>| {
         w.remove(&project, &key);

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Commit, Effect};
+use super::{Commit, store};
 use crate::emulator::error::ApiError;
 use crate::emulator::json::{object_mut, str_field};
 use crate::emulator::scope::{ResourceKey, absolute};
@@ -23,9 +23,5 @@ pub(super) fn plan_insert(
     map.entry("priority").or_insert(json!(1000));
     map.entry("disabled").or_insert(json!(false));
     map.entry("logConfig").or_insert(json!({"enable": false}));
-    let (project, key) = (project.to_string(), key.clone());
-    Ok(Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
-        w.insert(&project, key, base);
-        Ok(())
-    }))
+    Ok(store(project, key, base))
 }

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
 
-use super::{Commit, Effect, IpChoice, release_ip, reserved_address};
+use super::{Commit, Effect, IpChoice, release_ip, reserved_address, store_with_ip};
 use crate::emulator::error::ApiError;
 use crate::emulator::ips::Range;
 use crate::emulator::json::{fingerprint, invalid_field, object_mut, str_field};
@@ -115,15 +115,15 @@ pub(super) fn plan_insert(
     map.entry("networkTier").or_insert(json!("PREMIUM"));
     map.insert("fingerprint".into(), json!(fingerprint()));
     map.insert("labelFingerprint".into(), json!(fingerprint()));
-    let self_link = w.self_link(project, key);
-    let (project, key) = (project.to_string(), key.clone());
-    Ok(Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
-        let ip = choice.take(w)?;
-        choice.attach(w, &project, &self_link);
-        object_mut(&mut base).insert("IPAddress".into(), json!(ip.to_string()));
-        w.insert(&project, key, base);
-        Ok(())
-    }))
+    Ok(store_with_ip(
+        w,
+        project,
+        key,
+        base,
+        "IPAddress",
+        choice,
+        true,
+    ))
 }
 
 pub(super) fn plan_delete(

@@ -25,7 +25,7 @@ pub use target_pools::request_instances;
 
 use super::error::ApiError;
 use super::filter::Filter;
-use super::json::{object_mut, str_field};
+use super::json::{object_mut, same_fingerprint, str_field};
 use super::scope::{Kind, ResourceKey, Scope};
 use super::state::World;
 
@@ -231,13 +231,7 @@ pub fn plan(w: &World, project: &str, m: &Mutation) -> Result<Commit, ApiError> 
                 Kind::Address => addresses::plan_delete(w, project, key, current),
                 Kind::TargetPool => target_pools::plan_delete(w, project, key),
                 Kind::ForwardingRule => forwarding_rules::plan_delete(w, project, key, current),
-                Kind::Firewall => {
-                    let (project, key) = (project.to_string(), key.clone());
-                    Ok(Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
-                        w.remove(&project, &key);
-                        Ok(())
-                    }))
-                }
+                Kind::Firewall => Ok(discard(project, key)),
             }
         }
         Mutation::AddAccessConfig { key, nic, config } => {
@@ -461,7 +455,7 @@ pub fn check_fingerprint(
     what: &str,
 ) -> Result<(), ApiError> {
     match given {
-        Some(g) if Some(g) == current => Ok(()),
+        Some(g) if current.is_some_and(|c| same_fingerprint(c, g)) => Ok(()),
         Some(_) => Err(ApiError::ConditionNotMet(format!(
             "Supplied fingerprint does not match current {what} fingerprint."
         ))),
@@ -490,9 +484,9 @@ pub fn address_by_ip<'a>(
         .find(|(_, a)| str_field(a, "address") == Some(text.as_str()))
 }
 
-/// The `users` of a resource.
-pub fn users(v: &Value) -> Vec<String> {
-    v.get("users")
+/// The strings of an array field (`users`, a pool's `instances`).
+pub fn string_list(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -501,6 +495,71 @@ pub fn users(v: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The `users` of a resource.
+pub fn users(v: &Value) -> Vec<String> {
+    string_list(v, "users")
+}
+
+/// 400 `resourceInUseByAnotherResource` while `current` has users (`what`: "disk", "address").
+fn ensure_unused(
+    w: &World,
+    project: &str,
+    key: &ResourceKey,
+    current: &Value,
+    what: &str,
+) -> Result<(), ApiError> {
+    match users(current).first() {
+        Some(user) => Err(ApiError::in_use(
+            &format!("{what} resource"),
+            &key.path(project),
+            &rel_path(w, user),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Commit: store `value` as `key`.
+fn store(project: &str, key: &ResourceKey, value: Value) -> Commit {
+    let (project, key) = (project.to_string(), key.clone());
+    Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
+        w.insert(&project, key, value);
+        Ok(())
+    })
+}
+
+/// Commit: store `value` as `key`, its `field` set to the IP `choice` takes; with `as_user`
+/// a static address gets the new resource as its user.
+fn store_with_ip(
+    w: &World,
+    project: &str,
+    key: &ResourceKey,
+    mut value: Value,
+    field: &'static str,
+    choice: IpChoice,
+    as_user: bool,
+) -> Commit {
+    let self_link = w.self_link(project, key);
+    let (project, key) = (project.to_string(), key.clone());
+    Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
+        let ip = choice.take(w)?;
+        if as_user {
+            choice.attach(w, &project, &self_link);
+        }
+        object_mut(&mut value).insert(field.into(), json!(ip.to_string()));
+        w.insert(&project, key, value);
+        Ok(())
+    })
+}
+
+/// Commit: remove `key`.
+fn discard(project: &str, key: &ResourceKey) -> Commit {
+    let (project, key) = (project.to_string(), key.clone());
+    Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
+        w.remove(&project, &key);
+        Ok(())
+    })
 }
 
 /// Set `users`, and for an address its `status` (IN_USE with users, else RESERVED).

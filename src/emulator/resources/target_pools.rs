@@ -5,9 +5,9 @@
 
 use serde_json::{Value, json};
 
-use super::{Commit, Effect, rel_path};
+use super::{Commit, Effect, discard, rel_path, store, string_list};
 use crate::emulator::error::ApiError;
-use crate::emulator::json::{invalid_field, object_mut, str_field};
+use crate::emulator::json::{invalid_field, object_mut, set_or_remove, str_field};
 use crate::emulator::scope::{Kind, ResourceKey, parse_link};
 use crate::emulator::state::World;
 
@@ -43,15 +43,7 @@ fn member_to_add(
 
 /// The member URLs of a pool.
 fn members(pool: &Value) -> Vec<String> {
-    pool.get("instances")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
+    string_list(pool, "instances")
 }
 
 /// Instance URLs of a request body (`instances: [{instance: URL}]`).
@@ -94,13 +86,9 @@ pub(super) fn plan_insert(
         }
     }
     let map = object_mut(&mut base);
-    super::super::json::set_or_remove(map, "instances", json!(links));
+    set_or_remove(map, "instances", json!(links));
     map.entry("sessionAffinity").or_insert(json!("NONE"));
-    let (project, key) = (project.to_string(), key.clone());
-    Ok(Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
-        w.insert(&project, key, base);
-        Ok(())
-    }))
+    Ok(store(project, key, base))
 }
 
 pub(super) fn plan_delete(w: &World, project: &str, key: &ResourceKey) -> Result<Commit, ApiError> {
@@ -120,11 +108,7 @@ pub(super) fn plan_delete(w: &World, project: &str, key: &ResourceKey) -> Result
             &user,
         ));
     }
-    let (project, key) = (project.to_string(), key.clone());
-    Ok(Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
-        w.remove(&project, &key);
-        Ok(())
-    }))
+    Ok(discard(project, key))
 }
 
 fn require_instances(urls: &[String]) -> Result<(), ApiError> {
@@ -136,10 +120,15 @@ fn require_instances(urls: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn set_members(w: &mut World, project: &str, key: &ResourceKey, links: Vec<String>) {
-    if let Some(pool) = w.get_mut(project, key) {
-        super::super::json::set_or_remove(object_mut(pool), "instances", json!(links));
-    }
+/// Commit: the pool's members become `links`.
+fn set_members(project: &str, key: &ResourceKey, links: Vec<String>) -> Commit {
+    let (project, key) = (project.to_string(), key.clone());
+    Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
+        if let Some(pool) = w.get_mut(&project, &key) {
+            set_or_remove(object_mut(pool), "instances", json!(links));
+        }
+        Ok(())
+    })
 }
 
 pub(super) fn plan_add(
@@ -169,11 +158,7 @@ pub(super) fn plan_add(
         }
         links.push(link);
     }
-    let (project, key) = (project.to_string(), key.clone());
-    Ok(Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
-        set_members(w, &project, &key, links);
-        Ok(())
-    }))
+    Ok(set_members(project, key, links))
 }
 
 pub(super) fn plan_remove(
@@ -198,9 +183,5 @@ pub(super) fn plan_remove(
             )));
         }
     }
-    let (project, key) = (project.to_string(), key.clone());
-    Ok(Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
-        set_members(w, &project, &key, links);
-        Ok(())
-    }))
+    Ok(set_members(project, key, links))
 }

@@ -1,0 +1,316 @@
+//! In-process tests of the [`Machines`] hooks: an emulator router served on a local port with a
+//! recording implementation, checking which hook is called, when (only once the operation is
+//! DONE), and with what (boot modes from faults, load-balancer backends, external IPs).
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{AppState, Boot, LbRule, Machines, Settings, router};
+
+/// One hook call.
+#[derive(Debug, Clone, PartialEq)]
+enum Hook {
+    Created(String, Boot, Option<String>),
+    Deleted(String),
+    ExternalIp(String, Option<Ipv4Addr>),
+    Lb(Vec<LbRule>),
+    DiskDeleted(String),
+    Crash(String),
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Hook>>);
+
+impl Recorder {
+    fn take(&self) -> Vec<Hook> {
+        std::mem::take(&mut *self.0.lock().expect("recorder lock"))
+    }
+    fn push(&self, h: Hook) {
+        self.0.lock().expect("recorder lock").push(h);
+    }
+}
+
+impl Machines for Recorder {
+    fn instance_created(&self, _: &str, _: &str, instance: &Value, boot: Boot) {
+        let name = instance["name"].as_str().unwrap_or("?").to_string();
+        let ip = instance["networkInterfaces"][0]["networkIP"]
+            .as_str()
+            .map(String::from);
+        self.push(Hook::Created(name, boot, ip));
+    }
+    fn instance_deleted(&self, _: &str, _: &str, name: &str) {
+        self.push(Hook::Deleted(name.into()));
+    }
+    fn external_ip_changed(&self, _: &str, _: &str, name: &str, ip: Option<Ipv4Addr>) {
+        self.push(Hook::ExternalIp(name.into(), ip));
+    }
+    fn load_balancers_changed(&self, rules: Vec<LbRule>) {
+        self.push(Hook::Lb(rules));
+    }
+    fn disk_deleted(&self, _: &str, _: &str, name: &str) {
+        self.push(Hook::DiskDeleted(name.into()));
+    }
+    fn crash(&self, _: &str, _: &str, name: &str) -> bool {
+        self.push(Hook::Crash(name.into()));
+        true
+    }
+    fn shutdown(&self) {}
+}
+
+struct Local {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Local {
+    async fn start(latency_ms: u64, recorder: Arc<Recorder>) -> Local {
+        Local::start_with(latency_ms, Duration::from_secs(60), recorder).await
+    }
+
+    async fn start_with(latency_ms: u64, wait_limit: Duration, recorder: Arc<Recorder>) -> Local {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let mut settings = Settings::new(base.clone(), 9);
+        settings.op_latency = Duration::from_millis(latency_ms);
+        settings.boot_delay = Duration::from_millis(7);
+        settings.wait_limit = wait_limit;
+        let app = router(AppState::new(settings, recorder));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Local {
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("reachable");
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// POST an API change and wait for its operation (in `scope`, e.g. `zones/z`).
+    async fn change(&self, path: &str, body: Value) -> Value {
+        let op = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/compute/v1/projects/p/{path}"),
+                Some(body),
+            )
+            .await;
+        self.wait(&op).await
+    }
+
+    async fn wait(&self, op: &Value) -> Value {
+        let link = op["selfLink"].as_str().expect("op selfLink");
+        let path = link.strip_prefix(&self.base).expect("our link");
+        let done = self
+            .call(reqwest::Method::POST, &format!("{path}/wait"), None)
+            .await;
+        assert_eq!(done["status"], "DONE", "{done}");
+        assert!(done.get("error").is_none(), "{done}");
+        done
+    }
+
+    async fn delete(&self, path: &str) -> Value {
+        let op = self
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/compute/v1/projects/p/{path}"),
+                None,
+            )
+            .await;
+        self.wait(&op).await
+    }
+}
+
+fn vm(name: &str) -> Value {
+    json!({"name": name, "machineType": "n1-standard-1",
+           "disks": [{"boot": true, "autoDelete": true, "initializeParams": {"diskSizeGb": "10"}}],
+           "networkInterfaces": [{"accessConfigs": [{"name": "External NAT"}]}]})
+}
+
+#[tokio::test]
+async fn hooks_run_when_operations_complete_with_boot_modes_from_faults() {
+    let rec = Arc::new(Recorder::default());
+    let emu = Local::start(100, rec.clone()).await;
+    let op = emu
+        .call(
+            reqwest::Method::POST,
+            "/compute/v1/projects/p/zones/us-central1-b/instances",
+            Some(vm("m1")),
+        )
+        .await;
+    assert_eq!(op["status"], "PENDING");
+    assert!(
+        rec.take().is_empty(),
+        "nothing runs before the operation is DONE"
+    );
+    emu.wait(&op).await;
+    let normal = Boot::Normal {
+        delay: Duration::from_millis(7),
+    };
+    assert_eq!(
+        rec.take(),
+        [Hook::Created("m1".into(), normal, Some("127.9.1.1".into()))]
+    );
+
+    emu.call(
+        reqwest::Method::POST,
+        "/_emulator/faults",
+        Some(json!([{"action": {"kind": "never_boot"}},
+                    {"action": {"kind": "boot_delay", "ms": 1234}}])),
+    )
+    .await;
+    emu.change("zones/us-central1-b/instances", vm("m2")).await;
+    emu.change("zones/us-central1-b/instances", vm("m3")).await;
+    emu.change("zones/us-central1-b/instances", vm("m4")).await;
+    let boots: Vec<Boot> = rec
+        .take()
+        .into_iter()
+        .filter_map(|h| match h {
+            Hook::Created(_, boot, _) => Some(boot),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        boots,
+        [
+            Boot::Never,
+            Boot::Normal {
+                delay: Duration::from_millis(1234)
+            },
+            normal
+        ]
+    );
+}
+
+#[tokio::test]
+async fn load_balancer_external_ip_delete_and_crash_hooks() {
+    let rec = Arc::new(Recorder::default());
+    let emu = Local::start(0, rec.clone()).await;
+    emu.change("zones/us-central1-b/instances", vm("m1")).await;
+    emu.change("zones/us-central1-c/instances", vm("m2")).await;
+    emu.change("regions/us-central1/addresses", json!({"name": "ip"}))
+        .await;
+    rec.take();
+
+    let pool = json!({"name": "pool", "instances": ["zones/us-central1-b/instances/m1"]});
+    emu.change("regions/us-central1/targetPools", pool).await;
+    assert!(
+        rec.take().is_empty(),
+        "a pool without a rule balances nothing"
+    );
+    let rule = json!({"name": "lb", "IPAddress": "regions/us-central1/addresses/ip",
+                      "portRange": "443", "target": "regions/us-central1/targetPools/pool"});
+    emu.change("regions/us-central1/forwardingRules", rule)
+        .await;
+    let lb_ip = Ipv4Addr::new(127, 9, 128, 3);
+    let m1 = Ipv4Addr::new(127, 9, 1, 1);
+    let m2 = Ipv4Addr::new(127, 9, 1, 2);
+    let rule_with = |backends: Vec<Ipv4Addr>| LbRule {
+        ip: lb_ip,
+        ports: (443, 443),
+        backends,
+    };
+    assert_eq!(rec.take(), [Hook::Lb(vec![rule_with(vec![m1])])]);
+    emu.change(
+        "regions/us-central1/targetPools/pool/addInstance",
+        json!({"instances": [{"instance": "zones/us-central1-c/instances/m2"}]}),
+    )
+    .await;
+    assert_eq!(rec.take(), [Hook::Lb(vec![rule_with(vec![m1, m2])])]);
+
+    let op = emu
+        .call(
+            reqwest::Method::POST,
+            "/compute/v1/projects/p/zones/us-central1-b/instances/m1/deleteAccessConfig?accessConfig=External%20NAT&networkInterface=nic0",
+            None,
+        )
+        .await;
+    emu.wait(&op).await;
+    assert_eq!(rec.take(), [Hook::ExternalIp("m1".into(), None)]);
+    let op = emu
+        .call(
+            reqwest::Method::POST,
+            "/compute/v1/projects/p/zones/us-central1-b/instances/m1/addAccessConfig?networkInterface=nic0",
+            Some(json!({"name": "External NAT"})),
+        )
+        .await;
+    emu.wait(&op).await;
+    assert_eq!(
+        rec.take(),
+        [Hook::ExternalIp(
+            "m1".into(),
+            Some(Ipv4Addr::new(127, 9, 128, 4))
+        )]
+    );
+
+    let crashed = emu
+        .call(
+            reqwest::Method::POST,
+            "/_emulator/instances/us-central1-b/m1/crash",
+            None,
+        )
+        .await;
+    assert_eq!(crashed["crashed"], true);
+    assert_eq!(rec.take(), [Hook::Crash("m1".into())]);
+
+    emu.delete("zones/us-central1-b/instances/m1").await;
+    assert_eq!(
+        rec.take(),
+        [
+            Hook::DiskDeleted("m1".into()),
+            Hook::Deleted("m1".into()),
+            Hook::Lb(vec![rule_with(vec![m2])]),
+        ]
+    );
+    emu.delete("regions/us-central1/forwardingRules/lb").await;
+    assert_eq!(rec.take(), [Hook::Lb(vec![])]);
+    let state = emu
+        .call(reqwest::Method::GET, "/_emulator/state", None)
+        .await;
+    assert_eq!(state["ipBlock"], 9);
+    assert_eq!(state["loadBalancers"], json!([]));
+}
+
+#[tokio::test]
+async fn wait_returns_a_stalled_operation_still_running_at_its_limit() {
+    let rec = Arc::new(Recorder::default());
+    let emu = Local::start_with(0, Duration::from_millis(150), rec.clone()).await;
+    emu.call(
+        reqwest::Method::POST,
+        "/_emulator/faults",
+        Some(json!({"path_contains": "/instances", "action": {"kind": "stall_operation"}})),
+    )
+    .await;
+    let op = emu
+        .call(
+            reqwest::Method::POST,
+            "/compute/v1/projects/p/zones/us-central1-b/instances",
+            Some(vm("m1")),
+        )
+        .await;
+    let link = op["selfLink"].as_str().expect("link").to_string();
+    let path = link.strip_prefix(&emu.base).expect("ours");
+    let started = std::time::Instant::now();
+    let waited = emu
+        .call(reqwest::Method::POST, &format!("{path}/wait"), None)
+        .await;
+    assert_eq!(waited["status"], "RUNNING");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(
+        rec.take().is_empty(),
+        "a stalled insert never creates the VM"
+    );
+}
