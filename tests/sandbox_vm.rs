@@ -168,7 +168,7 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
         (!emu.disk_dir(&format!("{MASTER}-pd")).exists()).then_some(())
     })
     .await;
-    assert_eq!(processes_mentioning(&emu.dir), vec![]);
+    assert_eq!(emu.children(), vec![]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,7 +281,7 @@ async fn instances_that_do_not_boot_run_nothing() {
         .await;
     let m = create_first_master(&gce).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(processes_mentioning(&emu.dir), vec![]);
+    assert_eq!(emu.children(), vec![]);
     assert!(tcp_refused(m.internal_ip).await);
     let reply = emu
         .control(&format!("/_emulator/instances/{ZONE}/{MASTER}/crash"), serde_json::json!({}))

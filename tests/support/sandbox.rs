@@ -95,6 +95,16 @@ impl Emulator {
         self.child.id()
     }
 
+    /// Processes other than the emulator itself whose command line mentions its sandbox dir:
+    /// what its VMs started.
+    pub fn children(&self) -> Vec<(u32, String)> {
+        let me = self.child.id();
+        processes_mentioning(&self.dir)
+            .into_iter()
+            .filter(|(pid, _)| *pid != me)
+            .collect()
+    }
+
     /// kube-ha's GCE adapter for [`PROJECT`].
     pub async fn gce(&self) -> Gce {
         Gce::connect(PROJECT, Some(&self.endpoint), Duration::from_secs(30))
