@@ -116,14 +116,11 @@ pub struct EmulatorOptions {
 
 /// Serve until SIGTERM or SIGINT. The first stdout line is `listening on http://ADDR`.
 pub async fn run(opts: EmulatorOptions) -> anyhow::Result<()> {
-    // sandbox: wire SandboxMachines here when sandbox_dir is set
-    if let Some(dir) = &opts.sandbox_dir {
-        tracing::warn!(
-            "--sandbox-dir {} given, but simulated VMs are not wired in yet: GCE records only",
-            dir.display()
-        );
-    }
-    serve(opts, Arc::new(NoMachines)).await
+    let machines: Arc<dyn Machines> = match &opts.sandbox_dir {
+        Some(dir) => Arc::new(crate::sandbox::SandboxMachines::new(dir)?),
+        None => Arc::new(NoMachines),
+    };
+    serve(opts, machines).await
 }
 
 /// Claim the address block, bind, print `listening on http://ADDR` then `ip block 127.N.0.0/16`

@@ -470,7 +470,7 @@ fn spawn_from_long_lived_thread(command: Command) -> io::Result<Child> {
 }
 
 /// `mkdir -p` with mode 0700 (etcd warns about anything wider on its data dir; key dirs too).
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -479,7 +479,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Write `text` to `path` with `mode`, also when the file already existed with another mode.
-fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
+pub(crate) fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
     let mut file: File = OpenOptions::new()
         .write(true)
         .create(true)

@@ -3,3 +3,4 @@
 pub mod cluster;
 pub mod emulator;
 pub mod etcd;
+pub mod sandbox;

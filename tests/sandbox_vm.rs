@@ -1,0 +1,321 @@
+//! Simulated master VMs end to end (SPEC §6): the real emulator binary with `--sandbox-dir`,
+//! driven through the official Compute client to create what `kube-ha up` creates, observed with
+//! the real `etcdctl`, HTTPS that trusts only the cluster CA, and `/proc`.
+//!
+//! Each test runs its own emulator, hence its own `127.N.0.0/16`, so they run in parallel.
+
+mod support;
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use google_cloud_compute_v1::model;
+use kube_ha::etcd::{EtcdClient, EtcdError, Member};
+use kube_ha::names::EtcdCluster;
+use kube_ha::ops::cluster::{initial_cluster, replica_metadata};
+use kube_ha::pki::{ClusterCas, issue_tool_client};
+use support::sandbox::*;
+use time::OffsetDateTime;
+
+/// The etcdctl view of one cluster on one endpoint: (name, isLearner) of every member.
+fn started_members(r: &Replica, endpoint: &str) -> Vec<(String, bool)> {
+    let tool = issue_tool_client(&r.cas, OffsetDateTime::now_utc()).expect("tool cert");
+    let members = etcdctl_member_list(&r.cas, &tool, endpoint).expect("etcdctl member list");
+    members
+        .iter()
+        .map(|m| {
+            (
+                m.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_string(),
+                m.get("isLearner").and_then(|l| l.as_bool()).unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+async fn put(client: &reqwest::Client, ip: Ipv4Addr, key: &str, value: &str) -> u16 {
+    client
+        .put(format!("https://{ip}/kv/{key}"))
+        .body(value.to_string())
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+async fn tcp_refused(ip: Ipv4Addr) -> bool {
+    tokio::net::TcpStream::connect((ip, 443)).await.is_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
+    let emu = Emulator::start(&[]);
+    let gce = emu.gce().await;
+    let t0 = Instant::now();
+    let m = create_first_master(&gce).await;
+    let created = t0.elapsed();
+    let api = api_client(&m.cas.cluster.cert_pem);
+    wait_healthz(&api, m.static_ip).await;
+    eprintln!(
+        "measured: instance insert took {created:?}; insert to /healthz 200 on the static IP: {:?}",
+        t0.elapsed()
+    );
+
+    // etcd: one started voting member per cluster, named as configure-helper names it, seen by
+    // the real etcdctl with a client cert from the etcd client CA (mutual TLS).
+    for cluster in EtcdCluster::ALL {
+        let endpoint = etcd_endpoint(cluster, m.internal_ip);
+        assert_eq!(
+            started_members(&m, &endpoint),
+            vec![("etcd-kubernetes-master".to_string(), false)],
+            "{cluster} at {endpoint}"
+        );
+    }
+    // A client cert from another CA is refused by etcd.
+    let stranger = ClusterCas::generate("stranger", OffsetDateTime::now_utc()).expect("CAs");
+    let stranger_cert = issue_tool_client(&stranger, OffsetDateTime::now_utc()).expect("cert");
+    assert!(etcdctl_member_list(&m.cas, &stranger_cert, &etcd_endpoint(EtcdCluster::Main, m.internal_ip)).is_err());
+
+    // Files: certificates under the VM dir (keys private), etcd data on the disk.
+    let pki = emu.vm_dir(MASTER).join("pki");
+    for key in ["server.key", "etcd-peer.key", "etcd-apiserver-server.key", "etcd-apiserver-client.key"] {
+        let mode = std::fs::metadata(pki.join(key)).expect(key).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    let etcd_data = emu.disk_dir(&format!("{MASTER}-pd")).join("var/etcd");
+    assert!(etcd_data.join("data/member").is_dir(), "main data on the disk");
+    assert!(etcd_data.join("data-events/member").is_dir(), "events data on the disk");
+    assert_eq!(etcd_mentioning(&emu.dir).len(), 2, "main and events etcd");
+
+    // The API: the VM's own cert verifies against the cluster CA on the static and internal IPs,
+    // and not against another CA.
+    wait_healthz(&api, m.internal_ip).await;
+    let other = api_client(&stranger.cluster.cert_pem);
+    let refused = get(&other, m.static_ip, "healthz").await;
+    assert!(refused.is_err(), "a client trusting another CA got {refused:?}");
+    assert_eq!(put(&api, m.static_ip, "registry/a", "one").await, 200);
+    assert_eq!(get(&api, m.internal_ip, "kv/registry/a").await, Ok((200, "one".to_string())));
+    assert_eq!(get(&api, m.static_ip, "kv/registry/missing").await.map(|r| r.0), Ok(404));
+
+    // The external listener follows the access config.
+    gce.delete_access_config(ZONE, MASTER, "nic0", "External NAT")
+        .await
+        .expect("delete access config");
+    eventually("the static IP stops answering", Duration::from_secs(5), || async {
+        tcp_refused(m.static_ip).await.then_some(())
+    })
+    .await;
+    gce.add_access_config(ZONE, MASTER, "nic0", "External NAT", None)
+        .await
+        .expect("add ephemeral access config");
+    let ephemeral = external_ip(&gce, MASTER).await.expect("an ephemeral IP");
+    assert_ne!(ephemeral, m.static_ip);
+    // The ephemeral IP is not in the certificate (as on GCE): reach it under a name that is.
+    let by_name = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(m.cas.cluster.cert_pem.as_bytes()).expect("ca")])
+        .resolve("kubernetes", (ephemeral, 443).into())
+        .timeout(Duration::from_secs(3))
+        .build()
+        .expect("client");
+    eventually("the ephemeral IP serves the API", Duration::from_secs(10), || async {
+        let reply = by_name.get("https://kubernetes/healthz").send().await.ok()?;
+        (reply.status() == 200).then_some(())
+    })
+    .await;
+
+    // The static IP on a forwarding rule: a proxy to the pool's instances.
+    let mut pool = model::TargetPool::default();
+    pool.name = Some(MASTER.into());
+    pool.instances = vec![gce.instance_url(ZONE, MASTER)];
+    gce.insert_target_pool(REGION, pool).await.expect("target pool");
+    let mut rule = model::ForwardingRule::default();
+    rule.name = Some(MASTER.into());
+    rule.ip_address = Some(m.static_ip.to_string());
+    rule.ip_protocol = Some(model::forwarding_rule::IPProtocol::Tcp);
+    rule.port_range = Some("443-443".into());
+    rule.target = Some(format!("projects/{PROJECT}/regions/{REGION}/targetPools/{MASTER}"));
+    gce.insert_forwarding_rule(REGION, rule).await.expect("forwarding rule");
+    wait_healthz(&api, m.static_ip).await;
+    assert_eq!(get(&api, m.static_ip, "kv/registry/a").await, Ok((200, "one".to_string())));
+
+    // Crash: etcd is killed, nothing answers, the files stay; the GCE record stays RUNNING.
+    let pids = etcd_mentioning(&emu.dir);
+    let reply = emu
+        .control(&format!("/_emulator/instances/{ZONE}/{MASTER}/crash"), serde_json::json!({}))
+        .await;
+    assert_eq!(reply["crashed"], true);
+    // The crash call returns once the processes are dead.
+    assert_eq!(etcd_mentioning(&emu.dir), vec![], "etcd left after crash (was {pids:?})");
+    assert!(get(&api, m.internal_ip, "healthz").await.is_err());
+    assert!(get(&api, m.static_ip, "healthz").await.is_err(), "the LB found a backend");
+    assert!(emu.vm_dir(MASTER).join("pki").is_dir(), "a crash keeps the files");
+    let unknown = emu
+        .control(&format!("/_emulator/instances/{ZONE}/{MASTER}/crash"), serde_json::json!({}))
+        .await;
+    assert_eq!(unknown["crashed"], true, "a crashed VM is still a known VM");
+
+    // Delete: VM dir gone, disk dir kept until the disk goes.
+    gce.delete_forwarding_rule(REGION, MASTER).await.expect("delete rule");
+    gce.delete_target_pool(REGION, MASTER).await.expect("delete pool");
+    gce.delete_instance(ZONE, MASTER).await.expect("delete instance");
+    eventually("the VM dir is removed", Duration::from_secs(10), || async {
+        (!emu.vm_dir(MASTER).exists()).then_some(())
+    })
+    .await;
+    assert!(etcd_data.join("data/member").is_dir(), "the disk outlives the VM");
+    gce.delete_disk(ZONE, &format!("{MASTER}-pd")).await.expect("delete disk");
+    eventually("the disk dir is removed", Duration::from_secs(10), || async {
+        (!emu.disk_dir(&format!("{MASTER}-pd")).exists()).then_some(())
+    })
+    .await;
+    assert_eq!(emu.children(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_recreated_on_its_disk_restarts_etcd_with_its_data() {
+    let emu = Emulator::start(&[]);
+    let gce = emu.gce().await;
+    let m = create_first_master(&gce).await;
+    let api = api_client(&m.cas.cluster.cert_pem);
+    wait_healthz(&api, m.internal_ip).await;
+    assert_eq!(put(&api, m.internal_ip, "survives", "yes").await, 200);
+    let before = etcd_mentioning(&emu.dir);
+
+    gce.delete_instance(ZONE, MASTER).await.expect("delete instance");
+    create_instance(&gce, MASTER, m.internal_ip, Some(m.static_ip), &m.kube_env, &m.master_certs).await;
+    wait_healthz(&api, m.static_ip).await;
+    assert_eq!(get(&api, m.internal_ip, "kv/survives").await, Ok((200, "yes".to_string())));
+    let after = etcd_mentioning(&emu.dir);
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().all(|p| !before.contains(p)), "etcd was not restarted: {before:?} {after:?}");
+    for cluster in EtcdCluster::ALL {
+        assert_eq!(
+            started_members(&m, &etcd_endpoint(cluster, m.internal_ip)).len(),
+            1,
+            "the restarted {cluster} member is the same single member"
+        );
+    }
+}
+
+/// Retry `call` while etcd says "not yet" (learner catching up, reconfiguration settling).
+async fn until_etcd_agrees<T, F, Fut>(what: &str, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, EtcdError>>,
+{
+    let deadline = Instant::now() + BOOT_WITHIN;
+    loop {
+        match call().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_joins_as_a_learner_and_becomes_a_voter() {
+    let emu = Emulator::start(&[]);
+    let gce = emu.gce().await;
+    let first = create_first_master(&gce).await;
+    let api = api_client(&first.cas.cluster.cert_pem);
+    wait_healthz(&api, first.internal_ip).await;
+    assert_eq!(put(&api, first.internal_ip, "before-join", "kept").await, 200);
+
+    // kube-ha's add-replica steps 2-5, by hand.
+    let replica = format!("{MASTER}-a1b");
+    let ip = reserve_internal_ip_and_disk(&gce, &replica).await;
+    let etcd = EtcdClient::for_tool(&first.cas, OffsetDateTime::now_utc(), Duration::from_secs(5)).expect("client");
+    let mut members: Vec<Member> = Vec::new();
+    let mut learners = Vec::new();
+    for cluster in EtcdCluster::ALL {
+        let endpoint = etcd_endpoint(cluster, first.internal_ip);
+        let peer = vec![cluster.peer_url(ip)];
+        let learner = until_etcd_agrees("learner add", || etcd.member_add(&endpoint, &peer, true)).await;
+        learners.push((cluster, endpoint.clone(), learner.id));
+        if cluster == EtcdCluster::Main {
+            members = etcd.member_list(&endpoint).await.expect("member list");
+        }
+    }
+    let certs = issue_certs(&first.cas, &replica, ip, first.static_ip);
+    let (kube_env, master_certs) = replica_metadata(
+        &first.secrets(),
+        &replica,
+        &certs,
+        initial_cluster(&members, &replica, ip),
+    );
+    let t0 = Instant::now();
+    create_instance(&gce, &replica, ip, None, &kube_env, &master_certs).await;
+    for (cluster, endpoint, id) in &learners {
+        until_etcd_agrees(&format!("promote on {cluster}"), || etcd.member_promote(endpoint, *id)).await;
+    }
+    eprintln!("measured: replica insert to both learners promoted: {:?}", t0.elapsed());
+
+    for cluster in EtcdCluster::ALL {
+        let mut seen = started_members(&first, &etcd_endpoint(cluster, ip));
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec![
+                ("etcd-kubernetes-master".to_string(), false),
+                (format!("etcd-{replica}"), false)
+            ],
+            "{cluster}"
+        );
+    }
+    // The replica's API serves its own cert on its internal IP, and reads what the first wrote.
+    wait_healthz(&api, ip).await;
+    assert_eq!(get(&api, ip, "kv/before-join").await, Ok((200, "kept".to_string())));
+    assert_eq!(put(&api, ip, "after-join", "both").await, 200);
+    assert_eq!(get(&api, first.internal_ip, "kv/after-join").await, Ok((200, "both".to_string())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_that_do_not_boot_run_nothing() {
+    let emu = Emulator::start(&[]);
+    let gce = emu.gce().await;
+    emu.control("/_emulator/faults", serde_json::json!({"action": {"kind": "never_boot"}}))
+        .await;
+    let m = create_first_master(&gce).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(emu.children(), vec![]);
+    assert!(tcp_refused(m.internal_ip).await);
+    let reply = emu
+        .control(&format!("/_emulator/instances/{ZONE}/{MASTER}/crash"), serde_json::json!({}))
+        .await;
+    assert_eq!(reply["crashed"], true);
+    gce.delete_instance(ZONE, MASTER).await.expect("delete");
+    let reply = reqwest::Client::new()
+        .post(format!("{}/_emulator/instances/{ZONE}/{MASTER}/crash", emu.endpoint))
+        .send()
+        .await
+        .expect("crash call");
+    assert_eq!(reply.status(), 404, "crash of a deleted instance");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_every_etcd_and_sigkill_leaves_none_either() {
+    for signal in [libc::SIGTERM, libc::SIGKILL] {
+        let mut emu = Emulator::start(&[]);
+        let gce = emu.gce().await;
+        let m = create_first_master(&gce).await;
+        wait_healthz(&api_client(&m.cas.cluster.cert_pem), m.internal_ip).await;
+        assert_eq!(etcd_mentioning(&emu.dir).len(), 2);
+        let t0 = Instant::now();
+        let status = emu.signal_and_wait(signal, Duration::from_secs(30));
+        if signal == libc::SIGTERM {
+            assert!(status.success(), "emulator exit on SIGTERM: {status:?}");
+            // Shutdown stopped them before the emulator exited.
+            assert_eq!(etcd_mentioning(&emu.dir), vec![]);
+        }
+        eventually("no etcd outlives the emulator", Duration::from_secs(5), || async {
+            etcd_mentioning(&emu.dir).is_empty().then_some(())
+        })
+        .await;
+        eprintln!("measured: signal {signal} to no etcd left: {:?}", t0.elapsed());
+        assert!(tcp_refused(m.internal_ip).await);
+    }
+}
