@@ -231,7 +231,7 @@ pub async fn get(client: &reqwest::Client, ip: Ipv4Addr, path: &str) -> Result<(
         .get(format!("https://{ip}/{path}"))
         .send()
         .await
-        .map_err(|e| kube_ha::ops::api::error_chain(&e))?;
+        .map_err(|e| kube_ha::error::error_chain(&e))?;
     let status = reply.status().as_u16();
     Ok((status, reply.text().await.unwrap_or_default()))
 }
