@@ -149,12 +149,14 @@ fn writer(
     writes: Arc<AtomicUsize>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let (api, ip) = (sb.api(), sb.static_ip().await);
         let mut i = 0u64;
         while !stop.load(Ordering::SeqCst) {
             i += 1;
-            match sb.put(&format!("w{i}"), "x").await {
-                Ok(()) => writes.fetch_add(1, Ordering::SeqCst),
-                Err(_) => failures.fetch_add(1, Ordering::SeqCst),
+            let put = api.put(format!("https://{ip}/kv/w{i}")).body("x").send().await;
+            match put {
+                Ok(r) if r.status().is_success() => writes.fetch_add(1, Ordering::SeqCst),
+                _ => failures.fetch_add(1, Ordering::SeqCst),
             };
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
