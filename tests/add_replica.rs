@@ -36,6 +36,7 @@ async fn one_to_three_across_zones_keeps_every_key_and_each_step_is_complete() {
         first_static,
         "the same static IP, now on the load balancer"
     );
+    assert_status_matches(&sb).await;
     sb.put("k1", "one").await.expect("put k1");
 
     sb.add(D).await.expect_code(0);
@@ -294,4 +295,67 @@ async fn an_add_killed_right_after_the_access_config_was_deleted_is_finished_by_
 
     sb.add(C).await.expect_code(0);
     sb.assert_complete(2, &[("k0", "zero")]).await;
+}
+
+/// `status --output json` reports what the world holds: the replicas, both member lists with one
+/// leader and nobody unhealthy, the pool and rule, and each replica's certificate expiry.
+async fn assert_status_matches(sb: &Sandbox) {
+    let run = sb
+        .kube_ha(&["status", "--output", "json"], &[] as &[(&str, &str)])
+        .await;
+    run.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    let names = sb.replica_names().await;
+    let reported: Vec<String> = doc["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name").to_string())
+        .collect();
+    assert_eq!(reported, names);
+    assert_eq!(doc["static_ip"], sb.static_ip().await.to_string());
+    for e in doc["etcd"].as_array().expect("etcd") {
+        let members = e["members"].as_array().expect("members");
+        assert_eq!(members.len(), names.len(), "{e}");
+        assert_eq!(members.iter().filter(|m| m["leader"] == true).count(), 1, "{e}");
+        assert!(
+            members.iter().all(|m| m["healthy"] == true && m["learner"] == false),
+            "{e}"
+        );
+        let cluster = if e["cluster"] == "main" {
+            EtcdCluster::Main
+        } else {
+            EtcdCluster::Events
+        };
+        let mut ids: Vec<String> = members
+            .iter()
+            .map(|m| m["id"].as_str().expect("id").to_string())
+            .collect();
+        let mut real: Vec<String> = sb.members(cluster).await.iter().map(|m| m.id.to_string()).collect();
+        ids.sort();
+        real.sort();
+        assert_eq!(ids, real, "the member IDs etcd itself reports");
+    }
+    assert_eq!(
+        doc["load_balancer"]["forwarding_rule_ip"],
+        sb.static_ip().await.to_string()
+    );
+    assert_eq!(
+        doc["load_balancer"]["pool"].as_array().expect("pool").len(),
+        names.len()
+    );
+    for n in &names {
+        let certs: Vec<&serde_json::Value> = doc["certificates"]
+            .as_array()
+            .expect("certs")
+            .iter()
+            .filter(|c| c["replica"] == n.as_str())
+            .collect();
+        assert!(
+            certs
+                .iter()
+                .any(|c| c["kind"] == "apiserver" && c["not_after"].as_str().is_some_and(|t| t.starts_with("20"))),
+            "{n}: {certs:?}"
+        );
+    }
 }
