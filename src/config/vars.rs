@@ -151,7 +151,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     var(
         "KUBE_HA_FAILPOINT",
         "unset",
-        "testing: before:<step> or after:<step> kills kube-ha there with SIGKILL (step kinds as in --dry-run --output json)",
+        "testing: before:<step> or after:<step> kills kube-ha there with SIGKILL (step kinds as in --dry-run --output json); repeat runs every step twice",
     ),
 ];
 

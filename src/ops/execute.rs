@@ -108,6 +108,21 @@ impl<'a> Executor<'a> {
                 .await
                 .with_context(|| format!("step {} ({step})", i + 1))?;
             self.progress.done(started, outcome == Outcome::AlreadyDone);
+            if self.failpoint.as_deref() == Some("repeat") {
+                // Steno's test mode: every step (and every undo) runs twice; the second run must
+                // find its work done.
+                let again = self
+                    .execute(step)
+                    .await
+                    .with_context(|| format!("step {} ({step}), repeated", i + 1))?;
+                if again == Outcome::Changed && step.mutates_cluster() {
+                    bail!(
+                        "step {} ({step}) is not idempotent: running it again changed the world",
+                        i + 1
+                    );
+                }
+                self.progress.say("      repeated: nothing left to do");
+            }
             self.failpoint("after", step);
         }
         Ok(())
