@@ -78,7 +78,12 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
 
     // Files: certificates under the VM dir (keys private), etcd data on the disk.
     let pki = emu.vm_dir(MASTER).join("pki");
-    for key in ["server.key", "etcd-peer.key", "etcd-apiserver-server.key", "etcd-apiserver-client.key"] {
+    for key in [
+        "server.key",
+        "etcd-peer.key",
+        "etcd-apiserver-server.key",
+        "etcd-apiserver-client.key",
+    ] {
         let mode = std::fs::metadata(pki.join(key)).expect(key).permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
@@ -94,8 +99,14 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
     let refused = get(&other, m.static_ip, "healthz").await;
     assert!(refused.is_err(), "a client trusting another CA got {refused:?}");
     assert_eq!(put(&api, m.static_ip, "registry/a", "one").await, 200);
-    assert_eq!(get(&api, m.internal_ip, "kv/registry/a").await, Ok((200, "one".to_string())));
-    assert_eq!(get(&api, m.static_ip, "kv/registry/missing").await.map(|r| r.0), Ok(404));
+    assert_eq!(
+        get(&api, m.internal_ip, "kv/registry/a").await,
+        Ok((200, "one".to_string()))
+    );
+    assert_eq!(
+        get(&api, m.static_ip, "kv/registry/missing").await.map(|r| r.0),
+        Ok(404)
+    );
 
     // The external listener follows the access config.
     gce.delete_access_config(ZONE, MASTER, "nic0", "External NAT")
@@ -136,21 +147,37 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
     rule.target = Some(format!("projects/{PROJECT}/regions/{REGION}/targetPools/{MASTER}"));
     gce.insert_forwarding_rule(REGION, rule).await.expect("forwarding rule");
     wait_healthz(&api, m.static_ip).await;
-    assert_eq!(get(&api, m.static_ip, "kv/registry/a").await, Ok((200, "one".to_string())));
+    assert_eq!(
+        get(&api, m.static_ip, "kv/registry/a").await,
+        Ok((200, "one".to_string()))
+    );
 
     // Crash: etcd is killed, nothing answers, the files stay; the GCE record stays RUNNING.
     let pids = etcd_mentioning(&emu.dir);
     let reply = emu
-        .control(&format!("/_emulator/instances/{ZONE}/{MASTER}/crash"), serde_json::json!({}))
+        .control(
+            &format!("/_emulator/instances/{ZONE}/{MASTER}/crash"),
+            serde_json::json!({}),
+        )
         .await;
     assert_eq!(reply["crashed"], true);
     // The crash call returns once the processes are dead.
-    assert_eq!(etcd_mentioning(&emu.dir), vec![], "etcd left after crash (was {pids:?})");
+    assert_eq!(
+        etcd_mentioning(&emu.dir),
+        vec![],
+        "etcd left after crash (was {pids:?})"
+    );
     assert!(get(&api, m.internal_ip, "healthz").await.is_err());
-    assert!(get(&api, m.static_ip, "healthz").await.is_err(), "the LB found a backend");
+    assert!(
+        get(&api, m.static_ip, "healthz").await.is_err(),
+        "the LB found a backend"
+    );
     assert!(emu.vm_dir(MASTER).join("pki").is_dir(), "a crash keeps the files");
     let unknown = emu
-        .control(&format!("/_emulator/instances/{ZONE}/{MASTER}/crash"), serde_json::json!({}))
+        .control(
+            &format!("/_emulator/instances/{ZONE}/{MASTER}/crash"),
+            serde_json::json!({}),
+        )
         .await;
     assert_eq!(unknown["crashed"], true, "a crashed VM is still a known VM");
 
@@ -163,7 +190,9 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
     })
     .await;
     assert!(etcd_data.join("data/member").is_dir(), "the disk outlives the VM");
-    gce.delete_disk(ZONE, &format!("{MASTER}-pd")).await.expect("delete disk");
+    gce.delete_disk(ZONE, &format!("{MASTER}-pd"))
+        .await
+        .expect("delete disk");
     eventually("the disk dir is removed", Duration::from_secs(10), || async {
         (!emu.disk_dir(&format!("{MASTER}-pd")).exists()).then_some(())
     })
@@ -182,12 +211,26 @@ async fn a_vm_recreated_on_its_disk_restarts_etcd_with_its_data() {
     let before = etcd_mentioning(&emu.dir);
 
     gce.delete_instance(ZONE, MASTER).await.expect("delete instance");
-    create_instance(&gce, MASTER, m.internal_ip, Some(m.static_ip), &m.kube_env, &m.master_certs).await;
+    create_instance(
+        &gce,
+        MASTER,
+        m.internal_ip,
+        Some(m.static_ip),
+        &m.kube_env,
+        &m.master_certs,
+    )
+    .await;
     wait_healthz(&api, m.static_ip).await;
-    assert_eq!(get(&api, m.internal_ip, "kv/survives").await, Ok((200, "yes".to_string())));
+    assert_eq!(
+        get(&api, m.internal_ip, "kv/survives").await,
+        Ok((200, "yes".to_string()))
+    );
     let after = etcd_mentioning(&emu.dir);
     assert_eq!(after.len(), 2);
-    assert!(after.iter().all(|p| !before.contains(p)), "etcd was not restarted: {before:?} {after:?}");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "etcd was not restarted: {before:?} {after:?}"
+    );
     for cluster in EtcdCluster::ALL {
         assert_eq!(
             started_members(&m, &etcd_endpoint(cluster, m.internal_ip)).len(),
@@ -270,21 +313,30 @@ async fn a_replica_joins_as_a_learner_and_becomes_a_voter() {
     wait_healthz(&api, ip).await;
     assert_eq!(get(&api, ip, "kv/before-join").await, Ok((200, "kept".to_string())));
     assert_eq!(put(&api, ip, "after-join", "both").await, 200);
-    assert_eq!(get(&api, first.internal_ip, "kv/after-join").await, Ok((200, "both".to_string())));
+    assert_eq!(
+        get(&api, first.internal_ip, "kv/after-join").await,
+        Ok((200, "both".to_string()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_that_do_not_boot_run_nothing() {
     let emu = Emulator::start(&[]);
     let gce = emu.gce().await;
-    emu.control("/_emulator/faults", serde_json::json!({"action": {"kind": "never_boot"}}))
-        .await;
+    emu.control(
+        "/_emulator/faults",
+        serde_json::json!({"action": {"kind": "never_boot"}}),
+    )
+    .await;
     let m = create_first_master(&gce).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(emu.children(), vec![]);
     assert!(tcp_refused(m.internal_ip).await);
     let reply = emu
-        .control(&format!("/_emulator/instances/{ZONE}/{MASTER}/crash"), serde_json::json!({}))
+        .control(
+            &format!("/_emulator/instances/{ZONE}/{MASTER}/crash"),
+            serde_json::json!({}),
+        )
         .await;
     assert_eq!(reply["crashed"], true);
     gce.delete_instance(ZONE, MASTER).await.expect("delete");

@@ -231,10 +231,10 @@ impl Actor {
                 Message::Crash { key, reply } => match self.vms.get(&key) {
                     // The VM task replies once its processes are dead.
                     Some(vm) => {
-                        if let Err(e) = vm.commands.send(VmCommand::Crash(reply)) {
-                            if let VmCommand::Crash(reply) = e.0 {
-                                let _ = reply.send(false);
-                            }
+                        if let Err(e) = vm.commands.send(VmCommand::Crash(reply))
+                            && let VmCommand::Crash(reply) = e.0
+                        {
+                            let _ = reply.send(false);
                         }
                     }
                     None => {
@@ -279,14 +279,7 @@ impl Actor {
             inbox,
         ));
         let done: Done = task.map(|_| ()).boxed().shared();
-        self.vms.insert(
-            key,
-            VmHandle {
-                commands,
-                disk,
-                done,
-            },
-        );
+        self.vms.insert(key, VmHandle { commands, disk, done });
     }
 
     fn deleted(&mut self, key: &ZonalKey) {
@@ -325,7 +318,8 @@ impl Actor {
     fn forget_finished(&mut self) {
         // Polling a clone once tells whether the task has finished (nobody else may poll it).
         self.stopping.retain(|s| s.done.clone().now_or_never().is_none());
-        self.disk_removals.retain(|_, done| done.clone().now_or_never().is_none());
+        self.disk_removals
+            .retain(|_, done| done.clone().now_or_never().is_none());
     }
 
     async fn shutdown(&mut self) {

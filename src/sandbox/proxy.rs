@@ -113,7 +113,12 @@ impl LoadBalancers {
         self.ports
             .iter()
             .map(|(addr, port)| {
-                let backends = port.pool.backends.read().unwrap_or_else(PoisonError::into_inner).clone();
+                let backends = port
+                    .pool
+                    .backends
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
                 (*addr, backends)
             })
             .collect()
@@ -232,7 +237,10 @@ mod tests {
         for _ in 0..4 {
             seen.push(ask(front).await);
         }
-        assert!(seen.contains(&"a".to_string()) && seen.contains(&"b".to_string()), "{seen:?}");
+        assert!(
+            seen.contains(&"a".to_string()) && seen.contains(&"b".to_string()),
+            "{seen:?}"
+        );
         // Changing the pool keeps the listener and uses the new backends.
         lbs.apply(&[rule(vip, (port, port), &[b])]).await;
         for _ in 0..3 {

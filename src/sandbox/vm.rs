@@ -120,13 +120,7 @@ impl Placement {
 /// does not name default to the instance's own project and zone.
 fn disk_of_source(project: &str, zone: &str, source: &str) -> ZonalKey {
     let parts: Vec<&str> = source.split('/').collect();
-    let after = |label: &str| {
-        parts
-            .windows(2)
-            .rev()
-            .find(|w| w[0] == label)
-            .map(|w| w[1].to_string())
-    };
+    let after = |label: &str| parts.windows(2).rev().find(|w| w[0] == label).map(|w| w[1].to_string());
     ZonalKey {
         project: after("projects").unwrap_or_else(|| project.to_string()),
         zone: after("zones").unwrap_or_else(|| zone.to_string()),
@@ -409,12 +403,10 @@ async fn boot_master(
     external_ip: Option<Ipv4Addr>,
 ) -> Result<Running> {
     let kube_env = KeyValues::from_yaml(placement.kube_env.as_deref().unwrap_or_default()).context("kube-env")?;
-    let master_certs = KeyValues::from_yaml(placement.master_certs.as_deref().unwrap_or_default())
-        .context("kube-master-certs")?;
+    let master_certs =
+        KeyValues::from_yaml(placement.master_certs.as_deref().unwrap_or_default()).context("kube-master-certs")?;
     let pems = MasterPems::from_metadata(&kube_env, &master_certs)?;
-    let ip = placement
-        .internal_ip
-        .ok_or_else(|| anyhow!("nic0 has no networkIP"))?;
+    let ip = placement.internal_ip.ok_or_else(|| anyhow!("nic0 has no networkIP"))?;
     let vm_dir = layout.vm_dir(key);
     let etcd_dir: PathBuf = match &placement.data_disk {
         Some(disk) => layout.etcd_dir(disk),
@@ -507,7 +499,8 @@ mod tests {
         env.set(ke::INITIAL_ETCD_CLUSTER_STATE, "existing");
         let key = ZonalKey::new("p", "z", "m-abc");
         let ip = Ipv4Addr::new(127, 5, 1, 2);
-        let configs = etcd_configs(&key, ip, &env, &EtcdTlsFiles::in_dir(dir), dir, &dir.join("logs")).expect("configs");
+        let configs =
+            etcd_configs(&key, ip, &env, &EtcdTlsFiles::in_dir(dir), dir, &dir.join("logs")).expect("configs");
         assert_eq!(configs.len(), 2);
         assert_eq!(configs[0].cluster, EtcdCluster::Main);
         assert_eq!(
@@ -519,7 +512,8 @@ mod tests {
         assert_eq!(configs[1].log_file, dir.join("logs/etcd-events.log"));
 
         // Unset: configure-helper's default, this host alone, a new cluster.
-        let alone = etcd_configs(&key, ip, &KeyValues::default(), &EtcdTlsFiles::in_dir(dir), dir, dir).expect("default");
+        let alone =
+            etcd_configs(&key, ip, &KeyValues::default(), &EtcdTlsFiles::in_dir(dir), dir, dir).expect("default");
         assert_eq!(alone[0].initial_cluster, "etcd-m-abc=https://127.5.1.2:2380");
         assert_eq!(alone[0].initial_state, InitialClusterState::New);
     }

@@ -52,7 +52,14 @@ impl Emulator {
         let dir = tmp.path().canonicalize().expect("canonical tempdir");
         let log = std::fs::File::create(dir.join("emulator.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_kube-ha"))
-            .args(["emulator", "--listen", "127.0.0.1:0", "--op-latency-ms", "0", "--sandbox-dir"])
+            .args([
+                "emulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--op-latency-ms",
+                "0",
+                "--sandbox-dir",
+            ])
             .arg(dir.join("sandbox"))
             .args(args)
             .env("KUBE_HA_LOG", "kube_ha=debug")
@@ -297,7 +304,12 @@ pub async fn reserve_static_ip(gce: &Gce, master: &str) -> Ipv4Addr {
 
 /// Reserve `<replica>-internal` and create `<replica>-pd`.
 pub async fn reserve_internal_ip_and_disk(gce: &Gce, replica: &str) -> Ipv4Addr {
-    let ip = reserve(gce, &format!("{replica}-internal"), model::address::AddressType::Internal).await;
+    let ip = reserve(
+        gce,
+        &format!("{replica}-internal"),
+        model::address::AddressType::Internal,
+    )
+    .await;
     let mut d = model::Disk::default();
     d.name = Some(format!("{replica}-pd"));
     d.size_gb = Some(10);
@@ -413,7 +425,11 @@ pub async fn external_ip(gce: &Gce, name: &str) -> Option<Ipv4Addr> {
 
 /// Run `ETCDCTL_API=3 etcdctl --endpoints <endpoint> … member list -w json` with `client` (a
 /// cert signed by the etcd client CA) and return the `members` array.
-pub fn etcdctl_member_list(cas: &ClusterCas, client: &CertPair, endpoint: &str) -> Result<Vec<serde_json::Value>, String> {
+pub fn etcdctl_member_list(
+    cas: &ClusterCas,
+    client: &CertPair,
+    endpoint: &str,
+) -> Result<Vec<serde_json::Value>, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);
