@@ -10,6 +10,9 @@
 //! `master-pd` data disk): a VM recreated on the same disk finds its member data again, and
 //! the data goes only when the disk is deleted.
 //!
+//! Emptied `<project>/<zone>` directories are left in place: pruning them would race with a VM
+//! of the same zone creating its directory on a blocking thread.
+//!
 //! The emulator keeps GCE's records in memory, so when a new emulator starts, no disk or VM of an
 //! earlier run exists any more: [`Layout::create`] wipes what an earlier run left, so that a new
 //! disk of a reused name never finds a stale etcd member in it.
