@@ -330,7 +330,9 @@ async fn wait_answering(endpoint: &str, within: Duration) -> Result<()> {
         let last = match http.get(&url).send().await {
             Ok(reply) if reply.status().is_success() => return Ok(()),
             Ok(reply) => format!("HTTP {}", reply.status()),
-            Err(e) => crate::ops::api::error_chain(&e),
+            // `{:#}` prints the whole source chain (refused, reset…), which reqwest's own
+            // Display hides.
+            Err(e) => format!("{:#}", anyhow::Error::new(e)),
         };
         if Instant::now() > deadline {
             bail!("{url}: {last}");
