@@ -371,3 +371,17 @@ async fn sigterm_stops_every_etcd_and_sigkill_leaves_none_either() {
         assert!(tcp_refused(m.internal_ip).await);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_deleted_during_its_boot_delay_never_starts_etcd() {
+    let emu = Emulator::start(&["--boot-delay-ms", "1500"]);
+    let gce = emu.gce().await;
+    let m = create_first_master(&gce).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(emu.children(), vec![], "booted before its delay");
+    gce.delete_instance(ZONE, MASTER).await.expect("delete");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(emu.children(), vec![], "booted after being deleted");
+    assert!(tcp_refused(m.internal_ip).await);
+    assert!(!emu.vm_dir(MASTER).exists());
+}
