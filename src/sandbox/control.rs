@@ -173,6 +173,8 @@ async fn start_emulator(files: &Files) -> Result<String> {
     command
         .args(["emulator", "--listen", "127.0.0.1:0", "--sandbox-dir"])
         .arg(files.machines())
+        // A daemon must not keep the caller's working directory busy (or deleted under it).
+        .current_dir(&files.dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("duplicating the log file")?)
         .stderr(log);
