@@ -47,6 +47,17 @@ async fn tcp_refused(ip: Ipv4Addr) -> bool {
     tokio::net::TcpStream::connect((ip, 443)).await.is_err()
 }
 
+/// An emulator with the first master created and its API healthy on the internal IP, and a
+/// client that trusts only the cluster CA.
+async fn booted_master() -> (Emulator, kube_ha::gce::Gce, Replica, reqwest::Client) {
+    let emu = Emulator::start(&[]);
+    let gce = emu.gce().await;
+    let m = create_first_master(&gce).await;
+    let api = api_client(&m.cas.cluster.cert_pem);
+    wait_healthz(&api, m.internal_ip).await;
+    (emu, gce, m, api)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
     let emu = Emulator::start(&[]);
@@ -202,11 +213,7 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_recreated_on_its_disk_restarts_etcd_with_its_data() {
-    let emu = Emulator::start(&[]);
-    let gce = emu.gce().await;
-    let m = create_first_master(&gce).await;
-    let api = api_client(&m.cas.cluster.cert_pem);
-    wait_healthz(&api, m.internal_ip).await;
+    let (emu, gce, m, api) = booted_master().await;
     assert_eq!(put(&api, m.internal_ip, "survives", "yes").await, 200);
     let before = etcd_mentioning(&emu.dir);
 
@@ -261,11 +268,8 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_joins_as_a_learner_and_becomes_a_voter() {
-    let emu = Emulator::start(&[]);
-    let gce = emu.gce().await;
-    let first = create_first_master(&gce).await;
-    let api = api_client(&first.cas.cluster.cert_pem);
-    wait_healthz(&api, first.internal_ip).await;
+    // `_emu` (not `_`): the emulator must live until the end of the test.
+    let (_emu, gce, first, api) = booted_master().await;
     assert_eq!(put(&api, first.internal_ip, "before-join", "kept").await, 200);
 
     // kube-ha's add-replica steps 2-5, by hand.
@@ -351,10 +355,7 @@ async fn instances_that_do_not_boot_run_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_every_etcd_and_sigkill_leaves_none_either() {
     for signal in [libc::SIGTERM, libc::SIGKILL] {
-        let mut emu = Emulator::start(&[]);
-        let gce = emu.gce().await;
-        let m = create_first_master(&gce).await;
-        wait_healthz(&api_client(&m.cas.cluster.cert_pem), m.internal_ip).await;
+        let (mut emu, _gce, m, _api) = booted_master().await;
         assert_eq!(etcd_mentioning(&emu.dir).len(), 2);
         let t0 = Instant::now();
         let status = emu.signal_and_wait(signal, Duration::from_secs(30));
@@ -370,4 +371,18 @@ async fn sigterm_stops_every_etcd_and_sigkill_leaves_none_either() {
         eprintln!("measured: signal {signal} to no etcd left: {:?}", t0.elapsed());
         assert!(tcp_refused(m.internal_ip).await);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_deleted_during_its_boot_delay_never_starts_etcd() {
+    let emu = Emulator::start(&["--boot-delay-ms", "1500"]);
+    let gce = emu.gce().await;
+    let m = create_first_master(&gce).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(emu.children(), vec![], "booted before its delay");
+    gce.delete_instance(ZONE, MASTER).await.expect("delete");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(emu.children(), vec![], "booted after being deleted");
+    assert!(tcp_refused(m.internal_ip).await);
+    assert!(!emu.vm_dir(MASTER).exists());
 }

@@ -10,15 +10,23 @@
 //! `master-pd` data disk): a VM recreated on the same disk finds its member data again, and
 //! the data goes only when the disk is deleted.
 //!
+//! Emptied `<project>/<zone>` directories are left in place: pruning them would race with a VM
+//! of the same zone creating its directory on a blocking thread.
+//!
 //! The emulator keeps GCE's records in memory, so when a new emulator starts, no disk or VM of an
 //! earlier run exists any more: [`Layout::create`] wipes what an earlier run left, so that a new
-//! disk of a reused name never finds a stale etcd member in it.
+//! disk of a reused name never finds a stale etcd member in it. It wipes only directories it can
+//! tell are its own (the dir carries the [`MARKER`] file it wrote): pointed at a directory that
+//! already has unrelated `vms/` or `disks/` (say, `--sandbox-dir ~`), it refuses instead.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+
+/// The file that marks a directory as a sandbox's (see the module doc).
+pub const MARKER: &str = ".kube-ha-sandbox";
 
 /// A zonal resource: a VM or a disk.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,7 +71,23 @@ impl Layout {
             .canonicalize()
             .with_context(|| format!("resolving {}", root.display()))?;
         let layout = Layout { root };
-        for stale in [layout.root.join("vms"), layout.root.join("disks")] {
+        let ours = [layout.root.join("vms"), layout.root.join("disks")];
+        let marker = layout.root.join(MARKER);
+        if !marker.exists() {
+            if let Some(foreign) = ours.iter().find(|d| d.exists()) {
+                bail!(
+                    "{} exists but {} is not a kube-ha sandbox dir (no {MARKER}); use an empty or new directory",
+                    foreign.display(),
+                    layout.root.display()
+                );
+            }
+            fs::write(
+                &marker,
+                "kube-ha sandbox: vms/ and disks/ here are removed when an emulator starts\n",
+            )
+            .with_context(|| format!("writing {}", marker.display()))?;
+        }
+        for stale in ours {
             remove_dir_all_if_present(&stale)?;
         }
         Ok(layout)
@@ -144,11 +168,23 @@ mod tests {
     #[test]
     fn a_new_sandbox_forgets_the_machines_of_an_earlier_one() {
         let dir = tempfile::tempdir().expect("tempdir");
+        Layout::create(dir.path()).expect("first run");
         let stale = dir.path().join("disks/p/z/d/var/etcd/data");
         fs::create_dir_all(&stale).expect("mkdir");
         fs::write(dir.path().join("emulator.log"), "keep").expect("write");
-        Layout::create(dir.path()).expect("layout");
+        Layout::create(dir.path()).expect("second run");
         assert!(!dir.path().join("disks").exists());
         assert!(dir.path().join("emulator.log").exists());
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_sandbox_is_never_wiped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let precious = dir.path().join("vms/my-notes.txt");
+        fs::create_dir_all(dir.path().join("vms")).expect("mkdir");
+        fs::write(&precious, "mine").expect("write");
+        let refused = Layout::create(dir.path()).expect_err("must refuse");
+        assert!(refused.to_string().contains("not a kube-ha sandbox dir"), "{refused}");
+        assert!(precious.exists());
     }
 }

@@ -140,13 +140,18 @@ impl Machines for SandboxMachines {
     fn shutdown(&self) {
         let (reply, answer) = std::sync::mpsc::channel();
         self.send(Message::Shutdown { reply });
-        if answer.recv_timeout(SHUTDOWN_WITHIN + Duration::from_secs(5)).is_ok() {
-            let thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
-            if let Some(thread) = thread {
-                let _ = thread.join();
+        match answer.recv_timeout(SHUTDOWN_WITHIN + Duration::from_secs(5)) {
+            Ok(()) => {
+                let thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(thread) = thread {
+                    let _ = thread.join();
+                }
             }
-        } else {
-            tracing::warn!("sandbox: shutdown did not finish in time; remaining etcd die with the emulator");
+            // The actor is gone: an earlier shutdown already stopped everything.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!("sandbox: shutdown did not finish in time; remaining etcd die with the emulator");
+            }
         }
     }
 }
@@ -231,10 +236,10 @@ impl Actor {
                 Message::Crash { key, reply } => match self.vms.get(&key) {
                     // The VM task replies once its processes are dead.
                     Some(vm) => {
-                        if let Err(e) = vm.commands.send(VmCommand::Crash(reply)) {
-                            if let VmCommand::Crash(reply) = e.0 {
-                                let _ = reply.send(false);
-                            }
+                        if let Err(e) = vm.commands.send(VmCommand::Crash(reply))
+                            && let VmCommand::Crash(reply) = e.0
+                        {
+                            let _ = reply.send(false);
                         }
                     }
                     None => {
