@@ -306,17 +306,17 @@ async fn summary(cfg: &Config, gce: &Gce, plan: &Plan) -> serde_json::Value {
     };
     let mut d = serde_json::Map::new();
     d.insert("cluster".into(), json!(cfg.names.master_name()));
-    d.insert(
-        "replicas".into(),
-        json!(
-            snapshot
-                .replicas
-                .iter()
-                .map(|r| format!("{} ({})", r.name, r.zone))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    );
+    let replicas: Vec<String> = snapshot
+        .replicas
+        .iter()
+        .map(|r| format!("{} ({})", r.name, r.zone))
+        .collect();
+    let replicas = if replicas.is_empty() {
+        "none".to_string()
+    } else {
+        replicas.join(", ")
+    };
+    d.insert("replicas".into(), json!(replicas));
     if let Some(ip) = &snapshot.static_ip {
         d.insert("api".into(), json!(format!("https://{}", ip.ip)));
     }
