@@ -359,3 +359,45 @@ async fn assert_status_matches(sb: &Sandbox) {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_copy_the_existing_masters_settings_not_the_operators_shell() {
+    let sb = Sandbox::start(&[]);
+    let first = [
+        ("MASTER_SIZE", "n1-standard-8"),
+        ("MASTER_DISK_SIZE", "50GB"),
+        ("MASTER_ROOT_DISK_SIZE", "30GB"),
+        ("KUBE_GCE_MASTER_IMAGE", "cos-109-17800-66-0"),
+    ];
+    sb.up("01-first-master.env", &first).await.expect_code(0);
+    // The operator's shell no longer has those settings (kube-up would have used its defaults).
+    sb.add(C).await.expect_code(0);
+    let gce = sb.gce().await;
+    let replica = sb.replicas().await.pop().expect("replica");
+    let name = replica.name.clone().expect("name");
+    assert!(
+        replica
+            .machine_type
+            .as_deref()
+            .is_some_and(|m| m.ends_with("/n1-standard-8")),
+        "{:?}",
+        replica.machine_type
+    );
+    let disks = gce.all_disks().await.expect("disks");
+    let disk = |n: &str| {
+        disks
+            .iter()
+            .find(|d| d.name.as_deref() == Some(n))
+            .cloned()
+            .unwrap_or_else(|| panic!("disk {n}"))
+    };
+    assert_eq!(disk(&format!("{name}-pd")).size_gb, Some(50));
+    assert_eq!(disk(&name).size_gb, Some(30));
+    assert_eq!(disk(&name).source_image, disk("kubernetes-master").source_image);
+    assert!(
+        disk(&name)
+            .source_image
+            .as_deref()
+            .is_some_and(|i| i.ends_with("cos-109-17800-66-0"))
+    );
+}

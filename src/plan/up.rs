@@ -198,16 +198,17 @@ fn preflight_add(s: &Snapshot, req: &AddRequest, resuming: Option<&str>) -> Resu
         return Err(unknown_zone(&req.zone));
     }
     for cluster in EtcdCluster::ALL {
-        let obs = s.etcd.get(&cluster);
-        let Some(members) = obs.and_then(|o| o.members.as_ref()) else {
-            let why = obs
-                .and_then(|o| o.error.clone())
-                .unwrap_or_else(|| "no replica answered".into());
-            return Err(Refusal::new(format!(
-                "cannot read the etcd {cluster} member list ({why}); see kube-ha status"
-            )));
+        let (obs, members) = match s.etcd.get(&cluster) {
+            Some(obs) if obs.members.is_some() => (obs, obs.members.as_deref().unwrap_or_default()),
+            other => {
+                let why = other
+                    .and_then(|o| o.error.clone())
+                    .unwrap_or_else(|| "no replica answered".into());
+                return Err(Refusal::new(format!(
+                    "cannot read the etcd {cluster} member list ({why}); see kube-ha status"
+                )));
+            }
         };
-        let obs = obs.expect("members came from obs");
         for m in members {
             let owner = s.replica_of_member(cluster, m);
             if owner.is_some() && owner.as_deref() == resuming {
