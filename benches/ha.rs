@@ -254,35 +254,28 @@ async fn kube_up_replicate(sb: &Sandbox, replica: &str, zone: &str) {
     };
     let certs = pki::issue_replica_certs(&secrets.cas, &id, now).expect("certs");
     let (env, mc) = replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica, ip));
-    let mut inst = model::Instance::default();
-    inst.name = Some(replica.into());
-    inst.machine_type = Some(format!("zones/{zone}/machineTypes/n1-standard-1"));
-    let mut nic = model::NetworkInterface::default();
-    nic.network_ip = Some(ip.to_string());
-    let mut ac = model::AccessConfig::default();
-    ac.name = Some("External NAT".into());
-    nic.access_configs = vec![ac];
-    inst.network_interfaces = vec![nic];
-    let mut boot = model::AttachedDisk::default();
-    boot.boot = Some(true);
-    boot.auto_delete = Some(true);
-    boot.initialize_params = Some(model::AttachedDiskInitializeParams::default());
-    let mut data = model::AttachedDisk::default();
-    data.source = Some(format!("projects/{}/zones/{zone}/disks/{replica}-pd", gce.project()));
-    data.device_name = Some(names::DATA_DISK_DEVICE.into());
-    inst.disks = vec![boot, data];
-    let item = |k: &str, v: String| {
-        let mut i = model::metadata::Items::default();
-        i.key = Some(k.into());
-        i.value = Some(v);
-        i
+    let settings = kube_ha::config::MasterSettings {
+        machine_type: "n1-standard-1".into(),
+        disk_type: "pd-ssd".into(),
+        disk_size_gb: 20,
+        root_disk_size_gb: 20,
+        source_image: "projects/cos-cloud/global/images/family/cos-109-lts".into(),
+        preemptible: false,
     };
-    let mut md = model::Metadata::default();
-    md.items = vec![
-        item(names::METADATA_KUBE_ENV, env.to_yaml()),
-        item(names::METADATA_MASTER_CERTS, mc.to_yaml()),
-    ];
-    inst.metadata = Some(md);
+    let inst = kube_ha::gce::bodies::replica_instance(&kube_ha::gce::bodies::ReplicaVm {
+        project: gce.project(),
+        zone,
+        name: replica,
+        settings: &settings,
+        network: "default",
+        tag: "kubernetes-master",
+        internal_ip: ip,
+        nat_ip: None,
+        metadata: vec![
+            (names::METADATA_KUBE_ENV, env.to_yaml()),
+            (names::METADATA_MASTER_CERTS, mc.to_yaml()),
+        ],
+    });
     gce.insert_instance(zone, inst).await.expect("instance");
 }
 

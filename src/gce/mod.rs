@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+pub mod bodies;
+
 use google_cloud_compute_v1::client::{
     Addresses, Disks, Firewalls, ForwardingRules, Instances, Projects, TargetPools, Zones,
 };

@@ -15,7 +15,7 @@ use google_cloud_compute_v1::model;
 
 use crate::config::{Config, MasterSettings};
 use crate::etcd::{EtcdClient, EtcdError, Member};
-use crate::gce::{Gce, Outcome, created, deleted, last_segment};
+use crate::gce::{Gce, Outcome, bodies, created, deleted, last_segment};
 use crate::names::{self, EtcdCluster};
 use crate::pki::{self, ClusterCas, ReplicaIdentity};
 use crate::plan::{ApiVia, ExternalIp, FirewallKind, Plan, Step};
@@ -433,69 +433,41 @@ impl<'a> Executor<'a> {
             replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica, internal))
         };
 
-        let mut inst = model::Instance::default();
-        inst.name = Some(replica.to_string());
-        inst.machine_type = Some(format!("zones/{zone}/machineTypes/{}", settings.machine_type));
-        inst.can_ip_forward = Some(true);
-        let mut tags = model::Tags::default();
-        tags.items = vec![self.cfg.names.tag().to_string()];
-        inst.tags = Some(tags);
-        let mut ac = model::AccessConfig::default();
-        ac.name = Some("External NAT".into());
-        ac.r#type = Some(model::access_config::Type::OneToOneNat);
-        // The first master carries the static IP itself; later replicas sit behind the load balancer.
-        if first {
-            ac.nat_ip = Some(static_ip.to_string());
-        }
-        let mut nic = model::NetworkInterface::default();
-        nic.network = Some(format!(
-            "projects/{}/global/networks/{}",
-            self.gce.project(),
-            self.cfg.network
-        ));
-        nic.network_ip = Some(internal.to_string());
-        nic.access_configs = vec![ac];
-        inst.network_interfaces = vec![nic];
-        let mut boot_params = model::AttachedDiskInitializeParams::default();
-        boot_params.disk_size_gb = Some(i64::try_from(settings.root_disk_size_gb).unwrap_or(i64::MAX));
-        boot_params.source_image = Some(settings.source_image.clone());
-        let mut boot = model::AttachedDisk::default();
-        boot.boot = Some(true);
-        boot.auto_delete = Some(true);
-        boot.initialize_params = Some(boot_params);
-        let mut data = model::AttachedDisk::default();
-        data.source = Some(format!(
-            "projects/{}/zones/{zone}/disks/{}",
-            self.gce.project(),
-            self.cfg.names.data_disk(replica)
-        ));
-        data.device_name = Some(names::DATA_DISK_DEVICE.to_string());
-        data.auto_delete = Some(false);
-        data.mode = Some(model::attached_disk::Mode::ReadWrite);
-        inst.disks = vec![boot, data];
-        let mut scheduling = model::Scheduling::default();
-        scheduling.preemptible = Some(settings.preemptible);
-        scheduling.automatic_restart = Some(!settings.preemptible);
-        inst.scheduling = Some(scheduling);
-        let item = |k: &str, v: String| {
-            let mut i = model::metadata::Items::default();
-            i.key = Some(k.to_string());
-            i.value = Some(v);
-            i
-        };
-        let mut md = model::Metadata::default();
-        md.items = vec![
-            item(names::METADATA_KUBE_ENV, kube_env.to_yaml()),
-            item(names::METADATA_MASTER_CERTS, master_certs.to_yaml()),
-            item(
-                names::METADATA_CLUSTER_NAME,
-                self.cfg.names.master_name().trim_end_matches("-master").to_string(),
-            ),
-        ];
-        inst.metadata = Some(md);
+        let cluster_name = self.cfg.names.master_name().trim_end_matches("-master").to_string();
+        let inst = bodies::replica_instance(&bodies::ReplicaVm {
+            project: self.gce.project(),
+            zone,
+            name: replica,
+            settings,
+            network: &self.cfg.network,
+            tag: self.cfg.names.tag(),
+            internal_ip: internal,
+            // The first master carries the static IP itself; later replicas sit behind the load balancer.
+            nat_ip: first.then_some(static_ip),
+            metadata: vec![
+                (names::METADATA_KUBE_ENV, kube_env.to_yaml()),
+                (names::METADATA_MASTER_CERTS, master_certs.to_yaml()),
+                (names::METADATA_CLUSTER_NAME, cluster_name),
+            ],
+        });
         let outcome = created(self.gce.insert_instance(zone, inst).await)?;
         self.replica_ips.insert(replica.to_string(), internal);
         Ok(outcome)
+    }
+
+    /// Past the boot deadline a new replica is given up on (and its add rolled back).
+    fn give_up_after_boot_deadline(&self, replica: &str, started: Instant, reason: &str) -> Result<()> {
+        if Instant::now() > self.boot_deadline {
+            self.progress.end_wait();
+            let reason = reason.to_string();
+            return Err(NeverHealthy {
+                replica: replica.to_string(),
+                after: started.elapsed(),
+                reason,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     async fn wait_etcd_healthy(&mut self, replica: &str) -> Result<()> {
@@ -518,15 +490,7 @@ impl<'a> Executor<'a> {
                 return Ok(());
             }
             let reason = missing.join("; ");
-            if Instant::now() > self.boot_deadline {
-                self.progress.end_wait();
-                return Err(NeverHealthy {
-                    replica: replica.to_string(),
-                    after: started.elapsed(),
-                    reason,
-                }
-                .into());
-            }
+            self.give_up_after_boot_deadline(replica, started, &reason)?;
             self.progress
                 .waiting(&mut last, started, &format!("{replica} etcd: {reason}"));
             tokio::time::sleep(POLL).await;
@@ -548,16 +512,11 @@ impl<'a> Executor<'a> {
                     self.progress.end_wait();
                     return Ok(());
                 }
-                Err(e) if Instant::now() > self.boot_deadline => {
-                    self.progress.end_wait();
-                    return Err(NeverHealthy {
-                        replica: replica.to_string(),
-                        after: started.elapsed(),
-                        reason: e.to_string(),
-                    }
-                    .into());
+                Err(e) => {
+                    let reason = format!("API: {e}");
+                    self.give_up_after_boot_deadline(replica, started, &reason)?;
+                    self.progress.waiting(&mut last, started, &reason);
                 }
-                Err(e) => self.progress.waiting(&mut last, started, &format!("API: {e}")),
             }
             tokio::time::sleep(POLL).await;
         }
@@ -707,15 +666,7 @@ impl<'a> Executor<'a> {
                 }
                 Err(e) => format!("promote failed: {e}"),
             };
-            if Instant::now() > self.boot_deadline {
-                self.progress.end_wait();
-                return Err(NeverHealthy {
-                    replica: replica.to_string(),
-                    after: started.elapsed(),
-                    reason,
-                }
-                .into());
-            }
+            self.give_up_after_boot_deadline(replica, started, &reason)?;
             self.progress.waiting(&mut last, started, &reason);
             tokio::time::sleep(POLL).await;
         }

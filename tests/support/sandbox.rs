@@ -340,47 +340,29 @@ pub async fn create_instance(
     kube_env: &KeyValues,
     master_certs: &KeyValues,
 ) {
-    let mut inst = model::Instance::default();
-    inst.name = Some(name.to_string());
-    inst.machine_type = Some(format!("zones/{ZONE}/machineTypes/n1-standard-1"));
-    let mut tags = model::Tags::default();
-    tags.items = vec![MASTER.to_string()];
-    inst.tags = Some(tags);
-    let mut ac = model::AccessConfig::default();
-    ac.name = Some("External NAT".into());
-    ac.r#type = Some(model::access_config::Type::OneToOneNat);
-    ac.nat_ip = nat_ip.map(|ip| ip.to_string());
-    let mut nic = model::NetworkInterface::default();
-    nic.network = Some(format!("projects/{PROJECT}/global/networks/default"));
-    nic.network_ip = Some(internal_ip.to_string());
-    nic.access_configs = vec![ac];
-    inst.network_interfaces = vec![nic];
-    let mut boot_params = model::AttachedDiskInitializeParams::default();
-    boot_params.disk_size_gb = Some(20);
-    boot_params.source_image = Some("projects/cos-cloud/global/images/family/cos-109-lts".into());
-    let mut boot = model::AttachedDisk::default();
-    boot.boot = Some(true);
-    boot.auto_delete = Some(true);
-    boot.initialize_params = Some(boot_params);
-    let mut data = model::AttachedDisk::default();
-    data.source = Some(format!("projects/{PROJECT}/zones/{ZONE}/disks/{name}-pd"));
-    data.device_name = Some(names::DATA_DISK_DEVICE.to_string());
-    data.auto_delete = Some(false);
-    data.mode = Some(model::attached_disk::Mode::ReadWrite);
-    inst.disks = vec![boot, data];
-    let item = |k: &str, v: String| {
-        let mut i = model::metadata::Items::default();
-        i.key = Some(k.to_string());
-        i.value = Some(v);
-        i
+    let settings = kube_ha::config::MasterSettings {
+        machine_type: "n1-standard-1".into(),
+        disk_type: "pd-ssd".into(),
+        disk_size_gb: 20,
+        root_disk_size_gb: 20,
+        source_image: "projects/cos-cloud/global/images/family/cos-109-lts".into(),
+        preemptible: false,
     };
-    let mut md = model::Metadata::default();
-    md.items = vec![
-        item(names::METADATA_KUBE_ENV, kube_env.to_yaml()),
-        item(names::METADATA_MASTER_CERTS, master_certs.to_yaml()),
-        item(names::METADATA_CLUSTER_NAME, "kubernetes".to_string()),
-    ];
-    inst.metadata = Some(md);
+    let inst = kube_ha::gce::bodies::replica_instance(&kube_ha::gce::bodies::ReplicaVm {
+        project: PROJECT,
+        zone: ZONE,
+        name,
+        settings: &settings,
+        network: "default",
+        tag: MASTER,
+        internal_ip,
+        nat_ip,
+        metadata: vec![
+            (names::METADATA_KUBE_ENV, kube_env.to_yaml()),
+            (names::METADATA_MASTER_CERTS, master_certs.to_yaml()),
+            (names::METADATA_CLUSTER_NAME, "kubernetes".to_string()),
+        ],
+    });
     gce.insert_instance(ZONE, inst).await.expect("create instance");
 }
 
