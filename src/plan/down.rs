@@ -94,7 +94,7 @@ fn pick_target(s: &Snapshot, req: &RemoveRequest) -> Result<(String, Option<Stri
 
 /// Plan removing one replica, or finishing an interrupted removal.
 pub fn plan_remove(s: &Snapshot, req: &RemoveRequest) -> Result<Plan, Refusal> {
-    refuse_if_locked(s)?;
+    refuse_if_locked(s, &req.names)?;
     let (target, zone, resumes) = match s.lock.interrupted() {
         Some(intent @ Intent::RemoveReplica { replica, zone }) => {
             let same = match &req.replica_name {
@@ -172,7 +172,7 @@ pub fn plan_remove(s: &Snapshot, req: &RemoveRequest) -> Result<Plan, Refusal> {
 
 /// Plan tearing down the cluster: only when at most one replica is left (SPEC §4.5).
 pub fn plan_teardown(s: &Snapshot, req: &TeardownRequest) -> Result<Plan, Refusal> {
-    refuse_if_locked(s)?;
+    refuse_if_locked(s, &req.names)?;
     if s.replicas.len() > 1 {
         return Err(Refusal::new(format!(
             "{} replicas remain ({}); remove them with KUBE_DELETE_NODES=false kube-ha down first",

@@ -374,12 +374,19 @@ pub fn note_line(note: &str) -> String {
 }
 
 /// Refuse while another operation holds the lock (all planners start here).
-fn refuse_if_locked(s: &Snapshot) -> Result<(), Refusal> {
+fn refuse_if_locked(s: &Snapshot, names: &crate::names::ClusterNames) -> Result<(), Refusal> {
     if let Some(r) = s.lock.live() {
+        let until = time::OffsetDateTime::from_unix_timestamp(i64::try_from(r.expires).unwrap_or(i64::MAX))
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_else(|| format!("unix time {}", r.expires));
         return Err(Refusal::new(format!(
-            "another kube-ha operation is running ({}, held by {} until unix time {}); wait for it to finish, \
-             or if that process is gone, rerun after its lock expires",
-            r.intent, r.owner, r.expires
+            "another kube-ha operation is running ({}, held by {} until {until}); wait for it to finish, or if \
+             that process is gone for good, remove the lock with `gcloud compute project-info remove-metadata \
+             --keys={}` and rerun",
+            r.intent,
+            r.owner,
+            names.lock_key()
         )));
     }
     Ok(())

@@ -48,7 +48,7 @@ fn remove_command(replica: &str) -> String {
 
 /// Plan the first master, or finish an interrupted first `up`.
 pub fn plan_first(s: &Snapshot, req: &FirstRequest) -> Result<Plan, Refusal> {
-    refuse_if_locked(s)?;
+    refuse_if_locked(s, &req.names)?;
     let master = req.names.master_name();
     let mut notes = Vec::new();
     if let Some(other @ (Intent::AddReplica { .. } | Intent::RemoveReplica { .. } | Intent::Teardown)) =
@@ -359,7 +359,7 @@ pub(super) fn demote_lb(s: &Snapshot, names: &ClusterNames, region: &str, last: 
 
 /// Plan adding one replica in `req.zone`, or finishing an interrupted add.
 pub fn plan_add(s: &Snapshot, req: &AddRequest) -> Result<Plan, Refusal> {
-    refuse_if_locked(s)?;
+    refuse_if_locked(s, &req.names)?;
     let resuming = match s.lock.interrupted() {
         Some(Intent::AddReplica {
             replica,
