@@ -33,10 +33,48 @@ async fn three_to_two_to_one_gives_the_static_ip_back_and_keeps_every_key() {
     three(&sb).await;
     sb.put("k1", "one").await.expect("put");
 
+    // Wrong targets and a premature teardown are refused, one line, nothing changed.
+    let c_name = sb.replicas().await[1].name.clone().expect("name");
+    for (env, says) in [
+        (
+            vec![
+                ("KUBE_DELETE_NODES", "false"),
+                ("KUBE_GCE_ZONE", C),
+                ("KUBE_REPLICA_NAME", "kubernetes-master-zzz"),
+            ],
+            "no replica named",
+        ),
+        (
+            vec![
+                ("KUBE_DELETE_NODES", "false"),
+                ("KUBE_GCE_ZONE", B),
+                ("KUBE_REPLICA_NAME", c_name.as_str()),
+            ],
+            "KUBE_GCE_ZONE=europe-west1-c",
+        ),
+        (
+            vec![("KUBE_DELETE_NODES", "false"), ("KUBE_GCE_ZONE", "europe-west1-x")],
+            "no replica in",
+        ),
+        (vec![("KUBE_GCE_ZONE", B)], "3 replicas remain"),
+    ] {
+        sb.emu.clear_calls().await;
+        let run = sb.kube_ha(&["down"], &env).await;
+        run.expect_code(2);
+        assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
+        assert!(run.error_lines()[0].contains(says), "{}", run.stderr);
+        assert!(sb.emu.mutating_calls().await.is_empty(), "{env:?}");
+    }
+
     sb.remove(C, None).await.expect_code(0);
     sb.assert_complete(2, &[("k0", "zero"), ("k1", "one")]).await;
     sb.remove(D, None).await.expect_code(0);
     sb.assert_complete(1, &[("k0", "zero"), ("k1", "one")]).await;
+    sb.emu.clear_calls().await;
+    let last = sb.remove(B, None).await;
+    last.expect_code(2);
+    assert!(last.error_lines()[0].contains("last replica"), "{}", last.stderr);
+    assert!(sb.emu.mutating_calls().await.is_empty());
     let resp = sb
         .api()
         .get(format!("https://{}/healthz", sb.static_ip().await))
@@ -76,7 +114,7 @@ async fn removing_the_leader_moves_leadership_before_its_member_goes() {
         .find(|ip| *ip != Sandbox::internal_ip(&victim))
         .expect("observer");
 
-    // Watch etcd's own view: (leader, is the victim still a member?) every 10 ms.
+    // Watch etcd's own view: (leader, is the victim still a member?) every few ms.
     let stop = Arc::new(AtomicBool::new(false));
     let samples = {
         let (stop, etcd) = (stop.clone(), etcd.clone());
@@ -87,7 +125,7 @@ async fn removing_the_leader_moves_leadership_before_its_member_goes() {
                 if let (Ok(st), Ok(ms)) = (etcd.status(&url).await, etcd.member_list(&url).await) {
                     samples.push((st.leader, ms.iter().any(|m| m.id == leader_id)));
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             samples
         })
