@@ -254,14 +254,7 @@ async fn kube_up_replicate(sb: &Sandbox, replica: &str, zone: &str) {
     };
     let certs = pki::issue_replica_certs(&secrets.cas, &id, now).expect("certs");
     let (env, mc) = replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica, ip));
-    let settings = kube_ha::config::MasterSettings {
-        machine_type: "n1-standard-1".into(),
-        disk_type: "pd-ssd".into(),
-        disk_size_gb: 20,
-        root_disk_size_gb: 20,
-        source_image: "projects/cos-cloud/global/images/family/cos-109-lts".into(),
-        preemptible: false,
-    };
+    let settings = kube_ha::config::MasterSettings::kube_up_defaults(3, "cos-cloud");
     let inst = kube_ha::gce::bodies::replica_instance(&kube_ha::gce::bodies::ReplicaVm {
         project: gce.project(),
         zone,

@@ -227,6 +227,25 @@ pub fn master_disk_sizes_gb(num_nodes: u32) -> (u64, u64) {
 /// The default image family when `KUBE_GCE_MASTER_IMAGE` is unset.
 pub const DEFAULT_IMAGE_FAMILY: &str = "cos-109-lts";
 
+/// The default image project (`KUBE_GCE_MASTER_PROJECT`).
+pub const DEFAULT_IMAGE_PROJECT: &str = "cos-cloud";
+
+impl MasterSettings {
+    /// kube-up's master for `num_nodes` worker nodes (config-default.sh, config-common.sh): the
+    /// machine type and disk sizes grow with the cluster, the image is the family's latest.
+    pub fn kube_up_defaults(num_nodes: u32, image_project: &str) -> MasterSettings {
+        let (disk, root) = master_disk_sizes_gb(num_nodes);
+        MasterSettings {
+            machine_type: format!("n1-standard-{}", master_vcpus(num_nodes)),
+            disk_type: "pd-ssd".into(),
+            disk_size_gb: disk,
+            root_disk_size_gb: root,
+            source_image: format!("projects/{image_project}/global/images/family/{DEFAULT_IMAGE_FAMILY}"),
+            preemptible: false,
+        }
+    }
+}
+
 impl Config {
     /// Validate and resolve. `sandbox_default_dir` is where `KUBE_HA_SANDBOX=1` puts its state.
     pub fn resolve(
@@ -444,24 +463,9 @@ impl Config {
 
     /// The first master's VM settings: explicit values, else kube-up's defaults for `NUM_NODES`.
     pub fn first_master_settings(&self) -> MasterSettings {
-        let (disk, root) = master_disk_sizes_gb(self.num_nodes);
-        let image_project = self.master.image_project.clone().unwrap_or_else(|| "cos-cloud".into());
-        let source_image = match &self.master.image {
-            Some(image) => format!("projects/{image_project}/global/images/{image}"),
-            None => format!("projects/{image_project}/global/images/family/{DEFAULT_IMAGE_FAMILY}"),
-        };
-        MasterSettings {
-            machine_type: self
-                .master
-                .machine_type
-                .clone()
-                .unwrap_or_else(|| format!("n1-standard-{}", master_vcpus(self.num_nodes))),
-            disk_type: self.master.disk_type.clone().unwrap_or_else(|| "pd-ssd".into()),
-            disk_size_gb: self.master.disk_size_gb.unwrap_or(disk),
-            root_disk_size_gb: self.master.root_disk_size_gb.unwrap_or(root),
-            source_image,
-            preemptible: self.master.preemptible.unwrap_or(false),
-        }
+        let image_project = self.master.image_project.as_deref().unwrap_or(DEFAULT_IMAGE_PROJECT);
+        self.master
+            .over(&MasterSettings::kube_up_defaults(self.num_nodes, image_project))
     }
 
     /// A replica's settings: the existing master's, except what was set explicitly (kube-up took
@@ -476,7 +480,7 @@ impl MasterOverrides {
     pub fn over(&self, base: &MasterSettings) -> MasterSettings {
         let source_image = match &self.image {
             Some(image) => {
-                let project = self.image_project.clone().unwrap_or_else(|| "cos-cloud".into());
+                let project = self.image_project.as_deref().unwrap_or(DEFAULT_IMAGE_PROJECT);
                 format!("projects/{project}/global/images/{image}")
             }
             None => base.source_image.clone(),

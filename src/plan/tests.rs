@@ -20,14 +20,7 @@ fn names() -> ClusterNames {
 }
 
 fn settings() -> MasterSettings {
-    MasterSettings {
-        machine_type: "n1-standard-1".into(),
-        disk_type: "pd-ssd".into(),
-        disk_size_gb: 20,
-        root_disk_size_gb: 20,
-        source_image: "projects/cos-cloud/global/images/family/cos-109-lts".into(),
-        preemptible: false,
-    }
+    MasterSettings::kube_up_defaults(3, "cos-cloud")
 }
 
 fn ip(n: u8) -> Ipv4Addr {

@@ -340,14 +340,7 @@ pub async fn create_instance(
     kube_env: &KeyValues,
     master_certs: &KeyValues,
 ) {
-    let settings = kube_ha::config::MasterSettings {
-        machine_type: "n1-standard-1".into(),
-        disk_type: "pd-ssd".into(),
-        disk_size_gb: 20,
-        root_disk_size_gb: 20,
-        source_image: "projects/cos-cloud/global/images/family/cos-109-lts".into(),
-        preemptible: false,
-    };
+    let settings = kube_ha::config::MasterSettings::kube_up_defaults(3, "cos-cloud");
     let inst = kube_ha::gce::bodies::replica_instance(&kube_ha::gce::bodies::ReplicaVm {
         project: PROJECT,
         zone: ZONE,
