@@ -294,9 +294,7 @@ async fn writes() {
             let stop = Arc::new(AtomicBool::new(false));
             let w = writer(etcd, EtcdCluster::Main.client_url(master_ip), stop.clone());
             tokio::time::sleep(Duration::from_millis(300)).await;
-            sb.emu
-                .fault(json!({"method": "POST", "path_contains": "/instances", "action": fault}))
-                .await;
+            sb.next_vm_boots(fault.clone()).await;
             let started = Instant::now();
             if kube_up {
                 kube_up_replicate(&sb, "kubernetes-master-bch", C).await;

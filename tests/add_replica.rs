@@ -97,9 +97,7 @@ async fn unsafe_or_wrong_adds_are_refused_with_zero_mutating_calls() {
         .expect("remove stray learner");
 
     // A second up while one is running: the first waits for a slow VM, the second is refused.
-    sb.emu
-        .fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "boot_delay", "ms": 8000}}))
-        .await;
+    sb.next_vm_boots(json!({"kind": "boot_delay", "ms": 8000})).await;
     let sb = Arc::new(sb);
     let first = {
         let sb = sb.clone();
@@ -178,9 +176,7 @@ async fn a_replica_that_never_boots_is_rolled_back_and_writes_keep_succeeding() 
         Arc::new(AtomicUsize::new(0)),
     );
     let w = writer(sb.clone(), stop.clone(), failures.clone(), writes.clone());
-    sb.emu
-        .fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "never_boot"}}))
-        .await;
+    sb.next_vm_boots(json!({"kind": "never_boot"})).await;
     let run = sb
         .kube_ha(
             &["up"],
@@ -215,9 +211,7 @@ async fn rolling_back_the_second_replica_also_undoes_the_load_balancer() {
     sb.first_master().await.expect_code(0);
     sb.put("k0", "zero").await.expect("put");
     let inventory = sb.inventory().await;
-    sb.emu
-        .fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "never_boot"}}))
-        .await;
+    sb.next_vm_boots(json!({"kind": "never_boot"})).await;
     let run = sb
         .kube_ha(
             &["up"],

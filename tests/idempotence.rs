@@ -32,9 +32,7 @@ async fn every_step_and_every_undo_can_run_twice() {
 
     // The undo of a replica that never boots, each undo step twice.
     let before = sb.inventory().await;
-    sb.emu
-        .fault(json!({"method": "POST", "path_contains": "/instances", "action": {"kind": "never_boot"}}))
-        .await;
+    sb.next_vm_boots(json!({"kind": "never_boot"})).await;
     let run = sb
         .kube_ha(
             &["up"],

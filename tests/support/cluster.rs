@@ -55,6 +55,8 @@ pub struct Sandbox {
     pub emu: Emulator,
     /// Temp dir (sandbox files, kubeconfig).
     pub dir: tempfile::TempDir,
+    /// The Compute clients, built once (building them is the slow part of every observation).
+    gce: tokio::sync::OnceCell<Gce>,
 }
 
 /// The environment of an `env-examples/` file.
@@ -76,7 +78,19 @@ impl Sandbox {
         let mut args = vec!["--sandbox-dir", vms.as_str()];
         args.extend_from_slice(extra_args);
         let emu = Emulator::start(&args);
-        Sandbox { emu, dir }
+        Sandbox {
+            emu,
+            dir,
+            gce: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Make the next instance insert boot abnormally (`{"kind": "never_boot"}`,
+    /// `{"kind": "boot_delay", "ms": N}`), through the emulator's fault endpoint.
+    pub async fn next_vm_boots(&self, action: Value) {
+        self.emu
+            .fault(serde_json::json!({"method": "POST", "path_contains": "/instances", "action": action}))
+            .await;
     }
 
     /// Where `up` writes the kubeconfig.
@@ -137,10 +151,14 @@ impl Sandbox {
     }
 
     /// The tool's own Compute adapter, pointed at this emulator (reads only, in tests).
-    pub async fn gce(&self) -> Gce {
-        Gce::connect(PROJECT, Some(&self.emu.endpoint), Duration::from_secs(30))
+    pub async fn gce(&self) -> &Gce {
+        self.gce
+            .get_or_init(|| async {
+                Gce::connect(PROJECT, Some(&self.emu.endpoint), Duration::from_secs(30))
+                    .await
+                    .expect("gce")
+            })
             .await
-            .expect("gce")
     }
 
     /// Replica instances, oldest first.
