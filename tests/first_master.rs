@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt as _;
@@ -254,7 +256,7 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
         .await
         .expect_code(0);
     assert_no_cluster_resources(&sb).await;
-    assert!(sb.etcd_pids().is_empty(), "etcd processes remain: {:?}", sb.etcd_pids());
+    sb.assert_no_etcd_within(Duration::from_secs(10)).await;
 }
 
 async fn assert_no_cluster_resources(sb: &Sandbox) {

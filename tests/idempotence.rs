@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use serde_json::json;
 use support::cluster::Sandbox;
 
@@ -61,5 +63,5 @@ async fn every_step_and_every_undo_can_run_twice() {
         .await
         .expect_code(0);
     assert!(sb.inventory().await.is_empty(), "{:?}", sb.inventory().await);
-    assert!(sb.etcd_pids().is_empty());
+    sb.assert_no_etcd_within(Duration::from_secs(10)).await;
 }

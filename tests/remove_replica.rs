@@ -86,7 +86,7 @@ async fn three_to_two_to_one_gives_the_static_ip_back_and_keeps_every_key() {
     // Teardown of the last replica leaves nothing behind.
     sb.kube_ha(&["down"], &[("KUBE_GCE_ZONE", B)]).await.expect_code(0);
     assert!(sb.inventory().await.is_empty(), "{:?}", sb.inventory().await);
-    assert!(sb.etcd_pids().is_empty());
+    sb.assert_no_etcd_within(Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

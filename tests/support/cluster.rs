@@ -294,6 +294,21 @@ impl Sandbox {
         s["projects"][PROJECT].clone()
     }
 
+    /// Assert that every etcd process of this sandbox is gone within `within`. A VM's processes
+    /// stop after its delete operation is DONE (the emulator's hooks are asynchronous; a VM gets
+    /// a 2 s grace to stop), so "none left" is checked with a bound, not at one instant.
+    pub async fn assert_no_etcd_within(&self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while !self.etcd_pids().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            self.etcd_pids().is_empty(),
+            "etcd processes remain: {:?}",
+            self.etcd_pids()
+        );
+    }
+
     /// Pids of etcd processes started for this sandbox (their command line mentions its dir).
     pub fn etcd_pids(&self) -> Vec<u32> {
         processes_mentioning(self.dir.path(), "etcd")
