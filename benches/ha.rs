@@ -7,8 +7,7 @@
 //! rule; replicate-master: voting member add before the VM; kube-down: member remove without a
 //! leader move). Nothing here is a timed assertion: numbers are printed, not checked.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use kube_ha_testkit as support;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -16,10 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use google_cloud_compute_v1::model;
-use kube_ha::etcd::{EtcdClient, EtcdError};
-use kube_ha::names::{self, EtcdCluster};
-use kube_ha::ops::cluster::{initial_cluster, replica_metadata};
-use kube_ha::pki::{self, ReplicaIdentity};
+use kube_ha_core::etcd::{EtcdClient, EtcdError};
+use kube_ha_core::names::{self, EtcdCluster};
+use kube_ha_core::ops::cluster::{initial_cluster, replica_metadata};
+use kube_ha_core::pki::{self, ReplicaIdentity};
 use serde_json::json;
 use support::cluster::Sandbox;
 
@@ -254,8 +253,8 @@ async fn kube_up_replicate(sb: &Sandbox, replica: &str, zone: &str) {
     };
     let certs = pki::issue_replica_certs(&secrets.cas, &id, now).expect("certs");
     let (env, mc) = replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica, ip));
-    let settings = kube_ha::config::MasterSettings::kube_up_defaults(3, "cos-cloud");
-    let inst = kube_ha::gce::bodies::replica_instance(&kube_ha::gce::bodies::ReplicaVm {
+    let settings = kube_ha_core::config::MasterSettings::kube_up_defaults(3, "cos-cloud");
+    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaVm {
         project: gce.project(),
         zone,
         name: replica,

@@ -1,5 +1,4 @@
 //! Diagnostics: `tracing` to stderr, off unless `KUBE_HA_LOG` (an env-filter, e.g. `debug`) is set.
-//! Progress lines for operators are printed by the ops themselves, not through tracing.
 
 /// Install the subscriber once.
 pub fn init() {

@@ -4,8 +4,11 @@
 use std::io::Write as _;
 
 use clap::Parser as _;
-use kube_ha::cli::Cli;
-use kube_ha::error::{EXIT_REFUSED, exit_code_and_line};
+use cli::Cli;
+use kube_ha_core::error::{EXIT_REFUSED, exit_code_and_line};
+
+mod cli;
+mod logging;
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -23,9 +26,9 @@ fn main() {
             std::process::exit(EXIT_REFUSED);
         }
     };
-    kube_ha::logging::init();
+    logging::init();
     let result = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt.block_on(kube_ha::cli::run(cli)),
+        Ok(rt) => rt.block_on(cli::run(cli)),
         Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
     };
     let (code, line) = exit_code_and_line(&result);

@@ -2,13 +2,13 @@
 //! promotion at the second replica, refusals that change nothing, rollback of a replica that
 //! never boots, and resumption after SIGKILL at the riskiest points.
 
-mod support;
+use kube_ha_testkit as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use kube_ha::names::EtcdCluster;
+use kube_ha_core::names::EtcdCluster;
 use serde_json::json;
 use support::cluster::Sandbox;
 
@@ -81,7 +81,9 @@ async fn unsafe_or_wrong_adds_are_refused_with_zero_mutating_calls() {
     let learner = loop {
         match etcd.member_add(&endpoint, std::slice::from_ref(&stray), true).await {
             Ok(m) => break m,
-            Err(kube_ha::etcd::EtcdError::UnhealthyCluster) => tokio::time::sleep(Duration::from_millis(250)).await,
+            Err(kube_ha_core::etcd::EtcdError::UnhealthyCluster) => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
             Err(e) => panic!("add stray learner: {e}"),
         }
     };

@@ -2,7 +2,7 @@
 //! exits 2 with exactly one stderr line, starting `error:`, and the emulator's call log shows no
 //! mutating call.
 
-mod support;
+use kube_ha_testkit as support;
 
 use support::cluster::Sandbox;
 

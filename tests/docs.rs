@@ -3,10 +3,9 @@
 
 use std::process::Command;
 
-use kube_ha::config::vars::{ENV_VARS, markdown_table};
+use kube_ha_core::config::vars::{ENV_VARS, markdown_table};
 
-const START: &str =
-    "<!-- env-table:start (generated from src/config/vars.rs; UPDATE_README=1 cargo test --test docs) -->\n";
+const START: &str = "<!-- env-table:start (generated from crates/core/src/config/vars.rs; UPDATE_README=1 cargo test --test docs) -->\n";
 const END: &str = "<!-- env-table:end -->";
 
 #[test]
@@ -58,7 +57,7 @@ fn every_env_example_is_used_by_a_test_and_only_sets_known_variables() {
         for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
             let (k, _) = line.split_once('=').expect("KEY=VALUE");
             assert!(
-                kube_ha::config::vars::is_known(k),
+                kube_ha_core::config::vars::is_known(k),
                 "{}: unknown variable {k}",
                 path.display()
             );

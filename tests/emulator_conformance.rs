@@ -2,7 +2,7 @@
 //! through the official `google-cloud-compute-v1` client over real HTTP against a real emulator
 //! process (one per test). Control endpoints (`/_emulator/*`) are plain HTTP.
 
-mod support;
+use kube_ha_testkit as support;
 
 use std::time::Duration;
 

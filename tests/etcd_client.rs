@@ -5,14 +5,14 @@
 //! Timings are printed (run with `--nocapture`) because they are the numbers the flows' waits
 //! are sized from.
 
-mod support;
+use kube_ha_testkit as support;
 
 use std::time::{Duration, Instant};
 
-use kube_ha::etcd::{EtcdError, MemberId};
-use kube_ha::names::EtcdCluster;
-use kube_ha::pki::{ClusterCas, issue_tool_client};
-use kube_ha::sandbox::etcd_proc::InitialClusterState::Existing;
+use kube_ha_core::etcd::{EtcdError, MemberId};
+use kube_ha_core::names::EtcdCluster;
+use kube_ha_core::pki::{ClusterCas, issue_tool_client};
+use kube_ha_sandbox::etcd_proc::InitialClusterState::Existing;
 use support::etcd::{TestEtcd, TestMember, retry_while_unhealthy};
 use time::OffsetDateTime;
 

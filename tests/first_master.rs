@@ -3,7 +3,7 @@
 //! second `up` change nothing, an `up` killed half-way is finished by the next one, and `down`
 //! removes every trace.
 
-mod support;
+use kube_ha_testkit as support;
 
 use std::time::Duration;
 
@@ -13,8 +13,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
 
-use kube_ha::names::EtcdCluster;
-use kube_ha::pki::kube_env::{self as ke, KeyValues};
+use kube_ha_core::names::EtcdCluster;
+use kube_ha_core::pki::kube_env::{self as ke, KeyValues};
 use support::cluster::{PROJECT, Sandbox, handshake};
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

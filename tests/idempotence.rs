@@ -2,7 +2,7 @@
 //! rollback, runs twice, and kube-ha fails if the second run of a mutating step changes anything.
 //! A whole lifecycle under that mode must end exactly where the normal one does.
 
-mod support;
+use kube_ha_testkit as support;
 
 use std::time::Duration;
 

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use kube_ha::pki::kube_env::KeyValues;
-use kube_ha::pki::{
+use kube_ha_core::pki::kube_env::KeyValues;
+use kube_ha_core::pki::{
     CertPair, ClusterCas, ReplicaCerts, ReplicaIdentity, issue_admin_client, issue_replica_certs, issue_tool_client,
 };
 use rustls::client::WebPkiServerVerifier;

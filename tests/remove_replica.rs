@@ -2,13 +2,13 @@
 //! leadership moved before the leader's member goes, quorum-unsafe removals refused, failed
 //! replicas replaced, and removals killed at their riskiest points finished by the next run.
 
-mod support;
+use kube_ha_testkit as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kube_ha::names::EtcdCluster;
+use kube_ha_core::names::EtcdCluster;
 use support::cluster::Sandbox;
 
 const B: &str = "europe-west1-b";
@@ -160,7 +160,7 @@ async fn a_crashed_replica_blocks_unsafe_removals_and_is_replaced_with_a_new_mem
         .filter(|m| m.name == format!("etcd-{dead_name}"))
         .map(|m| m.id.0)
         .collect();
-    let old_cert = kube_ha::ops::cluster::metadata_value(&dead, "kube-env")
+    let old_cert = kube_ha_core::ops::cluster::metadata_value(&dead, "kube-env")
         .expect("kube-env")
         .to_string();
     assert_eq!(sb.emu.crash(D, &dead_name).await.0, 200);
@@ -193,9 +193,9 @@ async fn a_crashed_replica_blocks_unsafe_removals_and_is_replaced_with_a_new_mem
         .collect();
     assert_eq!(new_ids.len(), 1);
     assert!(!dead_ids.contains(&new_ids[0]), "a new member ID");
-    let new_env = kube_ha::ops::cluster::metadata_value(&new, "kube-env").expect("kube-env");
+    let new_env = kube_ha_core::ops::cluster::metadata_value(&new, "kube-env").expect("kube-env");
     let cert = |env: &str| {
-        kube_ha::pki::kube_env::KeyValues::from_yaml(env)
+        kube_ha_core::pki::kube_env::KeyValues::from_yaml(env)
             .expect("yaml")
             .get("MASTER_CERT")
             .map(str::to_string)

@@ -2,13 +2,13 @@
 //! `KUBE_HA_SANDBOX=<dir>`, a VM booted through the started emulator, and `/proc` as the judge
 //! that `stop` leaves nothing behind.
 
-mod support;
+use kube_ha_testkit as support;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use kube_ha::gce::Gce;
+use kube_ha_core::gce::Gce;
 use support::sandbox::{api_client, create_first_master, etcd_mentioning, processes_mentioning, wait_healthz};
 
 fn sandbox(dir: &Path, action: &str) -> Output {

@@ -4,17 +4,17 @@
 //!
 //! Each test runs its own emulator, hence its own `127.N.0.0/16`, so they run in parallel.
 
-mod support;
+use kube_ha_testkit as support;
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use google_cloud_compute_v1::model;
-use kube_ha::etcd::{EtcdClient, EtcdError, Member};
-use kube_ha::names::EtcdCluster;
-use kube_ha::ops::cluster::{initial_cluster, replica_metadata};
-use kube_ha::pki::{ClusterCas, issue_tool_client};
+use kube_ha_core::etcd::{EtcdClient, EtcdError, Member};
+use kube_ha_core::names::EtcdCluster;
+use kube_ha_core::ops::cluster::{initial_cluster, replica_metadata};
+use kube_ha_core::pki::{ClusterCas, issue_tool_client};
 use support::sandbox::*;
 use time::OffsetDateTime;
 
@@ -49,7 +49,7 @@ async fn tcp_refused(ip: Ipv4Addr) -> bool {
 
 /// An emulator with the first master created and its API healthy on the internal IP, and a
 /// client that trusts only the cluster CA.
-async fn booted_master() -> (Emulator, kube_ha::gce::Gce, Replica, reqwest::Client) {
+async fn booted_master() -> (Emulator, kube_ha_core::gce::Gce, Replica, reqwest::Client) {
     let emu = Emulator::start(&[]);
     let gce = emu.gce().await;
     let m = create_first_master(&gce).await;

@@ -2,7 +2,7 @@
 //! them, on one sandbox: first master, add, dry run, status, remove in a zone, remove by name,
 //! teardown.
 
-mod support;
+use kube_ha_testkit as support;
 
 use support::cluster::{Sandbox, env_example};
 

@@ -1,0 +1,169 @@
+//! The Compute Engine emulator (SPEC §6): an axum server that speaks the real Compute REST API
+//! (`/compute/v1/projects/{project}/…`) well enough for the official `google-cloud-compute-v1`
+//! client and for kube-ha's flows, plus control endpoints for tests.
+//!
+//! # Layout
+//! - [`serve`] (here): bind, print the endpoint, serve until SIGTERM/SIGINT.
+//! - `router`: routes and thin handlers; `control`: `/_emulator/*`.
+//! - `state`: [`AppState`] and the world (projects, resources, operations, addresses) behind
+//!   one mutex; `scope`: kinds, scopes, keys and resource links; `catalog`: zones and regions.
+//! - `ops`: operations (PENDING → RUNNING → DONE, `requestId`, `wait`); `resources/*`: what
+//!   each collection checks and does; `faults`, `calls`: injected faults and the call log;
+//!   `ips`: address allocation; `filter`: the list `filter` parameter; `error`: [`ApiError`].
+//! - [`machines`]: the hooks to simulated VMs ([`Machines`]), [`NoMachines`] when there are none.
+//!
+//! # Served
+//! Any project id (created empty on first use). `zones`, `regions` (list, get; a catalogue of
+//! real names, unknown ones are 404); `projects` get and `setCommonInstanceMetadata`;
+//! `instances` (insert, get, list, aggregatedList, delete, addAccessConfig, deleteAccessConfig,
+//! setMetadata, setLabels); `disks` (insert, get, list, aggregatedList, delete); `addresses`,
+//! `targetPools` (+ addInstance, removeInstance), `forwardingRules` (regional: insert, get,
+//! list, aggregatedList, delete); `firewalls` (global); `operations` of each scope (get, wait).
+//! Lists honour `filter` (see `filter.rs`), `maxResults` and `pageToken`.
+//!
+//! # Operations
+//! With `--op-latency-ms 0` a mutating call is applied at once and returns its operation DONE.
+//! With L > 0 it returns the operation PENDING, GETs see it RUNNING, and after L the effect is
+//! applied and the operation is DONE (a resource appears or disappears only then). What GCE
+//! reports synchronously (404, 409, 400, 412) is an HTTP error at once; names of pending inserts
+//! already conflict; a failure found when the change is applied ends the operation DONE with
+//! `error: {errors: [{code, message}]}`, `httpErrorStatusCode`, `httpErrorMessage`.
+//! A repeated call with the same `requestId` returns the same operation and changes nothing.
+//!
+//! # Addresses
+//! Each emulator owns a loopback block `127.N.0.0/16` ([`crate::ipblock::IpBlock`]):
+//! internal IPs (`networkIP`, INTERNAL addresses) come from `127.N.1.1`–`127.N.63.254`, external
+//! ones (EXTERNAL addresses, ephemeral NAT and forwarding-rule IPs) from `127.N.128.1` up; no IP
+//! is handed out twice in one run.
+//!
+//! # Control endpoints (not logged as API calls)
+//! - `GET /_emulator/calls`: every `/compute/…` call in arrival order, each
+//!   `{"method": "POST", "path": "/compute/v1/…", "query": "requestId=…&$alt=json",
+//!   "status": 200, "mutating": true}` (`status` is null while in flight; `mutating` is true for
+//!   POST/PUT/PATCH/DELETE except operations `wait`). `DELETE /_emulator/calls` clears it.
+//! - `POST /_emulator/faults` with a fault (or an array of them); `GET` lists the pending ones
+//!   (with remaining counts); `DELETE` clears them. A fault:
+//!   ```json
+//!   {"method": "POST", "path_contains": "/instances", "count": 1, "action": {...}}
+//!   ```
+//!   `method` (case-insensitive) and `path_contains` (a substring of the path) are optional
+//!   filters, `count` defaults to 1, and `action` is one of:
+//!   - `{"kind": "http_error", "code": 503, "status": "UNAVAILABLE", "message": "…"}`: the call
+//!     fails at once with that Google error (`status` defaults from `code`), no effect;
+//!   - `{"kind": "operation_error", "code": "QUOTA_EXCEEDED", "message": "…", "http_status": 403}`:
+//!     the call is accepted (if valid) and its operation ends DONE with that error, no effect;
+//!   - `{"kind": "delay", "ms": 500}`: the response is delayed — or, for a call that creates an
+//!     operation, the operation's completion (the call returns at once with it PENDING);
+//!   - `{"kind": "stall_operation"}`: the operation stays RUNNING forever, no effect;
+//!   - `{"kind": "never_boot"}`, `{"kind": "boot_delay", "ms": 5000}`: for the next matching
+//!     instance insert, passed to [`Machines::instance_created`] as its [`Boot`].
+//!
+//!   `http_error` and `delay` match any API call; `operation_error` and `stall_operation` only
+//!   calls that create an operation, once validated; boot faults only instance inserts.
+//! - `GET /_emulator/state`: `{"ipBlock": N, "loadBalancers": [...], "projects": {p:
+//!   {"commonInstanceMetadata", "instances": [...], "disks", "addresses", "targetPools",
+//!   "forwardingRules", "firewalls", "pendingOperations": [...], "pendingNames": [...]}}}`.
+//! - `POST /_emulator/instances/{zone}/{name}/crash[?project=p]`: calls [`Machines::crash`]
+//!   (404 if no such instance); the instance stays RUNNING in GCE (a failed replica).
+//!   Returns `{"project", "zone", "name", "crashed": bool}`.
+
+#![warn(missing_docs)]
+
+mod calls;
+mod catalog;
+mod control;
+mod error;
+mod faults;
+mod filter;
+pub mod ipblock;
+mod ips;
+mod json;
+pub mod machines;
+mod ops;
+mod resources;
+mod router;
+mod scope;
+mod state;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::ipblock::IpBlock;
+
+pub use calls::CallRecord;
+pub use error::ApiError;
+pub use faults::{Fault, FaultAction};
+pub use machines::{Boot, LbRule, Machines, NoMachines};
+pub use router::router;
+pub use state::{AppState, DEFAULT_WAIT_LIMIT, Settings};
+
+/// Settings of one emulator process.
+#[derive(Debug, Clone)]
+pub struct EmulatorOptions {
+    /// Where to serve the API.
+    pub listen: SocketAddr,
+    /// PENDING → DONE time of each operation.
+    pub op_latency: Duration,
+    /// Boot time of a simulated VM.
+    pub boot_delay: Duration,
+    /// 127.N.0.0/16 block to draw addresses from.
+    pub ip_block: Option<u8>,
+}
+
+/// Claim the address block, bind, print `listening on http://ADDR` then `ip block 127.N.0.0/16`
+/// on stdout (flushed), serve until SIGTERM or SIGINT, then call [`Machines::shutdown`].
+pub async fn serve(opts: EmulatorOptions, machines: Arc<dyn Machines>) -> anyhow::Result<()> {
+    let block = match opts.ip_block {
+        Some(n) => IpBlock::claim(n)?,
+        None => IpBlock::claim_free()?,
+    };
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr().context("listener has no address")?;
+    let base_url = format!("http://{addr}");
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {base_url}")?;
+        writeln!(out, "ip block 127.{}.0.0/16", block.n())?;
+        out.flush()?;
+    }
+    let mut settings = Settings::new(base_url, block.n());
+    settings.op_latency = opts.op_latency;
+    settings.boot_delay = opts.boot_delay;
+    let state = AppState::new(settings, machines.clone());
+    let app = router(state.clone());
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop_signal().await;
+            // wake blocked operation waits so connections can close
+            state.begin_shutdown();
+        })
+        .await;
+    machines.shutdown();
+    drop(block);
+    result.context("emulator server failed")
+}
+
+/// SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod hooks_tests;
