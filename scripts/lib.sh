@@ -1,15 +1,21 @@
 # Shared by scripts/test and scripts/sandbox-demo.
 
-# etcd-server and etcd-client (Debian): the sandbox's simulated masters run the real etcd.
-ensure_etcd() {
-  if command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
-    return
-  fi
-  echo "installing etcd-server etcd-client (apt-get)" >&2
+# Debian packages the sandbox needs: etcd-server and etcd-client (its simulated masters run the
+# real etcd), openssh-server (every VM runs OpenSSH's sshd), nftables and iproute2 (its VPC
+# network, NAT and firewall rules). Installed only when a command is missing.
+ensure_packages() {
+  local missing=()
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  command -v etcdctl >/dev/null || missing+=(etcd-client)
+  [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+  command -v nft >/dev/null || missing+=(nftables)
+  command -v ip >/dev/null || missing+=(iproute2)
+  [ "${#missing[@]}" -eq 0 ] && return
+  echo "installing ${missing[*]} (apt-get)" >&2
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get install -y etcd-server etcd-client >/dev/null 2>&1 \
-    || { $sudo apt-get update >/dev/null && $sudo apt-get install -y etcd-server etcd-client >/dev/null; }
+  $sudo apt-get install -y "${missing[@]}" >/dev/null 2>&1 \
+    || { $sudo apt-get update >/dev/null && $sudo apt-get install -y "${missing[@]}" >/dev/null; }
 }
 
 # The sandbox serves the API stand-in on <ip>:443 like a master; as non-root that needs the

@@ -97,7 +97,7 @@ use crate::ipblock::IpBlock;
 pub use calls::CallRecord;
 pub use error::ApiError;
 pub use faults::{Fault, FaultAction};
-pub use machines::{Boot, LbRule, Machines, NoMachines};
+pub use machines::{Boot, GuestAttribute, GuestFault, LbRule, Machines, NoMachines};
 pub use router::router;
 pub use state::{AppState, DEFAULT_WAIT_LIMIT, Settings};
 

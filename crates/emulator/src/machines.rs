@@ -34,7 +34,41 @@ pub struct LbRule {
     pub backends: Vec<Ipv4Addr>,
 }
 
+/// One guest attribute a VM's guest wrote to its metadata server (`PUT
+/// …/instance/guest-attributes/<namespace>/<key>`), as `instances.getGuestAttributes` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GuestAttribute {
+    /// `hostkeys`, …
+    pub namespace: String,
+    /// `ssh-ed25519`, …
+    pub key: String,
+    /// The value as written.
+    pub value: String,
+}
+
+/// A fault of a VM's guest environment (its guest agent, its host keys), set through
+/// `/_emulator/faults` and passed to [`Machines::guest_fault`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestFault {
+    /// The guest agent applies `ssh-keys` changes only this long after they reach the metadata
+    /// server (GCE's agent takes about a second; gcloud allows 60 s).
+    SshKeysLate {
+        /// The extra delay.
+        delay: Duration,
+    },
+    /// The guest agent stops applying `ssh-keys` changes (it hangs, or was removed).
+    SshKeysNever,
+    /// The VM's SSH host keys are regenerated under the same instance id (a rebuilt disk, a
+    /// man in the middle): keys pinned on first use no longer match. Guest attributes are not
+    /// updated (the agent publishes host keys only at first boot).
+    HostKeyChanged,
+    /// Back to normal behaviour.
+    Clear,
+}
+
 /// What the emulator tells the simulated VMs. See the module doc for when and how it is called.
+/// Methods with a default body are optional: an implementation that simulates nothing of that
+/// kind can leave them out.
 pub trait Machines: Send + Sync + 'static {
     /// An instance's insert is DONE: `instance` is its full JSON (metadata, networkInterfaces,
     /// disks…) as a `get` would return it.
@@ -52,6 +86,33 @@ pub trait Machines: Send + Sync + 'static {
     fn crash(&self, project: &str, zone: &str, name: &str) -> bool;
     /// The emulator is exiting: stop everything.
     fn shutdown(&self);
+
+    /// An existing instance changed (its metadata, labels, tags, or an access config): its full
+    /// JSON as a `get` would return it, once the change is applied. Not called for the insert
+    /// ([`Machines::instance_created`] carries the JSON) nor for the delete.
+    fn instance_changed(&self, _project: &str, _zone: &str, _instance: &serde_json::Value) {}
+
+    /// The project's `commonInstanceMetadata` changed (or the project was created): the full
+    /// metadata object (`fingerprint`, `items`), once the change is applied.
+    fn project_metadata_changed(&self, _project: &str, _metadata: &serde_json::Value) {}
+
+    /// The project's firewall rules changed: the complete current list, each rule as a `get`
+    /// returns it (`network`, `allowed`, `sourceRanges`, `sourceTags`, `targetTags`, …).
+    fn firewalls_changed(&self, _project: &str, _firewalls: &[serde_json::Value]) {}
+
+    /// What the instance's guest has written to its guest attributes (for
+    /// `instances.getGuestAttributes`); `None` when nothing is simulated for it. Called without
+    /// the emulator's state lock.
+    fn guest_attributes(&self, _project: &str, _zone: &str, _name: &str) -> Option<Vec<GuestAttribute>> {
+        None
+    }
+
+    /// Apply a guest fault to one instance (`Some((zone, name))`) or to every instance of the
+    /// project, present and future (`None`), until [`GuestFault::Clear`]. False when nothing is
+    /// simulated that it could apply to.
+    fn guest_fault(&self, _project: &str, _instance: Option<(&str, &str)>, _fault: GuestFault) -> bool {
+        false
+    }
 }
 
 /// The hooks when nothing is simulated: GCE records only.
