@@ -1,29 +1,40 @@
 //! Command line: clap definitions and the hand-off to one op per subcommand. An op never sees
-//! clap types: this module turns flags plus the environment into options structs.
+//! clap types: this module turns flags plus the environment into options structs, installs the
+//! SIGINT/SIGTERM handlers of `up` and `down`, and resolves `KUBE_HA_SANDBOX` to an endpoint.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
+use tokio::signal::unix::{SignalKind, signal};
 
-use kube_ha_core::config::{self, Command, Config, Endpoint, OutputFormat, RawEnv, vars};
+use kube_ha_core::config::{Command, Config, Endpoint, Flags, OutputFormat, RawEnv, SandboxChoice, vars};
 use kube_ha_core::error::Refusal;
+use kube_ha_core::ops::interrupt::{Interrupt, signal_name};
 use kube_ha_emulator::{EmulatorOptions, Machines, NoMachines};
 use kube_ha_sandbox::{SandboxMachines, control};
 
 /// kube-ha adds and removes highly-available Kubernetes master replicas on Google Compute Engine,
 /// one zone at a time, driven by kube-up's environment variables.
 #[derive(Debug, Parser)]
-#[command(name = "kube-ha", version, about, after_help = env_help(), disable_help_subcommand = false)]
+#[command(
+    name = "kube-ha",
+    version,
+    about,
+    after_help = env_help(),
+    arg_required_else_help = true,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: CliCommand,
 }
 
+/// The operator's variables (the testing ones: `kube-ha help env --all`).
 fn env_help() -> String {
-    vars::help_text()
+    vars::help_text(false)
 }
 
 /// The subcommands.
@@ -38,14 +49,27 @@ pub enum CliCommand {
     /// Show replicas, etcd members, the load balancer and certificate expiry.
     #[command(after_help = env_help())]
     Status(OutputArgs),
-    /// Run the Compute Engine emulator (SPEC §6) in the foreground.
+    /// Run the Compute Engine emulator (what the sandbox runs) in the foreground.
     Emulator(EmulatorArgs),
     /// Manage the local sandbox (emulator + simulated master VMs) in the background.
+    #[command(arg_required_else_help = true)]
     Sandbox {
         /// start, stop or env.
         #[command(subcommand)]
         action: SandboxAction,
     },
+    /// Print help: of kube-ha, of a command (`help up`), or of the environment (`help env [--all]`).
+    Help(HelpArgs),
+}
+
+/// Flags of `help`.
+#[derive(Debug, Args)]
+pub struct HelpArgs {
+    /// A command, or `env` for the environment variables.
+    pub topic: Vec<String>,
+    /// With `env`: also the testing-only variables.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Flags of `up` and `down`.
@@ -101,7 +125,7 @@ pub struct EmulatorArgs {
 pub enum SandboxAction {
     /// Start the sandbox in the background (no-op when running).
     Start,
-    /// Stop it and every process it started.
+    /// Stop it and every process it started; the simulated cluster's state goes with it.
     Stop,
     /// Print `export` lines for eval.
     Env,
@@ -111,23 +135,16 @@ pub enum SandboxAction {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         CliCommand::Emulator(a) => emulator(a).await,
-        CliCommand::Up(a) => {
-            with_typo_notes(async {
-                let cfg = load(Command::Up, a.dry_run, a.output.output).await?;
-                kube_ha_core::ops::up(&cfg).await
-            })
-            .await
-        }
-        CliCommand::Down(a) => {
-            with_typo_notes(async {
-                let cfg = load(Command::Down, a.dry_run, a.output.output).await?;
-                kube_ha_core::ops::down(&cfg).await
-            })
-            .await
-        }
+        CliCommand::Up(a) => act(Command::Up, a).await,
+        CliCommand::Down(a) => act(Command::Down, a).await,
         CliCommand::Status(o) => {
-            with_typo_notes(async {
-                let cfg = load(Command::Status, false, o.output).await?;
+            let raw = RawEnv::from_process();
+            let flags = Flags {
+                dry_run: false,
+                output: o.output.map(OutputFlag::format),
+            };
+            with_typo_notes(&raw, async {
+                let cfg = load(&raw, Command::Status, flags).await?;
                 kube_ha_core::ops::status(&cfg).await
             })
             .await
@@ -140,7 +157,84 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 SandboxAction::Env => control::print_env(&dir).await,
             }
         }
+        CliCommand::Help(h) => help(&h),
     }
+}
+
+impl OutputFlag {
+    fn format(self) -> OutputFormat {
+        match self {
+            OutputFlag::Json => OutputFormat::Json,
+            OutputFlag::Text => OutputFormat::Text,
+        }
+    }
+}
+
+/// `kube-ha up` and `kube-ha down`: SIGINT and SIGTERM stop the op at its next step boundary.
+async fn act(command: Command, a: ActArgs) -> anyhow::Result<()> {
+    let raw = RawEnv::from_process();
+    let flags = Flags {
+        dry_run: a.dry_run,
+        output: a.output.output.map(OutputFlag::format),
+    };
+    with_typo_notes(&raw, async {
+        let cfg = load(&raw, command, flags).await?;
+        let interrupt = stop_on_signals()?;
+        match command {
+            Command::Up => kube_ha_core::ops::up(&cfg, &interrupt).await,
+            _ => kube_ha_core::ops::down(&cfg, &interrupt).await,
+        }
+    })
+    .await
+}
+
+/// The first SIGINT or SIGTERM asks the op to stop at the next step boundary and hand its lock
+/// over (it then exits 130 or 143); a second one exits at once.
+fn stop_on_signals() -> anyhow::Result<Interrupt> {
+    let interrupt = Interrupt::new();
+    let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+    let flag = interrupt.clone();
+    tokio::spawn(async move {
+        loop {
+            let sig = tokio::select! {
+                _ = int.recv() => SignalKind::interrupt().as_raw_value(),
+                _ = term.recv() => SignalKind::terminate().as_raw_value(),
+            };
+            if flag.request(sig) {
+                eprintln!(
+                    "{} received: stopping after the current step and handing the lock over (again to exit at once)",
+                    signal_name(sig)
+                );
+            } else {
+                eprintln!(
+                    "{} again: exiting at once without handing the lock over; rerun the same command to resume (from \
+                     this host at once, from another after the lock expires)",
+                    signal_name(sig)
+                );
+                std::process::exit(128 + sig);
+            }
+        }
+    });
+    Ok(interrupt)
+}
+
+/// `kube-ha help [COMMAND | env [--all]]`.
+fn help(h: &HelpArgs) -> anyhow::Result<()> {
+    let mut cli = Cli::command();
+    match h.topic.first().map(String::as_str) {
+        None => cli.print_long_help()?,
+        Some("env") => print!("{}", vars::help_text(h.all)),
+        Some(name) => match cli.find_subcommand_mut(name) {
+            Some(sub) => sub.print_long_help()?,
+            None => {
+                return Err(Refusal::new(format!(
+                    "no help topic {name:?}; try kube-ha help, kube-ha help up or kube-ha help env --all"
+                ))
+                .into());
+            }
+        },
+    }
+    Ok(())
 }
 
 /// `kube-ha emulator`: the emulator in the foreground, with simulated VMs under `--sandbox-dir`.
@@ -158,44 +252,34 @@ async fn emulator(a: EmulatorArgs) -> anyhow::Result<()> {
     kube_ha_emulator::serve(opts, machines).await
 }
 
-/// The sandbox state directory: `KUBE_HA_SANDBOX` when it names one, else the default.
+/// The sandbox state directory: `KUBE_HA_SANDBOX` when it names one (read through the env
+/// table, as `up` reads it), else the default.
 fn sandbox_dir() -> anyhow::Result<PathBuf> {
-    match std::env::var("KUBE_HA_SANDBOX") {
-        Ok(v) if !v.is_empty() && v != "1" && v != "true" && v != "0" && v != "false" => Ok(PathBuf::from(v)),
+    match vars::KUBE_HA_SANDBOX.set(&RawEnv::from_process())? {
+        Some(SandboxChoice::Dir(dir)) => Ok(dir),
         _ => control::default_dir(),
     }
 }
 
 /// Environment + flags → validated config (a [`Refusal`] on bad input), with a sandbox endpoint
 /// resolved to the URL of the running sandbox (started when needed).
-async fn load(command: Command, dry_run: bool, output: Option<OutputFlag>) -> anyhow::Result<Config> {
-    let raw = RawEnv::from_process()?;
-    let mut cfg = Config::resolve(&raw, command, || {
+async fn load(raw: &RawEnv, command: Command, flags: Flags) -> anyhow::Result<Config> {
+    let mut cfg = Config::resolve(raw, command, flags, || {
         control::default_dir().unwrap_or_else(|_| PathBuf::from(".kube-ha-sandbox"))
     })?;
-    cfg.warnings.extend(config::typo_warnings(env_names()));
-    cfg.dry_run |= dry_run;
-    match output {
-        Some(OutputFlag::Json) => cfg.output = OutputFormat::Json,
-        Some(OutputFlag::Text) => cfg.output = OutputFormat::Text,
-        None => {}
-    }
     if let Endpoint::Sandbox(dir) = &cfg.endpoint {
         cfg.endpoint = Endpoint::Url(control::ensure_running(dir).await?);
     }
     Ok(cfg)
 }
 
-fn env_names() -> Vec<String> {
-    std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).collect()
-}
-
-/// A refusal stays one line; a likely typo in the environment is often its cause, so say so there.
-async fn with_typo_notes(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+/// A refusal stays one line; a likely typo in the environment is often its cause, so say so
+/// there (when the typo itself was not the refusal: `KUBE_HA_ALLOW_UNKNOWN_VARS=true`, `status`).
+async fn with_typo_notes(raw: &RawEnv, f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     match f.await {
         Err(e) if e.downcast_ref::<Refusal>().is_some() => {
-            let typos = config::typo_warnings(env_names());
-            if typos.is_empty() {
+            let typos = raw.typo_notes();
+            if typos.is_empty() || e.to_string().contains("did you mean") {
                 Err(e)
             } else {
                 Err(Refusal::new(format!("{e} (note: {})", typos.join("; "))).into())

@@ -2,7 +2,7 @@
 
 /// Install the subscriber once.
 pub fn init() {
-    if let Ok(filter) = std::env::var("KUBE_HA_LOG") {
+    if let Ok(filter) = std::env::var(kube_ha_core::config::vars::KUBE_HA_LOG.name()) {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::stderr)

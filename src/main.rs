@@ -14,6 +14,8 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version: stdout, exit 0
+        // Bare `kube-ha` or `kube-ha sandbox`: the help with the command list, on stderr, exit 2.
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
         Err(e) => {
             // clap's usage errors span several lines; the contract is one line that says what to do.
             let rendered = e.render().to_string();

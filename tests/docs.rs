@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use kube_ha_core::config::vars::{ENV_VARS, markdown_table};
+use kube_ha_core::config::vars::{Audience, ENV_VARS, markdown_table};
 
 const START: &str = "<!-- env-table:start (generated from crates/core/src/config/vars.rs; UPDATE_README=1 cargo test --test docs) -->\n";
 const END: &str = "<!-- env-table:end -->";
@@ -27,22 +27,59 @@ fn readme_env_table_is_the_table_in_the_code() {
     );
 }
 
+fn kube_ha(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kube-ha"))
+        .args(args)
+        .env_clear()
+        .output()
+        .expect("run kube-ha")
+}
+
 #[test]
-fn help_lists_every_variable() {
+fn help_shows_the_operators_variables_and_help_env_all_shows_the_testing_ones_too() {
     for args in [
         &["--help"][..],
         &["up", "--help"],
         &["down", "--help"],
         &["status", "--help"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_kube-ha"))
-            .args(args)
-            .output()
-            .expect("run kube-ha");
+        let out = kube_ha(args);
         assert!(out.status.success(), "{args:?}");
         let text = String::from_utf8_lossy(&out.stdout);
         for v in ENV_VARS {
-            assert!(text.contains(v.name), "{args:?} --help does not mention {}", v.name);
+            let shown = text
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{} ", v.name)));
+            assert_eq!(shown, v.audience == Audience::Operator, "{args:?} and {}", v.name);
+        }
+        assert!(
+            text.contains("kube-ha help env --all"),
+            "{args:?} points at the full list"
+        );
+    }
+    let out = kube_ha(&["help", "env", "--all"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for v in ENV_VARS {
+        assert!(text.contains(v.name), "help env --all lists {}", v.name);
+    }
+}
+
+#[test]
+fn bare_kube_ha_and_bare_sandbox_print_the_command_list_and_exit_2() {
+    for (args, commands) in [
+        (&[][..], &["up", "down", "status", "sandbox", "help"][..]),
+        (&["sandbox"][..], &["start", "stop", "env"][..]),
+    ] {
+        let out = kube_ha(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("Commands:"), "{args:?}: {text}");
+        for c in commands {
+            assert!(
+                text.lines().any(|l| l.trim_start().starts_with(&format!("{c} "))),
+                "{args:?} lists {c}: {text}"
+            );
         }
     }
 }

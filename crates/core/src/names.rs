@@ -112,6 +112,18 @@ impl ClusterNames {
         &self.master_name
     }
 
+    /// `KUBE_GCE_INSTANCE_PREFIX`: `MASTER_NAME` without its `-master` (the cluster's name in
+    /// kube-up's `cluster-name` metadata and kubeconfig context).
+    pub fn prefix(&self) -> &str {
+        self.master_name.strip_suffix("-master").unwrap_or(&self.master_name)
+    }
+
+    /// The name of this cluster's cluster, user and context in a kubeconfig:
+    /// `${PROJECT}_${KUBE_GCE_INSTANCE_PREFIX}`, as kube-up's `create-kubeconfig` named them.
+    pub fn kubeconfig_context(&self, project: &str) -> String {
+        format!("{project}_{}", self.prefix())
+    }
+
     /// Network tag carried by every replica (kube-up's `MASTER_TAG`).
     pub fn tag(&self) -> &str {
         &self.master_name
@@ -195,6 +207,23 @@ impl ClusterNames {
     }
 }
 
+/// Candidate suffixes for a new replica's name, derived from `seed` alone (FNV-1a, so the same
+/// on every build): the same observed cluster gives the same name, which is what lets
+/// `--dry-run` name the replica the real run will make. The planner takes the first unused one.
+pub fn replica_suffixes(seed: &str) -> impl Iterator<Item = String> + '_ {
+    const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0u32..64).map(move |attempt| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in seed.bytes().chain(attempt.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (0..REPLICA_SUFFIX_LEN)
+            .map(|i| ALPHABET[((h >> (i * 12)) % 36) as usize] as char)
+            .collect()
+    })
+}
+
 /// `[a-z0-9]{3}`.
 pub fn is_replica_suffix(s: &str) -> bool {
     s.len() == REPLICA_SUFFIX_LEN && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
@@ -252,6 +281,25 @@ mod tests {
         assert_eq!(n.replica_of_internal_ip("e2e-master-ip"), None);
         assert_eq!(n.replica_of_data_disk("e2e-master-pd").as_deref(), Some("e2e-master"));
         assert_eq!(n.longest_derived_name(), "e2e-master-xxx-internal");
+    }
+
+    #[test]
+    fn replica_suffixes_are_a_pure_function_of_the_seed() {
+        let a: Vec<String> = replica_suffixes("fp-1").take(5).collect();
+        assert_eq!(a, replica_suffixes("fp-1").take(5).collect::<Vec<_>>());
+        assert_ne!(a, replica_suffixes("fp-2").take(5).collect::<Vec<_>>());
+        assert!(a.iter().all(|s| is_replica_suffix(s)), "{a:?}");
+        let mut unique = a.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), a.len());
+    }
+
+    #[test]
+    fn the_kubeconfig_context_is_project_underscore_prefix_as_kube_up_named_it() {
+        let n = ClusterNames::from_prefix("e2e");
+        assert_eq!(n.prefix(), "e2e");
+        assert_eq!(n.kubeconfig_context("my-project"), "my-project_e2e");
     }
 
     #[test]

@@ -1,20 +1,29 @@
-//! The environment contract (SPEC §1.1): [`RawEnv`] is the environment as given (parsed by envy,
-//! nothing checked), [`Config`] is the validated, resolved settings every op works from.
+//! The environment contract (SPEC §1.1): [`RawEnv`] is the environment as given (the known
+//! variables, and the names that look like typos of them), [`Config`] is the validated, resolved
+//! settings every op works from.
 //!
-//! Two stages, as in ripgrep's low/high args: parsing never fails on a value, validation turns
-//! every bad value into one [`Refusal`] line that says what to do. Nothing here touches the
-//! network; checks that need the project (the zone catalogue, existing replicas) live in the ops.
+//! Two stages, as in ripgrep's low/high args: reading never fails on a value, [`Config::resolve`]
+//! turns every bad value into one [`Refusal`] line that says what to do. Each variable is read
+//! through its entry in [`vars`], which holds its parser and its default; `resolve` is a list of
+//! small functions, one per variable or group. Nothing here touches the network; checks that
+//! need the project (the zone catalogue, existing replicas) live in the planners.
 
 pub mod vars;
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::Refusal;
 use crate::names::{self, ClusterNames};
+use crate::plan::StepKind;
+use crate::plan::lock::OwnerRef;
+
+pub use vars::{DEFAULT_DISK_TYPE, DEFAULT_IMAGE_FAMILY, DEFAULT_IMAGE_PROJECT};
 
 /// The command being configured: a few variables only make sense for some commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,74 +36,66 @@ pub enum Command {
     Status,
 }
 
-/// The environment as given: one optional string per [`vars::ENV_VARS`] entry (a test keeps the
-/// two equal). Unset and empty are told apart, because `KUBE_REPLICA_NAME=` is a mistake.
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Up => "up",
+            Command::Down => "down",
+            Command::Status => "status",
+        })
+    }
+}
+
+/// The environment as given: the value of every variable of [`vars::ENV_VARS`] that is set, and
+/// the other names that are one edit away from a known one (`KUBE_DELETE_NODE`). Unset and empty
+/// are told apart, because `KUBE_REPLICA_NAME=` is a mistake.
+#[derive(Clone, Debug, Default)]
 pub struct RawEnv {
-    pub kube_gce_zone: Option<String>,
-    pub project: Option<String>,
-    pub cloudsdk_core_project: Option<String>,
-    pub kube_gce_instance_prefix: Option<String>,
-    pub kube_replicate_existing_master: Option<String>,
-    pub kube_delete_nodes: Option<String>,
-    pub kube_replica_name: Option<String>,
-    pub multizone: Option<String>,
-    pub enable_etcd_quorum_read: Option<String>,
-    pub enable_etcd_quorum_reads: Option<String>,
-    pub kube_use_existing_master: Option<String>,
-    pub num_nodes: Option<String>,
-    pub master_size: Option<String>,
-    pub master_disk_type: Option<String>,
-    pub master_disk_size: Option<String>,
-    pub master_root_disk_size: Option<String>,
-    pub kube_gce_master_image: Option<String>,
-    pub kube_gce_master_project: Option<String>,
-    pub preemptible_master: Option<String>,
-    pub kube_gce_network: Option<String>,
-    pub service_cluster_ip_range: Option<String>,
-    pub dns_domain: Option<String>,
-    pub kubeconfig: Option<String>,
-    pub kube_ha_compute_endpoint: Option<String>,
-    pub kube_ha_sandbox: Option<String>,
-    pub kube_ha_timeout: Option<String>,
-    pub kube_ha_dry_run: Option<String>,
-    pub kube_ha_output: Option<String>,
-    pub kube_ha_log: Option<String>,
-    pub kube_ha_failpoint: Option<String>,
+    values: BTreeMap<&'static str, String>,
+    near_misses: Vec<(String, &'static str)>,
 }
 
 impl RawEnv {
-    /// Parse the variables of the contract out of an environment; other variables are ignored,
-    /// except that names one edit away from a known one are reported by [`typo_warnings`].
-    pub fn from_vars<I>(vars: I) -> Result<RawEnv, Refusal>
+    /// Read the variables of the contract out of an environment; other names are ignored except
+    /// the likely typos, which are kept for [`Config::resolve`] to refuse or warn about.
+    pub fn from_vars<I>(vars: I) -> RawEnv
     where
         I: IntoIterator<Item = (String, String)>,
     {
-        let known = vars.into_iter().filter(|(k, _)| vars::is_known(k));
-        envy::from_iter(known).map_err(|e| Refusal::new(format!("cannot read the environment: {e}")))
+        let mut raw = RawEnv::default();
+        for (k, v) in vars {
+            if let Some(known) = vars::lookup(&k) {
+                raw.values.insert(known.name, v);
+            } else if let Some(known) = vars::near_miss(&k) {
+                raw.near_misses.push((k, known));
+            }
+        }
+        raw.near_misses.sort();
+        raw
     }
 
     /// The process environment (non-UTF-8 values are skipped; they cannot be valid settings).
-    pub fn from_process() -> Result<RawEnv, Refusal> {
+    pub fn from_process() -> RawEnv {
         Self::from_vars(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))))
     }
-}
 
-/// Warnings for variables that look like typos of known ones (`KUBE_GCE_ZOEN`).
-pub fn typo_warnings<I, S>(names: I) -> Vec<String>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    names
-        .into_iter()
-        .filter_map(|n| {
-            let n = n.as_ref();
-            vars::near_miss(n).map(|known| format!("{n} is not a kube-ha variable; did you mean {known}?"))
-        })
-        .collect()
+    /// The value of a known variable, as given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// Variables that look like typos of known ones, with the known name.
+    pub fn near_misses(&self) -> &[(String, &'static str)] {
+        &self.near_misses
+    }
+
+    /// One sentence per likely typo: "`KUBE_GCE_ZOEN` is not a kube-ha variable; did you mean …?".
+    pub fn typo_notes(&self) -> Vec<String> {
+        self.near_misses
+            .iter()
+            .map(|(n, known)| format!("{n} is not a kube-ha variable; did you mean {known}?"))
+            .collect()
+    }
 }
 
 /// How results are printed on stdout.
@@ -107,6 +108,17 @@ pub enum OutputFormat {
     Json,
 }
 
+/// What `KUBE_HA_SANDBOX` asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SandboxChoice {
+    /// Unset, `0` or `false`.
+    Off,
+    /// `1` or `true`: the default state directory.
+    DefaultDir,
+    /// A state directory.
+    Dir(PathBuf),
+}
+
 /// Where the Compute API is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -116,6 +128,42 @@ pub enum Endpoint {
     Url(String),
     /// The local sandbox under this state directory, started when needed.
     Sandbox(PathBuf),
+}
+
+/// `KUBE_HA_FAILPOINT`: where kube-ha kills itself, for crash tests (etcd's gofail), or steno's
+/// "run every step twice" mode. Validated against the step kinds, so a typo cannot make a crash
+/// test pass without crashing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failpoint {
+    /// `before:<kind>`: SIGKILL just before the first step of that kind.
+    Before(StepKind),
+    /// `after:<kind>`: SIGKILL just after the first step of that kind.
+    After(StepKind),
+    /// `repeat`: every step and every undo runs twice.
+    Repeat,
+}
+
+impl FromStr for Failpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "repeat" {
+            return Ok(Failpoint::Repeat);
+        }
+        let kinds = || StepKind::names().join(", ");
+        let (when, kind) = s.split_once(':').ok_or_else(|| {
+            format!(
+                "is not a failpoint; set it to before:<step>, after:<step> or repeat (steps: {})",
+                kinds()
+            )
+        })?;
+        let kind = StepKind::from_str(kind).map_err(|_| format!("names no step kind; steps: {}", kinds()))?;
+        match when {
+            "before" => Ok(Failpoint::Before(kind)),
+            "after" => Ok(Failpoint::After(kind)),
+            _ => Err("is not a failpoint; it starts with before: or after:, or is repeat".into()),
+        }
+    }
 }
 
 /// Master VM settings that were set explicitly. The first master fills the gaps with kube-up's
@@ -155,6 +203,16 @@ pub struct MasterSettings {
     pub preemptible: bool,
 }
 
+/// Command-line flags that have an environment twin (`--dry-run` = `KUBE_HA_DRY_RUN=true`),
+/// passed into [`Config::resolve`] so the resolved config is whole.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flags {
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--output`.
+    pub output: Option<OutputFormat>,
+}
+
 /// Validated, resolved settings of one invocation.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -170,6 +228,8 @@ pub struct Config {
     pub replicate: bool,
     /// `KUBE_DELETE_NODES` (default true).
     pub delete_nodes: bool,
+    /// `KUBE_DELETE_NODES` was set (a bare `down` means teardown only by kube-up's default).
+    pub delete_nodes_set: bool,
     /// `KUBE_REPLICA_NAME`.
     pub replica_name: Option<String>,
     /// `MULTIZONE`.
@@ -188,17 +248,25 @@ pub struct Config {
     pub service_ip: Ipv4Addr,
     /// `DNS_DOMAIN`.
     pub dns_domain: String,
-    /// Where the kubeconfig goes.
+    /// The kubeconfig file `up` merges into (the first of `KUBECONFIG`'s list).
     pub kubeconfig: PathBuf,
     /// Where the Compute API is.
     pub endpoint: Endpoint,
     /// Overall deadline of the command.
     pub timeout: Duration,
-    /// `KUBE_HA_DRY_RUN`.
+    /// `KUBE_HA_DRY_RUN` or `--dry-run`.
     pub dry_run: bool,
-    /// `KUBE_HA_OUTPUT`.
+    /// `KUBE_HA_OUTPUT` or `--output`.
     pub output: OutputFormat,
-    /// Things worth saying that are not errors (printed when the command proceeds).
+    /// `KUBE_HA_ALLOW_SAME_ZONE`.
+    pub allow_same_zone: bool,
+    /// `KUBE_HA_TAKE_OVER_LOCK`: the owner whose lock the operator declared gone for good.
+    pub take_over_lock: Option<OwnerRef>,
+    /// `KUBE_HA_LOCK_HOST`: the host name to act as (testing).
+    pub lock_host: Option<String>,
+    /// `KUBE_HA_FAILPOINT` (testing).
+    pub failpoint: Option<Failpoint>,
+    /// Things worth saying that are not errors (printed once when the command proceeds).
     pub warnings: Vec<String>,
 }
 
@@ -224,12 +292,6 @@ pub fn master_disk_sizes_gb(num_nodes: u32) -> (u64, u64) {
     }
 }
 
-/// The default image family when `KUBE_GCE_MASTER_IMAGE` is unset.
-pub const DEFAULT_IMAGE_FAMILY: &str = "cos-109-lts";
-
-/// The default image project (`KUBE_GCE_MASTER_PROJECT`).
-pub const DEFAULT_IMAGE_PROJECT: &str = "cos-cloud";
-
 impl MasterSettings {
     /// kube-up's master for `num_nodes` worker nodes (config-default.sh, config-common.sh): the
     /// machine type and disk sizes grow with the cluster, the image is the family's latest.
@@ -237,7 +299,7 @@ impl MasterSettings {
         let (disk, root) = master_disk_sizes_gb(num_nodes);
         MasterSettings {
             machine_type: format!("n1-standard-{}", master_vcpus(num_nodes)),
-            disk_type: "pd-ssd".into(),
+            disk_type: DEFAULT_DISK_TYPE.into(),
             disk_size_gb: disk,
             root_disk_size_gb: root,
             source_image: format!("projects/{image_project}/global/images/family/{DEFAULT_IMAGE_FAMILY}"),
@@ -251,212 +313,66 @@ impl Config {
     pub fn resolve(
         raw: &RawEnv,
         command: Command,
+        flags: Flags,
         sandbox_default_dir: impl FnOnce() -> PathBuf,
     ) -> Result<Config, Refusal> {
-        let mut warnings = Vec::new();
-
-        let zone = nonempty("KUBE_GCE_ZONE", raw.kube_gce_zone.as_deref())?
-            .unwrap_or("us-central1-b")
-            .to_string();
-        let region = region_of_zone(&zone).ok_or_else(|| {
-            Refusal::new(format!(
-                "KUBE_GCE_ZONE={zone:?} is not a zone name; set it to a zone such as europe-west1-b"
-            ))
-        })?;
-
-        let endpoint = match (
-            nonempty("KUBE_HA_COMPUTE_ENDPOINT", raw.kube_ha_compute_endpoint.as_deref())?,
-            raw.kube_ha_sandbox.as_deref().map(str::trim),
-        ) {
-            (Some(_), Some(s)) if !s.is_empty() && s != "0" && s != "false" => {
-                return Err(Refusal::new(
-                    "KUBE_HA_COMPUTE_ENDPOINT and KUBE_HA_SANDBOX are both set; unset one of them",
-                ));
-            }
-            (Some(url), _) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(Refusal::new(format!(
-                        "KUBE_HA_COMPUTE_ENDPOINT={url:?} is not an http(s) URL; set it to e.g. http://127.0.0.1:8089"
-                    )));
-                }
-                Endpoint::Url(url.trim_end_matches('/').to_string())
-            }
-            (None, None) | (None, Some("" | "0" | "false")) => Endpoint::Google,
-            (None, Some("1" | "true")) => Endpoint::Sandbox(sandbox_default_dir()),
-            (None, Some(dir)) => Endpoint::Sandbox(PathBuf::from(dir)),
-        };
-
-        let project = match (
-            nonempty("PROJECT", raw.project.as_deref())?,
-            nonempty("CLOUDSDK_CORE_PROJECT", raw.cloudsdk_core_project.as_deref())?,
-        ) {
-            (Some(p), _) | (None, Some(p)) => p.to_string(),
-            (None, None) if matches!(endpoint, Endpoint::Sandbox(_)) => "sandbox".to_string(),
-            (None, None) => {
-                return Err(Refusal::new(
-                    "no GCE project: set PROJECT (or CLOUDSDK_CORE_PROJECT, e.g. with gcloud config set project)",
-                ));
-            }
-        };
-        if !is_project_id(&project) {
-            return Err(Refusal::new(format!(
-                "PROJECT={project:?} is not a GCE project id (6-30 characters: lowercase letters, digits, hyphens)"
-            )));
-        }
-
-        let prefix =
-            nonempty("KUBE_GCE_INSTANCE_PREFIX", raw.kube_gce_instance_prefix.as_deref())?.unwrap_or("kubernetes");
-        let names = ClusterNames::from_prefix(prefix);
-        if !names::is_gce_name(names.master_name()) || !names::is_gce_name(&names.longest_derived_name()) {
-            return Err(Refusal::new(format!(
-                "KUBE_GCE_INSTANCE_PREFIX={prefix:?} cannot make GCE names (lowercase letters, digits and hyphens, \
-                 starting with a letter, at most {} characters)",
-                names::GCE_NAME_MAX - (names.longest_derived_name().len() - prefix.len())
-            )));
-        }
-
-        let replicate = flag(
-            "KUBE_REPLICATE_EXISTING_MASTER",
-            raw.kube_replicate_existing_master.as_deref(),
-        )?
-        .unwrap_or(false);
-        let delete_nodes = flag("KUBE_DELETE_NODES", raw.kube_delete_nodes.as_deref())?.unwrap_or(true);
-        let multizone = flag("MULTIZONE", raw.multizone.as_deref())?.unwrap_or(false);
-        let use_existing = flag("KUBE_USE_EXISTING_MASTER", raw.kube_use_existing_master.as_deref())?.unwrap_or(false);
-        if use_existing && command == Command::Up {
+        use vars::*;
+        let mut warnings = unknown_vars(raw, command)?;
+        let zone = KUBE_GCE_ZONE.or_default(raw)?;
+        let region =
+            region_of_zone(&zone).ok_or_else(|| Refusal::new(format!("KUBE_GCE_ZONE={zone:?} is not a zone")))?;
+        let endpoint = endpoint(raw, sandbox_default_dir)?;
+        let project = project(raw, &endpoint)?;
+        let names = KUBE_GCE_INSTANCE_PREFIX.or_default(raw)?;
+        let replicate = KUBE_REPLICATE_EXISTING_MASTER.or_default(raw)?;
+        if KUBE_USE_EXISTING_MASTER.or_default(raw)? && command == Command::Up {
             return Err(Refusal::new(
                 "KUBE_USE_EXISTING_MASTER=true (creating worker nodes) is not supported by kube-ha, which manages \
                  masters only; unset it, and create nodes with your node tooling",
             ));
         }
-
-        let quorum_read = match (
-            flag("ENABLE_ETCD_QUORUM_READ", raw.enable_etcd_quorum_read.as_deref())?,
-            flag("ENABLE_ETCD_QUORUM_READS", raw.enable_etcd_quorum_reads.as_deref())?,
-        ) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(Refusal::new(format!(
-                    "ENABLE_ETCD_QUORUM_READ={a} and ENABLE_ETCD_QUORUM_READS={b} disagree; set only one of them"
-                )));
-            }
-            (Some(a), _) | (None, Some(a)) => a,
-            (None, None) => false,
-        };
-
-        let replica_name = match raw.kube_replica_name.as_deref() {
-            None => None,
-            Some(n) if n.trim().is_empty() => {
-                return Err(Refusal::new(
-                    "KUBE_REPLICA_NAME is set but empty; unset it to pick the replica in KUBE_GCE_ZONE, or name a replica",
-                ));
-            }
-            Some(n) if !names.is_replica(n) => {
-                let why = if names::is_gce_name(n) {
-                    "is not a replica name of this cluster"
-                } else {
-                    "cannot be a GCE instance name"
-                };
-                return Err(Refusal::new(format!(
-                    "KUBE_REPLICA_NAME={n:?} {why}; expected {m} or {m}-xyz (see kube-ha status)",
-                    m = names.master_name()
-                )));
-            }
-            Some(n) => Some(n.to_string()),
-        };
+        let replica_name = replica_name(raw, &names)?;
         if replica_name.is_some() && command == Command::Up {
             warnings.push("KUBE_REPLICA_NAME is only used by down; up ignores it".to_string());
         }
         if replicate && command == Command::Down {
             warnings.push("KUBE_REPLICATE_EXISTING_MASTER is only used by up; down ignores it".to_string());
         }
-
-        let num_nodes = match nonempty("NUM_NODES", raw.num_nodes.as_deref())? {
-            None => 3,
-            Some(s) => s.parse::<u32>().map_err(|_| {
-                Refusal::new(format!(
-                    "NUM_NODES={s:?} is not a whole number; set it to the number of worker nodes, e.g. 3"
-                ))
-            })?,
-        };
-
-        let master = MasterOverrides {
-            machine_type: gce_name_var("MASTER_SIZE", raw.master_size.as_deref(), "n1-standard-2")?,
-            disk_type: gce_name_var("MASTER_DISK_TYPE", raw.master_disk_type.as_deref(), "pd-ssd")?,
-            disk_size_gb: disk_size("MASTER_DISK_SIZE", raw.master_disk_size.as_deref())?,
-            root_disk_size_gb: disk_size("MASTER_ROOT_DISK_SIZE", raw.master_root_disk_size.as_deref())?,
-            image: gce_name_var(
-                "KUBE_GCE_MASTER_IMAGE",
-                raw.kube_gce_master_image.as_deref(),
-                "cos-109-17800-66-0",
-            )?,
-            image_project: project_var("KUBE_GCE_MASTER_PROJECT", raw.kube_gce_master_project.as_deref())?,
-            preemptible: flag("PREEMPTIBLE_MASTER", raw.preemptible_master.as_deref())?,
-        };
-        let network = gce_name_var("KUBE_GCE_NETWORK", raw.kube_gce_network.as_deref(), "default")?
-            .unwrap_or_else(|| "default".into());
-
-        let service_cluster_ip_range = nonempty("SERVICE_CLUSTER_IP_RANGE", raw.service_cluster_ip_range.as_deref())?
-            .unwrap_or("10.0.0.0/16")
-            .to_string();
+        let service_cluster_ip_range = SERVICE_CLUSTER_IP_RANGE.or_default(raw)?;
         let service_ip = service_ip(&service_cluster_ip_range).ok_or_else(|| {
             Refusal::new(format!(
-                "SERVICE_CLUSTER_IP_RANGE={service_cluster_ip_range:?} is not an IPv4 CIDR with room for a service IP; \
-                 set it to e.g. 10.0.0.0/16"
+                "SERVICE_CLUSTER_IP_RANGE={service_cluster_ip_range:?} has no service IP"
             ))
         })?;
-
-        let dns_domain = nonempty("DNS_DOMAIN", raw.dns_domain.as_deref())?
-            .unwrap_or("cluster.local")
-            .to_string();
-        if !is_dns_name(&dns_domain) {
-            return Err(Refusal::new(format!(
-                "DNS_DOMAIN={dns_domain:?} is not a DNS domain; set it to e.g. cluster.local"
-            )));
-        }
-
-        let kubeconfig = PathBuf::from(nonempty("KUBECONFIG", raw.kubeconfig.as_deref())?.unwrap_or("kubeconfig"));
-
-        let timeout = match nonempty("KUBE_HA_TIMEOUT", raw.kube_ha_timeout.as_deref())? {
-            None => Duration::from_secs(30 * 60),
-            Some(s) => parse_duration(s).filter(|d| !d.is_zero()).ok_or_else(|| {
-                Refusal::new(format!(
-                    "KUBE_HA_TIMEOUT={s:?} is not a duration; set it to e.g. 90s, 10m or 1h"
-                ))
-            })?,
-        };
-
-        let dry_run = flag("KUBE_HA_DRY_RUN", raw.kube_ha_dry_run.as_deref())?.unwrap_or(false);
-        let output = match nonempty("KUBE_HA_OUTPUT", raw.kube_ha_output.as_deref())? {
-            None | Some("text") => OutputFormat::Text,
-            Some("json") => OutputFormat::Json,
-            Some(o) => {
-                return Err(Refusal::new(format!(
-                    "KUBE_HA_OUTPUT={o:?} is not an output format; set it to text or json"
-                )));
-            }
-        };
-
         Ok(Config {
             project,
             zone,
             region,
             names,
             replicate,
-            delete_nodes,
+            delete_nodes: KUBE_DELETE_NODES.or_default(raw)?,
+            delete_nodes_set: KUBE_DELETE_NODES.set(raw)?.is_some(),
             replica_name,
-            multizone,
-            quorum_read,
-            num_nodes,
-            master,
-            network,
+            multizone: MULTIZONE.or_default(raw)?,
+            quorum_read: quorum_read(raw)?,
+            num_nodes: NUM_NODES.or_default(raw)?,
+            master: master_overrides(raw)?,
+            network: KUBE_GCE_NETWORK.or_default(raw)?,
             service_cluster_ip_range,
             service_ip,
-            dns_domain,
-            kubeconfig,
+            dns_domain: DNS_DOMAIN.or_default(raw)?,
+            kubeconfig: KUBECONFIG.or_default(raw)?,
             endpoint,
-            timeout,
-            dry_run,
-            output,
+            timeout: KUBE_HA_TIMEOUT.or_default(raw)?,
+            dry_run: flags.dry_run || KUBE_HA_DRY_RUN.or_default(raw)?,
+            output: match flags.output {
+                Some(o) => o,
+                None => KUBE_HA_OUTPUT.or_default(raw)?,
+            },
+            allow_same_zone: KUBE_HA_ALLOW_SAME_ZONE.or_default(raw)?,
+            take_over_lock: KUBE_HA_TAKE_OVER_LOCK.set(raw)?,
+            lock_host: KUBE_HA_LOCK_HOST.set(raw)?,
+            failpoint: KUBE_HA_FAILPOINT.set(raw)?,
             warnings,
         })
     }
@@ -473,6 +389,83 @@ impl Config {
     pub fn replica_settings(&self, existing: &MasterSettings) -> MasterSettings {
         self.master.over(existing)
     }
+}
+
+/// Likely typos of known variables. `up` and `down` refuse them (unless
+/// `KUBE_HA_ALLOW_UNKNOWN_VARS=true`), because an ignored `KUBE_DELETE_NODE=false` turns a replica
+/// removal into a teardown; `status` only warns.
+fn unknown_vars(raw: &RawEnv, command: Command) -> Result<Vec<String>, Refusal> {
+    let notes = raw.typo_notes();
+    if notes.is_empty() || command == Command::Status || vars::KUBE_HA_ALLOW_UNKNOWN_VARS.or_default(raw)? {
+        return Ok(notes);
+    }
+    let names: Vec<&str> = raw.near_misses().iter().map(|(n, _)| n.as_str()).collect();
+    Err(Refusal::new(format!(
+        "{}; kube-ha ignores a mistyped variable, so fix the name (unset {}), or set {}=true if it belongs to another tool",
+        notes.join("; "),
+        names.join(" "),
+        vars::KUBE_HA_ALLOW_UNKNOWN_VARS.name()
+    )))
+}
+
+fn endpoint(raw: &RawEnv, sandbox_default_dir: impl FnOnce() -> PathBuf) -> Result<Endpoint, Refusal> {
+    let url = vars::KUBE_HA_COMPUTE_ENDPOINT.set(raw)?;
+    let sandbox = vars::KUBE_HA_SANDBOX.set(raw)?.unwrap_or(SandboxChoice::Off);
+    Ok(match (url, sandbox) {
+        (Some(_), SandboxChoice::DefaultDir | SandboxChoice::Dir(_)) => {
+            return Err(Refusal::new(
+                "KUBE_HA_COMPUTE_ENDPOINT and KUBE_HA_SANDBOX are both set; unset one of them",
+            ));
+        }
+        (Some(url), SandboxChoice::Off) => Endpoint::Url(url),
+        (None, SandboxChoice::Off) => Endpoint::Google,
+        (None, SandboxChoice::DefaultDir) => Endpoint::Sandbox(sandbox_default_dir()),
+        (None, SandboxChoice::Dir(dir)) => Endpoint::Sandbox(dir),
+    })
+}
+
+fn project(raw: &RawEnv, endpoint: &Endpoint) -> Result<String, Refusal> {
+    match (vars::PROJECT.set(raw)?, vars::CLOUDSDK_CORE_PROJECT.set(raw)?) {
+        (Some(p), _) | (None, Some(p)) => Ok(p),
+        (None, None) if matches!(endpoint, Endpoint::Sandbox(_)) => Ok("sandbox".to_string()),
+        (None, None) => Err(Refusal::new(
+            "no GCE project: set PROJECT (or CLOUDSDK_CORE_PROJECT, e.g. with gcloud config set project)",
+        )),
+    }
+}
+
+fn replica_name(raw: &RawEnv, names: &ClusterNames) -> Result<Option<String>, Refusal> {
+    match vars::KUBE_REPLICA_NAME.set(raw)? {
+        Some(n) if !names.is_replica(&n) => Err(Refusal::new(format!(
+            "KUBE_REPLICA_NAME={n:?} is not a replica name of this cluster; expected {m} or {m}-xyz (see kube-ha status)",
+            m = names.master_name()
+        ))),
+        other => Ok(other),
+    }
+}
+
+fn quorum_read(raw: &RawEnv) -> Result<bool, Refusal> {
+    use vars::{ENABLE_ETCD_QUORUM_READ, ENABLE_ETCD_QUORUM_READS};
+    match (ENABLE_ETCD_QUORUM_READ.set(raw)?, ENABLE_ETCD_QUORUM_READS.set(raw)?) {
+        (Some(a), Some(b)) if a != b => Err(Refusal::new(format!(
+            "ENABLE_ETCD_QUORUM_READ={a} and ENABLE_ETCD_QUORUM_READS={b} disagree; set only one of them"
+        ))),
+        (Some(a), _) | (None, Some(a)) => Ok(a),
+        (None, None) => ENABLE_ETCD_QUORUM_READ.or_default(raw),
+    }
+}
+
+fn master_overrides(raw: &RawEnv) -> Result<MasterOverrides, Refusal> {
+    use vars::*;
+    Ok(MasterOverrides {
+        machine_type: MASTER_SIZE.set(raw)?,
+        disk_type: MASTER_DISK_TYPE.set(raw)?,
+        disk_size_gb: MASTER_DISK_SIZE.set(raw)?,
+        root_disk_size_gb: MASTER_ROOT_DISK_SIZE.set(raw)?,
+        image: KUBE_GCE_MASTER_IMAGE.set(raw)?,
+        image_project: KUBE_GCE_MASTER_PROJECT.set(raw)?,
+        preemptible: PREEMPTIBLE_MASTER.set(raw)?,
+    })
 }
 
 impl MasterOverrides {
@@ -493,62 +486,6 @@ impl MasterOverrides {
             source_image,
             preemptible: self.preemptible.unwrap_or(base.preemptible),
         }
-    }
-}
-
-/// `Some(value)` when set and not blank; a set-but-blank value is refused (kube-up would have
-/// used the empty string and failed later, far from the cause).
-fn nonempty<'a>(name: &str, value: Option<&'a str>) -> Result<Option<&'a str>, Refusal> {
-    match value {
-        None => Ok(None),
-        Some(v) if v.trim().is_empty() => Err(Refusal::new(format!(
-            "{name} is set but empty; unset it or give it a value"
-        ))),
-        Some(v) => Ok(Some(v.trim())),
-    }
-}
-
-/// kube-up compared booleans with `== "true"` / `!= "false"`, so only those two words had a
-/// meaning; anything else (`yes please`, `True`) is refused rather than guessed.
-fn flag(name: &str, value: Option<&str>) -> Result<Option<bool>, Refusal> {
-    match value.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some("true") => Ok(Some(true)),
-        Some("false") => Ok(Some(false)),
-        Some(v) => Err(Refusal::new(format!(
-            "{name}={v:?} is not a boolean; set it to true or false"
-        ))),
-    }
-}
-
-fn gce_name_var(name: &str, value: Option<&str>, example: &str) -> Result<Option<String>, Refusal> {
-    match nonempty(name, value)? {
-        None => Ok(None),
-        Some(v) if names::is_gce_name(v) => Ok(Some(v.to_string())),
-        Some(v) => Err(Refusal::new(format!(
-            "{name}={v:?} is not a valid GCE name; set it to e.g. {example}"
-        ))),
-    }
-}
-
-fn project_var(name: &str, value: Option<&str>) -> Result<Option<String>, Refusal> {
-    match nonempty(name, value)? {
-        None => Ok(None),
-        Some(v) if is_project_id(v) => Ok(Some(v.to_string())),
-        Some(v) => Err(Refusal::new(format!(
-            "{name}={v:?} is not a GCE project id; set it to e.g. cos-cloud"
-        ))),
-    }
-}
-
-fn disk_size(name: &str, value: Option<&str>) -> Result<Option<u64>, Refusal> {
-    match nonempty(name, value)? {
-        None => Ok(None),
-        Some(v) => parse_disk_size_gb(v).map(Some).ok_or_else(|| {
-            Refusal::new(format!(
-                "{name}={v:?} is not a disk size; set it to a whole number of GB, e.g. 20GB"
-            ))
-        }),
     }
 }
 
@@ -613,7 +550,8 @@ pub fn is_project_id(s: &str) -> bool {
     (6..=30).contains(&s.len()) && names::is_gce_name(s)
 }
 
-fn is_dns_name(s: &str) -> bool {
+/// A DNS name: dot-separated labels of letters, digits and inner hyphens.
+pub fn is_dns_name(s: &str) -> bool {
     s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
@@ -641,7 +579,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> RawEnv {
-        RawEnv::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).expect("parse")
+        RawEnv::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
     fn resolve(pairs: &[(&str, &str)], command: Command) -> Result<Config, Refusal> {
@@ -649,22 +587,61 @@ mod tests {
         if !pairs.iter().any(|(k, _)| *k == "PROJECT") {
             all.push(("PROJECT", "my-project"));
         }
-        Config::resolve(&env(&all), command, || PathBuf::from("/tmp/sandbox"))
+        Config::resolve(&env(&all), command, Flags::default(), || PathBuf::from("/tmp/sandbox"))
     }
 
     #[test]
-    fn raw_env_fields_are_exactly_the_table() {
-        let value = serde_json::to_value(RawEnv::default()).expect("serialize");
-        let mut fields: Vec<String> = value
-            .as_object()
-            .expect("object")
-            .keys()
-            .map(|k| k.to_uppercase())
-            .collect();
-        let mut table: Vec<String> = vars::ENV_VARS.iter().map(|v| v.name.to_string()).collect();
-        fields.sort();
-        table.sort();
-        assert_eq!(fields, table);
+    fn only_the_tables_variables_are_read_and_their_typos_are_kept() {
+        let raw = env(&[
+            ("KUBE_GCE_ZONE", "europe-west1-b"),
+            ("PATH", "/bin"),
+            ("KUBE_GCE_ZOEN", "x"),
+        ]);
+        assert_eq!(raw.get("KUBE_GCE_ZONE"), Some("europe-west1-b"));
+        assert_eq!(raw.get("PATH"), None);
+        assert_eq!(raw.near_misses(), [("KUBE_GCE_ZOEN".to_string(), "KUBE_GCE_ZONE")]);
+    }
+
+    #[test]
+    fn a_variable_one_edit_from_a_known_one_refuses_up_and_down_and_only_warns_status() {
+        let typo = [("KUBE_DELETE_NODE", "false")];
+        for command in [Command::Up, Command::Down] {
+            let err = resolve(&typo, command).expect_err("refused").to_string();
+            assert!(err.contains("did you mean KUBE_DELETE_NODES?"), "{err}");
+            assert!(err.contains("KUBE_HA_ALLOW_UNKNOWN_VARS=true"), "{err}");
+        }
+        let c = resolve(&typo, Command::Status).expect("status proceeds");
+        assert!(c.warnings.iter().any(|w| w.contains("did you mean KUBE_DELETE_NODES")));
+        let c = resolve(&[typo[0], ("KUBE_HA_ALLOW_UNKNOWN_VARS", "true")], Command::Down).expect("override");
+        assert!(c.delete_nodes && !c.delete_nodes_set, "the typo is not read");
+        assert!(c.warnings.iter().any(|w| w.contains("did you mean KUBE_DELETE_NODES")));
+    }
+
+    #[test]
+    fn a_failpoint_must_name_a_step_kind() {
+        let c = resolve(&[("KUBE_HA_FAILPOINT", "after:create_replica_vm")], Command::Up).expect("ok");
+        assert_eq!(c.failpoint, Some(Failpoint::After(StepKind::CreateReplicaVm)));
+        let c = resolve(&[("KUBE_HA_FAILPOINT", "repeat")], Command::Up).expect("ok");
+        assert_eq!(c.failpoint, Some(Failpoint::Repeat));
+        for bad in ["after:create_vmm", "during:create_replica_vm", "kill"] {
+            let err = resolve(&[("KUBE_HA_FAILPOINT", bad)], Command::Up)
+                .expect_err(bad)
+                .to_string();
+            assert!(err.starts_with("KUBE_HA_FAILPOINT="), "{err}");
+            assert!(err.contains("create_replica_vm") || err.contains("before:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_their_environment_twins() {
+        let raw = env(&[("PROJECT", "my-project"), ("KUBE_HA_OUTPUT", "json")]);
+        let flags = Flags {
+            dry_run: true,
+            output: Some(OutputFormat::Text),
+        };
+        let c = Config::resolve(&raw, Command::Up, flags, || PathBuf::from("/s")).expect("ok");
+        assert!(c.dry_run);
+        assert_eq!(c.output, OutputFormat::Text);
     }
 
     #[test]
@@ -771,16 +748,15 @@ mod tests {
 
     #[test]
     fn missing_project_is_refused_unless_sandboxed() {
-        let err = Config::resolve(&env(&[]), Command::Up, || PathBuf::from("/s")).expect_err("no project");
+        let resolve = |pairs: &[(&str, &str)]| {
+            Config::resolve(&env(pairs), Command::Up, Flags::default(), || PathBuf::from("/s"))
+        };
+        let err = resolve(&[]).expect_err("no project");
         assert!(err.to_string().contains("PROJECT"));
-        let c =
-            Config::resolve(&env(&[("KUBE_HA_SANDBOX", "1")]), Command::Up, || PathBuf::from("/s")).expect("sandbox");
+        let c = resolve(&[("KUBE_HA_SANDBOX", "1")]).expect("sandbox");
         assert_eq!(c.project, "sandbox");
         assert_eq!(c.endpoint, Endpoint::Sandbox(PathBuf::from("/s")));
-        let c = Config::resolve(&env(&[("CLOUDSDK_CORE_PROJECT", "gcloud-proj")]), Command::Up, || {
-            PathBuf::from("/s")
-        })
-        .expect("gcloud");
+        let c = resolve(&[("CLOUDSDK_CORE_PROJECT", "gcloud-proj")]).expect("gcloud");
         assert_eq!(c.project, "gcloud-proj");
     }
 
@@ -833,14 +809,5 @@ mod tests {
         assert_eq!(service_ip("10.0.0.0/16"), Some(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(service_ip("10.96.5.7/12"), Some(Ipv4Addr::new(10, 96, 0, 1)));
         assert_eq!(service_ip("10.0.0.0/31"), None);
-    }
-
-    #[test]
-    fn typo_warning_names_the_known_variable() {
-        let w = typo_warnings(["KUBE_GCE_ZOEN", "PATH", "KUBE_GCE_ZONE"]);
-        assert_eq!(
-            w,
-            vec!["KUBE_GCE_ZOEN is not a kube-ha variable; did you mean KUBE_GCE_ZONE?".to_string()]
-        );
     }
 }

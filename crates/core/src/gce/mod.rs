@@ -296,6 +296,21 @@ impl Gce {
         Ok(z.map(|z| z.region.as_deref().map(last_segment).unwrap_or_default().to_string()))
     }
 
+    /// Every zone of the project's catalogue, with its region.
+    pub async fn zones(&self) -> Result<Vec<(String, String)>, GceError> {
+        let what = "list zones";
+        let mut pages = self.zones.list().set_project(&self.project).by_page();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| GceError::from_client(what, e))?;
+            out.extend(page.items.into_iter().filter_map(|z| {
+                let region = last_segment(z.region.as_deref()?).to_string();
+                Some((z.name?, region))
+            }));
+        }
+        Ok(out)
+    }
+
     // ---- reads ----
 
     /// Every instance of the project, across zones.
@@ -334,6 +349,18 @@ impl Gce {
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             out.extend(page.map_err(|e| GceError::from_client(&what, e))?.items);
+        }
+        Ok(out)
+    }
+
+    /// Every address of the project, across regions.
+    pub async fn all_addresses(&self) -> Result<Vec<model::Address>, GceError> {
+        let what = "list addresses (aggregated)";
+        let mut pages = self.addresses.aggregated_list().set_project(&self.project).by_page();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| GceError::from_client(what, e))?;
+            out.extend(page.items.into_values().flat_map(|scoped| scoped.addresses));
         }
         Ok(out)
     }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use google_cloud_compute_v1::model;
 
-use crate::config::{Config, MasterSettings};
+use crate::config::{Config, Failpoint, MasterSettings};
+use crate::error::Interrupted;
 use crate::etcd::{EtcdClient, EtcdError, Member};
 use crate::gce::{Gce, Outcome, bodies, created, deleted, last_segment};
 use crate::names::{self, EtcdCluster};
@@ -21,6 +22,7 @@ use crate::pki::{self, ClusterCas, ReplicaIdentity};
 use crate::plan::{ApiVia, ExternalIp, FirewallKind, Plan, Step};
 
 use super::cluster::{ClusterEnv, ClusterSecrets, first_master_metadata, initial_cluster, replica_metadata};
+use super::interrupt::Interrupt;
 use super::progress::Progress;
 use super::{api, kubeconfig};
 
@@ -57,11 +59,15 @@ pub struct Executor<'a> {
     etcd: Option<EtcdClient>,
     /// Internal IPs of replicas whose etcd can be asked, by replica name.
     replica_ips: BTreeMap<String, Ipv4Addr>,
-    failpoint: Option<String>,
+    /// SIGINT/SIGTERM received: stop at the next step boundary (or poll of a wait).
+    interrupt: Interrupt,
+    /// The step being run, as `step i/n (…)`, for the interruption message.
+    current: Option<String>,
 }
 
 impl<'a> Executor<'a> {
     /// An executor for one command.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: &'a Config,
         gce: &'a Gce,
@@ -70,6 +76,7 @@ impl<'a> Executor<'a> {
         started: Instant,
         secrets: Option<ClusterSecrets>,
         replica_ips: BTreeMap<String, Ipv4Addr>,
+        interrupt: Interrupt,
     ) -> Self {
         Executor {
             cfg,
@@ -81,8 +88,15 @@ impl<'a> Executor<'a> {
             secrets,
             etcd: None,
             replica_ips,
-            failpoint: std::env::var("KUBE_HA_FAILPOINT").ok().filter(|s| !s.is_empty()),
+            interrupt,
+            current: None,
         }
+    }
+
+    /// Stop here if a signal came in; the step in flight is not abandoned half-way, because
+    /// this is only called between steps and between polls of a wait.
+    fn stop_if_interrupted(&self) -> Result<(), Interrupted> {
+        self.interrupt.check(|| self.current.clone())
     }
 
     /// Give the rollback the rest of the overall deadline.
@@ -92,8 +106,11 @@ impl<'a> Executor<'a> {
 
     /// Run every step of `plan`.
     pub async fn run(&mut self, plan: &Plan) -> Result<()> {
+        let total = plan.steps.len();
         for (i, step) in plan.steps.iter().enumerate() {
-            self.failpoint("before", step);
+            self.current = Some(format!("step {}/{total} ({step})", i + 1));
+            self.stop_if_interrupted()?;
+            self.failpoint(Failpoint::Before(step.kind()), step);
             if Instant::now() > self.deadline {
                 bail!(
                     "KUBE_HA_TIMEOUT ({}s) reached before step {}: {step}; rerun to resume",
@@ -108,7 +125,7 @@ impl<'a> Executor<'a> {
                 .await
                 .with_context(|| format!("step {} ({step})", i + 1))?;
             self.progress.done(started, outcome == Outcome::AlreadyDone);
-            if self.failpoint.as_deref() == Some("repeat") {
+            if self.cfg.failpoint == Some(Failpoint::Repeat) {
                 // Steno's test mode: every step (and every undo) runs twice; the second run must
                 // find its work done.
                 let again = self
@@ -123,16 +140,17 @@ impl<'a> Executor<'a> {
                 }
                 self.progress.say("      repeated: nothing left to do");
             }
-            self.failpoint("after", step);
+            self.failpoint(Failpoint::After(step.kind()), step);
         }
+        self.current = None;
         Ok(())
     }
 
     /// `KUBE_HA_FAILPOINT=before:<step kind>` or `after:<step kind>`: die by SIGKILL there, as
     /// an operator's `kill -9` or a lost machine would (etcd's gofail, for crash tests).
-    fn failpoint(&self, when: &str, step: &Step) {
-        if self.failpoint.as_deref() == Some(&format!("{when}:{}", step.kind())) {
-            eprintln!("failpoint {when}:{}: killing myself", step.kind());
+    fn failpoint(&self, here: Failpoint, step: &Step) {
+        if self.cfg.failpoint == Some(here) {
+            eprintln!("failpoint {here:?} at {step}: killing myself");
             // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
             unsafe {
                 libc::kill(libc::getpid(), libc::SIGKILL);
@@ -216,16 +234,19 @@ impl<'a> Executor<'a> {
                 self.wait_api(replica, via).await?;
                 Outcome::Changed
             }
-            Step::WriteKubeconfig { path } => {
+            Step::WriteKubeconfig { path, context } => {
                 let ip = self.static_ip().await?;
                 let cas = self.secrets().await?.cas.clone();
                 let admin = pki::issue_admin_client(&cas, time::OffsetDateTime::now_utc())?;
-                let context = format!("{project}_{}", self.cfg.names.master_name());
-                kubeconfig::write(
-                    std::path::Path::new(path),
-                    &kubeconfig::render(&context, ip, &cas.cluster.cert_pem, &admin),
-                )?;
+                kubeconfig::merge(std::path::Path::new(path), context, ip, &cas.cluster.cert_pem, &admin)?;
                 Outcome::Changed
+            }
+            Step::RemoveKubeconfigEntries { path, context } => {
+                if kubeconfig::remove(std::path::Path::new(path), context)? {
+                    Outcome::Changed
+                } else {
+                    Outcome::AlreadyDone
+                }
             }
             Step::CreateTargetPool {
                 name,
@@ -433,7 +454,7 @@ impl<'a> Executor<'a> {
             replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica, internal))
         };
 
-        let cluster_name = self.cfg.names.master_name().trim_end_matches("-master").to_string();
+        let cluster_name = self.cfg.names.prefix().to_string();
         let inst = bodies::replica_instance(&bodies::ReplicaVm {
             project: self.gce.project(),
             zone,
@@ -455,8 +476,13 @@ impl<'a> Executor<'a> {
         Ok(outcome)
     }
 
-    /// Past the boot deadline a new replica is given up on (and its add rolled back).
+    /// Past the boot deadline a new replica is given up on (and its add rolled back); a signal
+    /// stops the wait too (nothing is half-done while waiting).
     fn give_up_after_boot_deadline(&self, replica: &str, started: Instant, reason: &str) -> Result<()> {
+        if let Err(i) = self.stop_if_interrupted() {
+            self.progress.end_wait();
+            return Err(i.into());
+        }
         if Instant::now() > self.boot_deadline {
             self.progress.end_wait();
             let reason = reason.to_string();

@@ -1,31 +1,43 @@
 //! The operations: `up`, `down` and `status`, the only code that reaches GCE and etcd.
 //!
-//! Each is observe → plan → act: read the world into a snapshot, compute a plan with the pure
-//! planners (a refusal there has made no mutating call), take the lock with the fingerprint of
-//! what was observed (a concurrent writer makes us observe again), run the steps, release the
-//! lock. A run that dies leaves its intent in the lock record; the next run of the same command
-//! observes the partial work and finishes it.
+//! Each is observe → plan → act: probe the endpoint (a refusal in seconds when nothing answers),
+//! read the world into a snapshot, compute a plan with the pure planners (a refusal there has
+//! made no mutating call), take the lock with the fingerprint of what was observed (a concurrent
+//! writer makes us observe again), run the steps, release the lock.
+//!
+//! # Guarantees
+//! - A run that dies leaves its intent in the lock record; the next run of the same command
+//!   observes the partial work and finishes it.
+//! - A run stopped by SIGINT or SIGTERM stops at a step boundary and hands its lock over (intent
+//!   kept, free at once for any host); so does a run that fails while acting.
+//! - Every warning is said once; `--dry-run` prints exactly the plan the real run would make.
 
 pub mod api;
 pub mod cluster;
 pub mod execute;
+pub mod interrupt;
 pub mod kubeconfig;
 pub mod lock;
 pub mod observe;
 pub mod progress;
+pub mod reach;
 pub mod status;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use serde_json::json;
 
-use crate::config::{Config, Endpoint, OutputFormat};
+use crate::config::{Command, Config, Endpoint, OutputFormat};
+use crate::error::{Interrupted, Refusal};
 use crate::gce::Gce;
 use crate::plan::lock::{Intent, LockState};
 use crate::plan::{self, Plan, Snapshot};
 
 use execute::{Executor, NeverHealthy, etcd_client};
+use interrupt::{Interrupt, signal_name};
+use lock::{Acquired, Locker};
 use observe::{ETCD_OBSERVE_TIMEOUT, Observed, observe_etcd, observe_gce};
 use progress::Progress;
 
@@ -35,9 +47,11 @@ const LOCK_ATTEMPTS: usize = 3;
 /// Certificates closer than this to expiry are warned about by `up`.
 const CERT_WARN: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// Connect to the Compute API the config names. A sandbox endpoint is resolved to its URL by the
-/// caller (the binary starts the sandbox; this library does not know how).
+/// Connect to the Compute API the config names, after one quick probe that it answers (with
+/// credentials, for real GCE). A sandbox endpoint is resolved to its URL by the caller (the
+/// binary starts the sandbox; this library does not know how).
 pub async fn connect(cfg: &Config) -> Result<Gce> {
+    reach::probe(cfg).await?;
     let endpoint = match &cfg.endpoint {
         Endpoint::Google => None,
         Endpoint::Url(u) => Some(u.clone()),
@@ -62,28 +76,29 @@ pub async fn observe(cfg: &Config, gce: &Gce) -> Result<(Snapshot, Observed)> {
     Ok((snapshot, observed))
 }
 
-fn print_warnings(cfg: &Config, progress: &Progress) {
-    for w in &cfg.warnings {
-        progress.say(&format!("warning: {w}"));
-    }
-}
-
-/// Print a plan: to stdout for `--dry-run`, as JSON or text.
-fn print_plan(cfg: &Config, plan: &Plan, command: &str) {
-    match cfg.output {
-        OutputFormat::Json => {
-            println!("{}", json!({"command": command, "dry_run": true, "plan": plan}));
-        }
-        OutputFormat::Text => print!("{}", plan.render()),
-    }
-}
-
-fn print_result(cfg: &Config, command: &str, plan: &Plan, result: &str, details: serde_json::Value) {
+/// Print a plan on stdout for `--dry-run`, as JSON or text; the plan's notes are printed there
+/// and only there.
+fn print_plan(cfg: &Config, plan: &Plan, command: Command) {
     match cfg.output {
         OutputFormat::Json => {
             println!(
                 "{}",
-                json!({"command": command, "result": result, "plan": plan, "details": details})
+                json!({"command": command.to_string(), "dry_run": true, "warnings": cfg.warnings, "plan": plan})
+            );
+        }
+        OutputFormat::Text => {
+            print!("{}", plan.render());
+            println!("dry run: nothing was changed");
+        }
+    }
+}
+
+fn print_result(cfg: &Config, command: Command, plan: &Plan, result: &str, details: serde_json::Value) {
+    match cfg.output {
+        OutputFormat::Json => {
+            println!(
+                "{}",
+                json!({"command": command.to_string(), "result": result, "plan": plan, "details": details})
             );
         }
         OutputFormat::Text => {
@@ -100,138 +115,135 @@ fn print_result(cfg: &Config, command: &str, plan: &Plan, result: &str, details:
     }
 }
 
-/// Warn about certificates that expire within 30 days (SPEC §3).
-fn warn_expiring(observed: &Observed, progress: &Progress) {
+/// Warnings about certificates that expire within 30 days (SPEC §3).
+fn expiring(observed: &Observed) -> Vec<String> {
     let soon = time::OffsetDateTime::now_utc() + CERT_WARN;
-    for cert in status::certificates(&observed.instances) {
-        if let Some(at) = cert.not_after.filter(|t| *t < soon) {
-            progress.say(&format!(
+    status::certificates(&observed.instances)
+        .into_iter()
+        .filter_map(|cert| {
+            let at = cert.not_after.filter(|t| *t < soon)?;
+            Some(format!(
                 "warning: {} certificate {} of {} expires {at}",
                 cert.kind, cert.key, cert.replica
-            ));
-        }
-    }
-}
-
-/// The command an op runs: which planner, and how it reports.
-enum Command {
-    Up,
-    Down,
-}
-
-/// `kube-ha up`: the top-level entry point of the first master and of adding a replica.
-pub async fn up(cfg: &Config) -> Result<()> {
-    act(cfg, Command::Up).await
-}
-
-/// `kube-ha down`: the top-level entry point of removing a replica and of teardown.
-pub async fn down(cfg: &Config) -> Result<()> {
-    act(cfg, Command::Down).await
-}
-
-fn suffix_candidates() -> Vec<String> {
-    use rand::Rng as _;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..16)
-        .map(|_| {
-            (0..crate::names::REPLICA_SUFFIX_LEN)
-                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-                .collect()
+            ))
         })
         .collect()
 }
 
-fn make_plan(cfg: &Config, command: &Command, s: &Snapshot) -> Result<Plan, crate::error::Refusal> {
-    match command {
-        Command::Up if cfg.replicate => plan::plan_add(
-            s,
-            &plan::AddRequest {
-                names: cfg.names.clone(),
-                zone: cfg.zone.clone(),
-                region: cfg.region.clone(),
-                overrides: cfg.master.clone(),
-                fallback_settings: cfg.first_master_settings(),
-                suffix_candidates: suffix_candidates(),
-            },
-        ),
-        Command::Up => plan::plan_first(
-            s,
-            &plan::FirstRequest {
-                names: cfg.names.clone(),
-                zone: cfg.zone.clone(),
-                region: cfg.region.clone(),
-                settings: cfg.first_master_settings(),
-                kubeconfig: cfg.kubeconfig.display().to_string(),
-            },
-        ),
-        Command::Down if cfg.delete_nodes => plan::plan_teardown(
-            s,
-            &plan::TeardownRequest {
-                names: cfg.names.clone(),
-                region: cfg.region.clone(),
-            },
-        ),
-        Command::Down => plan::plan_remove(
-            s,
-            &plan::RemoveRequest {
-                names: cfg.names.clone(),
-                zone: cfg.zone.clone(),
-                region: cfg.region.clone(),
-                replica_name: cfg.replica_name.clone(),
-            },
-        ),
+/// `kube-ha up`: the top-level entry point of the first master and of adding a replica.
+pub async fn up(cfg: &Config, interrupt: &Interrupt) -> Result<()> {
+    act(cfg, Command::Up, interrupt).await
+}
+
+/// `kube-ha down`: the top-level entry point of removing a replica and of teardown.
+pub async fn down(cfg: &Config, interrupt: &Interrupt) -> Result<()> {
+    act(cfg, Command::Down, interrupt).await
+}
+
+/// A refusal computed from a world another operation is changing must not suggest undoing that
+/// operation: two concurrent `up`s can observe each other's learner before its lock (observing
+/// reads the lock first, etcd last). So a refusal is checked against the lock as it is now, and
+/// if another operation holds it, that is the refusal.
+async fn refusal_against_current_lock(
+    cfg: &Config,
+    command: Command,
+    gce: &Gce,
+    locker: &Locker,
+    mut snapshot: Snapshot,
+    refusal: Refusal,
+) -> Refusal {
+    if snapshot.lock.live().is_some() {
+        return refusal;
+    }
+    let Ok(state) = gce
+        .project_metadata()
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|m| locker.state(&m))
+    else {
+        return refusal;
+    };
+    if !matches!(state, LockState::Held { .. }) || state.live().is_none() {
+        return refusal;
+    }
+    snapshot.lock = state;
+    plan::plan_command(cfg, command, &snapshot).err().unwrap_or(refusal)
+}
+
+/// Prints each line once (a re-observation after a lost lock race plans again).
+struct Once<'a> {
+    progress: &'a Progress,
+    said: BTreeSet<String>,
+}
+
+impl Once<'_> {
+    fn say(&mut self, line: String) {
+        if self.said.insert(line.clone()) {
+            self.progress.say(&line);
+        }
     }
 }
 
-async fn act(cfg: &Config, command: Command) -> Result<()> {
-    let name = match command {
-        Command::Up => "up",
-        Command::Down => "down",
-    };
+async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()> {
     let started = Instant::now();
     let quiet = Progress::quiet();
     let gce = connect(cfg).await?;
-    let key = cfg.names.lock_key();
+    let locker = Locker::new(cfg);
+    let loud = Progress::new(0);
+    let json_dry_run = cfg.output == OutputFormat::Json && cfg.dry_run;
+    let mut once = Once {
+        progress: if json_dry_run { &quiet } else { &loud },
+        said: BTreeSet::new(),
+    };
+    for w in &cfg.warnings {
+        once.say(format!("warning: {w}"));
+    }
     for _ in 0..LOCK_ATTEMPTS {
         let (snapshot, observed) = observe(cfg, &gce).await?;
-        let plan = make_plan(cfg, &command, &snapshot)?;
-        let progress = Progress::new(plan.steps.len());
-        let progress = if cfg.output == OutputFormat::Json && cfg.dry_run {
-            &quiet
-        } else {
-            &progress
+        let mut plan = match plan::plan_command(cfg, command, &snapshot) {
+            Ok(p) => p,
+            Err(r) => {
+                return Err(refusal_against_current_lock(cfg, command, &gce, &locker, snapshot, r)
+                    .await
+                    .into());
+            }
         };
-        print_warnings(cfg, progress);
-        if matches!(command, Command::Up) {
-            warn_expiring(&observed, progress);
+        if command == Command::Up {
+            plan.notes.extend(expiring(&observed));
+        }
+        interrupt.check(|| None)?;
+        if cfg.dry_run {
+            print_plan(cfg, &plan, command);
+            return Ok(());
         }
         for note in &plan.notes {
-            progress.say(&plan::note_line(note));
-        }
-        if cfg.dry_run {
-            print_plan(cfg, &plan, name);
-            return Ok(());
+            once.say(plan::note_line(note));
         }
         if plan.is_empty() {
             if snapshot.lock.interrupted().is_some() {
                 // The interrupted run had finished its work but not released the lock.
-                match lock::acquire(&gce, &observed.project_metadata, &key, &plan.intent, cfg.timeout).await? {
-                    lock::Acquired::Yes => lock::release(&gce, &key).await?,
-                    lock::Acquired::Raced => continue,
+                match locker.acquire(&gce, &observed.project_metadata, &plan.intent).await? {
+                    Acquired::Yes => locker.release(&gce).await?,
+                    Acquired::Raced => continue,
                 }
             }
-            print_result(cfg, name, &plan, "nothing to do", json!({}));
+            print_result(cfg, command, &plan, "nothing to do", json!({}));
             return Ok(());
         }
-        match lock::acquire(&gce, &observed.project_metadata, &key, &plan.intent, cfg.timeout).await? {
-            lock::Acquired::Raced => continue,
-            lock::Acquired::Yes => {}
+        match locker.acquire(&gce, &observed.project_metadata, &plan.intent).await? {
+            Acquired::Raced => continue,
+            Acquired::Yes => {}
         }
+        let progress = Progress::new(plan.steps.len());
         if let LockState::Held { record, staleness } = &snapshot.lock {
+            let why = record
+                .handed_over
+                .as_deref()
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default();
             progress.say(&format!(
-                "took over the lock of an interrupted run ({}, {}, {:?}); resuming",
-                record.intent, record.owner, staleness
+                "took over the lock of an interrupted run ({}, {}; {staleness}{why}); resuming",
+                record.intent, record.owner
             ));
         }
         progress.say(&format!("{}: {} step(s)", plan.intent, plan.steps.len()));
@@ -244,33 +256,37 @@ async fn act(cfg: &Config, command: Command) -> Result<()> {
         let mut exec = Executor::new(
             cfg,
             &gce,
-            progress,
+            &progress,
             region.clone(),
             started,
             observed.secrets.clone(),
             replica_ips,
+            interrupt.clone(),
         );
         return match exec.run(&plan).await {
             Ok(()) => {
-                lock::release(&gce, &key).await?;
+                locker.release(&gce).await?;
                 let details = summary(cfg, &gce, &plan).await;
-                print_result(cfg, name, &plan, "done", details);
+                print_result(cfg, command, &plan, "done", details);
                 Ok(())
             }
             Err(e) => match (e.downcast_ref::<NeverHealthy>(), &plan.intent) {
+                _ if e.downcast_ref::<Interrupted>().is_some() => {
+                    Err(hand_over_interrupted(&gce, &locker, &progress, e).await)
+                }
                 (Some(never), Intent::AddReplica { replica, zone, .. }) => {
                     let reason = never.to_string();
                     progress.say(&format!("{reason}; rolling back"));
-                    rollback_add(cfg, &gce, &mut exec, &region, replica, zone).await?;
+                    rollback_add(cfg, &gce, &locker, &mut exec, &region, replica, zone).await?;
                     Err(anyhow!(
                         "{reason}; rolled back, the cluster is as it was before this up"
                     ))
                 }
                 _ => {
-                    if let Err(h) = lock::hand_over(&gce, &key).await {
+                    if let Err(h) = locker.hand_over(&gce, "failed while acting").await {
                         progress.say(&format!("warning: could not hand the lock over: {h:#}"));
                     }
-                    Err(e.context(format!("{name} stopped; rerun the same command to resume")))
+                    Err(e.context(format!("{command} stopped; rerun the same command to resume")))
                 }
             },
         };
@@ -278,37 +294,59 @@ async fn act(cfg: &Config, command: Command) -> Result<()> {
     Err(anyhow!("project metadata kept changing while taking the lock; rerun"))
 }
 
+/// Hand the lock over after SIGINT/SIGTERM (intent kept, anyone may resume at once) and return
+/// the interruption, which becomes exit 130/143.
+async fn hand_over_interrupted(gce: &Gce, locker: &Locker, progress: &Progress, e: anyhow::Error) -> anyhow::Error {
+    let Some(i) = e.downcast_ref::<Interrupted>().cloned() else {
+        return e;
+    };
+    let why = format!(
+        "{} by {}",
+        i.to_string().split(';').next().unwrap_or("interrupted"),
+        signal_name(i.signal)
+    );
+    match locker.hand_over(gce, &why).await {
+        Ok(()) => progress.say("handed the lock over: any host may resume at once"),
+        Err(h) => progress.say(&format!("warning: could not hand the lock over: {h:#}")),
+    }
+    anyhow::Error::new(i)
+}
+
 /// Undo an add whose replica never became healthy; the intent says "rolling back" so an
 /// interrupted undo is finished by the next run.
 async fn rollback_add(
     cfg: &Config,
     gce: &Gce,
+    locker: &Locker,
     exec: &mut Executor<'_>,
     region: &str,
     replica: &str,
     zone: &str,
 ) -> Result<()> {
-    let key = cfg.names.lock_key();
     let intent = Intent::AddReplica {
         replica: replica.to_string(),
         zone: zone.to_string(),
         rolling_back: true,
     };
-    lock::set_intent(gce, &key, &intent).await?;
+    locker.set_intent(gce, &intent).await?;
     let (snapshot, _) = observe(cfg, gce).await?;
-    let plan = plan::plan_rollback_add(&snapshot, &cfg.names, region, replica);
+    let plan = plan::plan_rollback_add(&snapshot, &cfg.names, region, replica, zone);
     exec.extend_boot_deadline();
     if let Err(e) = exec.run(&plan).await {
-        let _ = lock::hand_over(gce, &key).await;
+        if e.downcast_ref::<Interrupted>().is_some() {
+            return Err(hand_over_interrupted(gce, locker, &Progress::new(0), e).await);
+        }
+        let _ = locker.hand_over(gce, "the rollback failed").await;
         return Err(e.context("the rollback stopped; rerun the same command to finish it"));
     }
-    lock::release(gce, &key).await
+    locker.release(gce).await
 }
 
 /// What to tell the operator after a successful run.
 async fn summary(cfg: &Config, gce: &Gce, plan: &Plan) -> serde_json::Value {
-    let Ok((snapshot, _)) = observe_gce(gce, cfg).await else {
-        return json!({});
+    let snapshot = match observe_gce(gce, cfg).await {
+        Ok((snapshot, _)) => snapshot,
+        Err(e) => return json!({ "summary": format!("unavailable: {e:#}") }),
     };
     let mut d = serde_json::Map::new();
     d.insert("cluster".into(), json!(cfg.names.master_name()));
@@ -355,14 +393,15 @@ async fn summary(cfg: &Config, gce: &Gce, plan: &Plan) -> serde_json::Value {
     serde_json::Value::Object(d)
 }
 
-/// `kube-ha status`: the top-level entry point of reporting.
+/// `kube-ha status`: the top-level entry point of reporting. Exit 0 healthy; 1 degraded, quorum
+/// lost, locked or with leftovers (the verdict is on stdout); 2 when there is no cluster.
 pub async fn status(cfg: &Config) -> Result<()> {
     let gce = connect(cfg).await?;
     let (snapshot, observed) = observe(cfg, &gce).await.context("cannot observe the cluster")?;
-    let report = status::Report::new(cfg, &snapshot, &observed);
+    let report = status::Report::new(cfg, &snapshot, &observed)?;
     match cfg.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Text => print!("{}", report.render()),
     }
-    Ok(())
+    report.outcome()
 }

@@ -1,12 +1,17 @@
 //! Observe: read the world into one [`Snapshot`] (GCE resources, the lock, both etcd member lists
 //! with each member's own health, the local kubeconfig). Reads only: observing never changes
 //! anything, which is what lets a refusal promise zero mutating calls.
+//!
+//! Everything of the cluster is found wherever it is: instances, disks and addresses by
+//! aggregated lists across zones and regions, so the region comes from the cluster's own
+//! resources (never from `KUBE_GCE_ZONE`'s default) and `status` sees every leftover.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use base64::Engine as _;
 use futures_util::future::join_all;
 use google_cloud_compute_v1::model;
 
@@ -18,7 +23,7 @@ use crate::plan::Snapshot;
 use crate::plan::snapshot::{AddressObs, ClusterObs, DiskObs, MemberHealth, PoolObs, ReplicaVm, RuleObs};
 
 use super::cluster::ClusterSecrets;
-use super::lock::lock_state;
+use super::lock::Locker;
 
 /// How long one etcd read may take while observing (a dead member must not stall a refusal).
 pub const ETCD_OBSERVE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -57,21 +62,21 @@ fn replica_vm(i: &model::Instance, disks: &[model::Disk], names: &ClusterNames) 
         .map(last_segment)
         .unwrap_or(&name)
         .to_string();
-    let settings = match (
-        disk(&boot_name),
-        disk(&names.data_disk(&name)),
-        i.machine_type.as_deref(),
-    ) {
-        (Some(boot), Some(data), Some(mt)) => Some(MasterSettings {
-            machine_type: last_segment(mt).to_string(),
-            disk_type: data.r#type.as_deref().map(last_segment).unwrap_or("pd-ssd").to_string(),
-            disk_size_gb: data.size_gb.unwrap_or(20).max(1) as u64,
-            root_disk_size_gb: boot.size_gb.unwrap_or(20).max(1) as u64,
-            source_image: boot.source_image.clone().unwrap_or_default(),
+    // Every setting read back, or none: a replica must not copy a value GCE did not report
+    // (the planner then says it uses the defaults).
+    let size = |gb: Option<i64>| gb.and_then(|g| u64::try_from(g).ok()).filter(|g| *g > 0);
+    let settings = (|| {
+        let (boot, data) = (disk(&boot_name)?, disk(&names.data_disk(&name))?);
+        Some(MasterSettings {
+            machine_type: last_segment(i.machine_type.as_deref()?).to_string(),
+            disk_type: last_segment(data.r#type.as_deref()?).to_string(),
+            disk_size_gb: size(data.size_gb)?,
+            root_disk_size_gb: size(boot.size_gb)?,
+            source_image: boot.source_image.clone().filter(|s| !s.is_empty())?,
+            // GCE omits `preemptible` when false.
             preemptible: i.scheduling.as_ref().and_then(|s| s.preemptible).unwrap_or(false),
-        }),
-        _ => None,
-    };
+        })
+    })();
     ReplicaVm {
         name,
         zone,
@@ -93,11 +98,12 @@ fn replica_vm(i: &model::Instance, disks: &[model::Disk], names: &ClusterNames) 
 /// Read GCE (and the kubeconfig); etcd is read separately by [`observe_etcd`].
 pub async fn observe_gce(gce: &Gce, cfg: &Config) -> Result<(Snapshot, Observed)> {
     let names = &cfg.names;
-    let (metadata, instances, disks, zone) = tokio::try_join!(
+    let (metadata, instances, disks, addresses, zones) = tokio::try_join!(
         gce.project_metadata(),
         gce.all_instances(),
         gce.all_disks(),
-        gce.zone_region(&cfg.zone)
+        gce.all_addresses(),
+        gce.zones(),
     )
     .context("cannot read the project")?;
     let mut instances: Vec<model::Instance> = instances
@@ -123,32 +129,26 @@ pub async fn observe_gce(gce: &Gce, cfg: &Config) -> Result<(Snapshot, Observed)
     let mut snapshot = Snapshot {
         replicas,
         disks: cluster_disks,
+        zones: zones.into_iter().collect(),
+        name_seed: metadata
+            .fingerprint
+            .as_ref()
+            .map(|f| base64::engine::general_purpose::STANDARD.encode(f))
+            .unwrap_or_default(),
         ..Default::default()
     };
-    let region = snapshot.cluster_region().unwrap_or_else(|| cfg.region.clone());
-    let (fw_https, fw_etcd) = (names.firewall_https(), names.firewall_etcd());
-    // A region that does not exist (a zone unknown to the catalogue) simply holds nothing.
-    let addresses = async {
-        match gce.addresses(&region).await {
-            Err(e) if e.is_not_found() => Ok(Vec::new()),
-            other => other,
-        }
-    };
-    let (addresses, https, etcd_fw, pool, rule) = tokio::try_join!(
-        addresses,
-        gce.firewall(&fw_https),
-        gce.firewall(&fw_etcd),
-        gce.target_pool(&region, names.target_pool()),
-        gce.forwarding_rule(&region, names.forwarding_rule()),
-    )
-    .context("cannot read the project")?;
     for a in &addresses {
-        let (Some(name), Some(ip)) = (a.name.as_deref(), ipv4(a.address.as_deref())) else {
+        let (Some(name), Some(ip), Some(region)) = (
+            a.name.as_deref(),
+            ipv4(a.address.as_deref()),
+            a.region.as_deref().map(last_segment),
+        ) else {
             continue;
         };
         let in_use = a.status.as_ref().and_then(|s| s.name()) == Some("IN_USE");
         let obs = AddressObs {
             name: name.to_string(),
+            region: region.to_string(),
             ip,
             in_use,
         };
@@ -158,6 +158,20 @@ pub async fn observe_gce(gce: &Gce, cfg: &Config) -> Result<(Snapshot, Observed)
             snapshot.internal_ips.insert(replica, obs);
         }
     }
+    snapshot.lock = Locker::new(cfg).state(&metadata)?;
+    snapshot.zone_known = snapshot.zones.get(&cfg.zone) == Some(&cfg.region);
+
+    // The load balancer lives in the cluster's region, which its resources tell; without any,
+    // the region asked for is the only place a half-made one could be.
+    let region = snapshot.cluster_region().unwrap_or_else(|| cfg.region.clone());
+    let (fw_https, fw_etcd) = (names.firewall_https(), names.firewall_etcd());
+    let (https, etcd_fw, pool, rule) = tokio::try_join!(
+        gce.firewall(&fw_https),
+        gce.firewall(&fw_etcd),
+        gce.target_pool(&region, names.target_pool()),
+        gce.forwarding_rule(&region, names.forwarding_rule()),
+    )
+    .context("cannot read the project")?;
     snapshot.firewalls = [https, etcd_fw].into_iter().flatten().filter_map(|f| f.name).collect();
     snapshot.target_pool = pool.map(|p| PoolObs {
         instances: p.instances.iter().map(|u| last_segment(u).to_string()).collect(),
@@ -165,12 +179,14 @@ pub async fn observe_gce(gce: &Gce, cfg: &Config) -> Result<(Snapshot, Observed)
     snapshot.forwarding_rule = rule.map(|r| RuleObs {
         ip: r.ip_address.unwrap_or_default(),
     });
-    snapshot.zone_known = zone.is_some_and(|r| r == cfg.region);
-    snapshot.lock = lock_state(&metadata, &names.lock_key())?;
-    snapshot.kubeconfig_ok = snapshot
-        .static_ip
-        .as_ref()
-        .is_some_and(|ip| super::kubeconfig::points_at(&cfg.kubeconfig, ip.ip));
+    let kubeconfig = super::kubeconfig::inspect(
+        &cfg.kubeconfig,
+        &names.kubeconfig_context(&cfg.project),
+        snapshot.static_ip.as_ref().map(|a| a.ip),
+    );
+    snapshot.kubeconfig_ok = kubeconfig.complete;
+    snapshot.kubeconfig_has_entries = kubeconfig.has_entries;
+    snapshot.kubeconfig_error = kubeconfig.error;
 
     let mut secrets = None;
     for i in &instances {

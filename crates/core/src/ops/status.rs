@@ -1,14 +1,21 @@
 //! `status`: what exists and how healthy it is, as a table for people or one JSON document for
 //! scripts. Built from the same snapshot the planners use, so what status shows is what `up` and
 //! `down` decide on.
+//!
+//! It starts with one verdict line ([`Verdict`]: healthy, degraded or quorum lost; voters;
+//! failures tolerated; zones) and ends in the exit code: 0 healthy, 1 degraded, quorum lost,
+//! locked or with leftovers, 2 when the project has nothing of the cluster at all.
 
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::error::{NotHealthy, Refusal};
 use crate::names::{self, EtcdCluster};
 use crate::pki::kube_env::{self as ke, KeyValues};
 use crate::plan::Snapshot;
-use crate::plan::lock::LockState;
+use crate::plan::commands::Commands;
+use crate::plan::lock::{self as plan_lock, LockState, Staleness};
+use crate::plan::quorum::quorum;
 
 use super::cluster::metadata_value;
 use super::observe::Observed;
@@ -94,23 +101,298 @@ struct LbReport {
     pool: Option<Vec<String>>,
 }
 
+/// The overall state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Everything as it should be, nothing in flight, nothing left over.
+    Healthy,
+    /// Working, but something needs attention (see the problems).
+    Degraded,
+    /// An etcd cluster has fewer healthy voters than its quorum: writes fail.
+    QuorumLost,
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::QuorumLost => "quorum lost",
+        })
+    }
+}
+
+/// Voters of one etcd cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Voters {
+    /// Which cluster.
+    pub cluster: EtcdCluster,
+    /// Healthy voting members.
+    pub healthy: usize,
+    /// Voting members.
+    pub voting: usize,
+    /// How many more voters may fail before writes stop.
+    pub tolerates: usize,
+}
+
+/// The verdict: one line that says whether the cluster is fine, and why not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// Overall.
+    pub health: Health,
+    /// Per etcd cluster (empty when no member list could be read).
+    pub voters: Vec<Voters>,
+    /// Failures tolerated (the least of both clusters).
+    pub tolerates: usize,
+    /// Zones with a replica.
+    pub zones: Vec<String>,
+    /// What needs attention, one sentence each.
+    pub problems: Vec<String>,
+    /// The verdict as one line.
+    pub line: String,
+}
+
+/// Judge a snapshot (pure): quorum from both member lists, and every problem an operator should
+/// know about, including the lock and leftovers.
+pub fn verdict(s: &Snapshot, leftovers: &[String], lock_problem: Option<String>) -> Verdict {
+    let mut problems = Vec::new();
+    let mut health = Health::Healthy;
+    let mut voters = Vec::new();
+    if s.replicas.is_empty() {
+        problems.push("no replica VM exists".to_string());
+    }
+    for r in s.replicas.iter().filter(|r| r.status != "RUNNING") {
+        problems.push(format!("VM {} is {}", r.name, r.status));
+    }
+    for (cluster, obs) in &s.etcd {
+        let Some(members) = &obs.members else {
+            health = Health::QuorumLost;
+            problems.push(format!(
+                "etcd {cluster} member list unreadable ({})",
+                obs.error.as_deref().unwrap_or("no answer")
+            ));
+            continue;
+        };
+        let voting: Vec<_> = members.iter().filter(|m| !m.is_learner).collect();
+        let healthy = voting.iter().filter(|m| obs.is_healthy(m.id)).count();
+        let needed = quorum(voting.len());
+        if healthy < needed {
+            health = Health::QuorumLost;
+        }
+        voters.push(Voters {
+            cluster: *cluster,
+            healthy,
+            voting: voting.len(),
+            tolerates: healthy.saturating_sub(needed),
+        });
+        for m in members {
+            let label = if m.is_started() {
+                m.name.clone()
+            } else {
+                format!("{} (not started)", m.id)
+            };
+            if m.is_learner {
+                problems.push(format!("etcd {cluster} has learner {label}"));
+            } else if !obs.is_healthy(m.id) {
+                problems.push(format!("etcd {cluster} member {label} is not healthy"));
+            }
+            if s.replica_of_member(*cluster, m).is_none_or(|r| s.replica(&r).is_none()) {
+                problems.push(format!("etcd {cluster} member {label} has no VM"));
+            }
+        }
+        for r in &s.replicas {
+            if s.member_of(*cluster, &r.name).is_none() {
+                problems.push(format!("replica {} has no etcd {cluster} member", r.name));
+            }
+        }
+    }
+    let static_ip = s.static_ip.as_ref().map(|a| a.ip);
+    match s.replicas.as_slice() {
+        [] => {}
+        [one] => {
+            if one.external_ip.is_none() || one.external_ip != static_ip {
+                problems.push(format!("the static IP is not on {}, the only replica", one.name));
+            }
+        }
+        many => {
+            let in_pool = |n: &str| {
+                s.target_pool
+                    .as_ref()
+                    .is_some_and(|p| p.instances.iter().any(|i| i == n))
+            };
+            if s.forwarding_rule.is_none() {
+                problems.push("no forwarding rule carries the static IP".to_string());
+            }
+            for r in many.iter().filter(|r| !in_pool(&r.name)) {
+                problems.push(format!("replica {} is not in the target pool", r.name));
+            }
+        }
+    }
+    if !leftovers.is_empty() {
+        problems.push(format!("leftovers: {}", leftovers.join(", ")));
+    }
+    problems.extend(lock_problem);
+    if health == Health::Healthy && !problems.is_empty() {
+        health = Health::Degraded;
+    }
+    let mut zones: Vec<String> = s.replicas.iter().map(|r| r.zone.clone()).collect();
+    zones.sort();
+    zones.dedup();
+    let tolerates = voters.iter().map(|v| v.tolerates).min().unwrap_or(0);
+    let counts = if voters
+        .iter()
+        .all(|v| (v.healthy, v.voting) == (voters[0].healthy, voters[0].voting))
+        && !voters.is_empty()
+    {
+        format!("etcd voters {} of {}", voters[0].healthy, voters[0].voting)
+    } else {
+        let each: Vec<String> = voters
+            .iter()
+            .map(|v| format!("{} of {} ({})", v.healthy, v.voting, v.cluster))
+            .collect();
+        format!(
+            "etcd voters {}",
+            if each.is_empty() {
+                "unknown".to_string()
+            } else {
+                each.join(", ")
+            }
+        )
+    };
+    let mut line = format!(
+        "{health}: {} replica(s); {counts}; tolerates {tolerates} failure(s); zones: {}",
+        s.replicas.len(),
+        if zones.is_empty() {
+            "none".to_string()
+        } else {
+            zones.join(", ")
+        }
+    );
+    if let Some(first) = problems.first() {
+        line.push_str(&format!("; {first}"));
+        if problems.len() > 1 {
+            line.push_str(&format!(" (and {} more below)", problems.len() - 1));
+        }
+    }
+    Verdict {
+        health,
+        voters,
+        tolerates,
+        zones,
+        problems,
+        line,
+    }
+}
+
+/// The lock in words, with the command that comes next.
+#[derive(Debug, Serialize)]
+struct LockReport {
+    /// `free`, `held` or `interrupted`.
+    state: &'static str,
+    words: String,
+    next: Option<String>,
+}
+
+fn lock_report(cfg: &Config, s: &Snapshot) -> LockReport {
+    let cmds = Commands::for_cluster(&cfg.names);
+    match &s.lock {
+        LockState::Free => LockReport {
+            state: "free",
+            words: "free: no operation is running".into(),
+            next: None,
+        },
+        LockState::Held {
+            record,
+            staleness: Staleness::Live,
+        } => LockReport {
+            state: "held",
+            words: format!(
+                "held by {} since {} until {} ({}); wait for it to finish, or if that process is gone for good, take it over",
+                record.owner,
+                plan_lock::rfc3339(record.acquired),
+                plan_lock::rfc3339(record.expires),
+                record.intent
+            ),
+            next: Some(cmds.take_over(&record.owner.reference(), &record.intent).to_string()),
+        },
+        LockState::Held { record, staleness } => LockReport {
+            state: "interrupted",
+            words: format!(
+                "left by an interrupted run ({}, {}; {staleness}{}); finish it",
+                record.intent,
+                record.owner,
+                record
+                    .handed_over
+                    .as_deref()
+                    .map(|w| format!(": {w}"))
+                    .unwrap_or_default()
+            ),
+            next: Some(cmds.resume(&record.intent).to_string()),
+        },
+    }
+}
+
+/// What is left of the cluster that no complete cluster would have, wherever it is.
+fn leftovers(cfg: &Config, s: &Snapshot) -> Vec<String> {
+    let names = &cfg.names;
+    let mut out = Vec::new();
+    for (replica, a) in &s.internal_ips {
+        if s.replica(replica).is_none() {
+            out.push(format!("address {} ({})", a.name, a.region));
+        }
+    }
+    for d in &s.disks {
+        if d.users.is_empty() {
+            out.push(format!("disk {} ({})", d.name, d.zone));
+        }
+    }
+    if s.replicas.is_empty() {
+        if let Some(a) = &s.static_ip {
+            out.push(format!("static IP {} ({}, {})", a.name, a.ip, a.region));
+        }
+        for fw in &s.firewalls {
+            out.push(format!("firewall rule {fw}"));
+        }
+    }
+    if s.replicas.len() < 2 {
+        if s.target_pool.is_some() {
+            out.push(format!("target pool {}", names.target_pool()));
+        }
+        if s.forwarding_rule.is_some() {
+            out.push(format!("forwarding rule {}", names.forwarding_rule()));
+        }
+    }
+    out
+}
+
 /// The status document.
 #[derive(Debug, Serialize)]
 pub struct Report {
     cluster: String,
     project: String,
+    verdict: Verdict,
     static_ip: Option<String>,
     replicas: Vec<ReplicaRow>,
     etcd: Vec<EtcdReport>,
     load_balancer: LbReport,
     certificates: Vec<CertInfo>,
-    lock: Option<String>,
+    lock: LockReport,
     leftovers: Vec<String>,
 }
 
 impl Report {
-    /// Build from a snapshot.
-    pub fn new(cfg: &Config, s: &Snapshot, observed: &Observed) -> Report {
+    /// Build from a snapshot; a [`Refusal`] (exit 2) when the project has nothing of the cluster.
+    pub fn new(cfg: &Config, s: &Snapshot, observed: &Observed) -> Result<Report, Refusal> {
+        if !s.has_anything() {
+            return Err(Refusal::new(format!(
+                "no cluster {} in project {} (no VM, disk, address, firewall rule or lock of it); create it with {}, \
+                 or check PROJECT and KUBE_GCE_INSTANCE_PREFIX",
+                cfg.names.master_name(),
+                cfg.project,
+                Commands::for_cluster(&cfg.names).first_up(&cfg.zone)
+            )));
+        }
         let replicas = s
             .replicas
             .iter()
@@ -145,26 +427,21 @@ impl Report {
                     .collect(),
             })
             .collect();
-        let lock = match &s.lock {
-            LockState::Free => None,
-            LockState::Held { record, staleness } => {
-                Some(format!("{} ({}, {staleness:?})", record.intent, record.owner))
-            }
+        let lock = lock_report(cfg, s);
+        let leftovers = leftovers(cfg, s);
+        let lock_problem = match lock.state {
+            "held" => Some(format!(
+                "locked: an operation is running ({})",
+                s.lock.record().map(|r| r.intent.to_string()).unwrap_or_default()
+            )),
+            "interrupted" => Some("an interrupted operation is pending (see lock)".to_string()),
+            _ => None,
         };
-        let mut leftovers = Vec::new();
-        for (replica, a) in &s.internal_ips {
-            if s.replica(replica).is_none() {
-                leftovers.push(format!("address {}", a.name));
-            }
-        }
-        for d in &s.disks {
-            if d.users.is_empty() {
-                leftovers.push(format!("disk {} ({})", d.name, d.zone));
-            }
-        }
-        Report {
+        let verdict = verdict(s, &leftovers, lock_problem);
+        Ok(Report {
             cluster: cfg.names.master_name().to_string(),
             project: cfg.project.clone(),
+            verdict,
             static_ip: s.static_ip.as_ref().map(|a| a.ip.to_string()),
             replicas,
             etcd,
@@ -175,15 +452,28 @@ impl Report {
             certificates: certificates(&observed.instances),
             lock,
             leftovers,
+        })
+    }
+
+    /// The exit code's meaning: `Ok` when healthy, else [`NotHealthy`] (exit 1).
+    pub fn outcome(&self) -> anyhow::Result<()> {
+        match self.verdict.health {
+            Health::Healthy => Ok(()),
+            _ => Err(NotHealthy(self.verdict.line.clone()).into()),
         }
     }
 
     /// Tables for people.
     pub fn render(&self) -> String {
-        let mut out = format!("cluster {} in project {}\n", self.cluster, self.project);
+        let mut out = format!("{}\n", self.verdict.line);
+        for p in self.verdict.problems.iter().skip(1) {
+            out.push_str(&format!("  also: {p}\n"));
+        }
+        out.push_str(&format!("\ncluster {} in project {}\n", self.cluster, self.project));
         out.push_str(&format!("static IP: {}\n", self.static_ip.as_deref().unwrap_or("none")));
-        if let Some(l) = &self.lock {
-            out.push_str(&format!("lock: {l}\n"));
+        out.push_str(&format!("lock: {}\n", self.lock.words));
+        if let Some(next) = &self.lock.next {
+            out.push_str(&format!("  next: {next}\n"));
         }
         out.push_str("\nREPLICA                          ZONE              INTERNAL IP      EXTERNAL IP      VM\n");
         for r in &self.replicas {
@@ -245,7 +535,7 @@ impl Report {
         }
         if !self.leftovers.is_empty() {
             out.push_str(&format!(
-                "\nleftovers (not attached to a replica): {}\n",
+                "\nleftovers (of no complete replica): {}\n",
                 self.leftovers.join(", ")
             ));
         }

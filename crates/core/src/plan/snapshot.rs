@@ -13,7 +13,7 @@ use crate::config::MasterSettings;
 use crate::etcd::{Member, MemberId};
 use crate::names::EtcdCluster;
 
-use super::lock::LockState;
+use super::lock::{Intent, LockState};
 
 /// A master replica VM (an instance whose name matches the anchored replica regexp).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -44,6 +44,8 @@ pub struct ReplicaVm {
 pub struct AddressObs {
     /// Address name.
     pub name: String,
+    /// Its region, as found (addresses are listed across regions).
+    pub region: String,
     /// The IP.
     pub ip: Ipv4Addr,
     /// `IN_USE`.
@@ -131,8 +133,18 @@ pub struct Snapshot {
     pub etcd: BTreeMap<EtcdCluster, ClusterObs>,
     /// The zone asked for exists in the project's catalogue.
     pub zone_known: bool,
-    /// The kubeconfig exists and points at the static IP.
+    /// The project's zones, with their regions.
+    pub zones: BTreeMap<String, String>,
+    /// What the new replica's name is derived from: the project metadata fingerprint as read,
+    /// which every kube-ha operation changes (it writes the lock), so a dry run and the run
+    /// after it pick the same name and a later add never reuses a removed replica's.
+    pub name_seed: String,
+    /// The kubeconfig has this cluster's entries, pointing at the static IP.
     pub kubeconfig_ok: bool,
+    /// The kubeconfig has any of this cluster's entries (a teardown removes them).
+    pub kubeconfig_has_entries: bool,
+    /// Why the kubeconfig file exists but cannot be merged into (not YAML, not a kubeconfig).
+    pub kubeconfig_error: Option<String>,
 }
 
 impl Snapshot {
@@ -146,13 +158,68 @@ impl Snapshot {
         self.disks.iter().find(|d| d.name == disk_name)
     }
 
-    /// The region the cluster lives in (of its replicas, else of its leftovers).
+    /// The region the cluster lives in, from the cluster itself: its replicas, else its disks,
+    /// else its addresses (static IP, internal IPs), else the zone its interrupted operation
+    /// recorded. Never a default: a resumed teardown that guessed the region would report done
+    /// with the static IP still reserved elsewhere.
     pub fn cluster_region(&self) -> Option<String> {
-        self.replicas
+        let zonal = self
+            .replicas
             .first()
             .map(|r| r.zone.as_str())
             .or_else(|| self.disks.first().map(|d| d.zone.as_str()))
-            .and_then(crate::config::region_of_zone)
+            .and_then(crate::config::region_of_zone);
+        let regional = || {
+            self.static_ip
+                .iter()
+                .chain(self.internal_ips.values())
+                .next()
+                .map(|a| a.region.clone())
+        };
+        let intended = || {
+            let zone = match self.lock.record()?.intent.clone() {
+                Intent::FirstMaster { zone } | Intent::AddReplica { zone, .. } => Some(zone),
+                Intent::RemoveReplica { zone, .. } => zone,
+                Intent::Teardown => None,
+            }?;
+            crate::config::region_of_zone(&zone)
+        };
+        zonal.or_else(regional).or_else(intended)
+    }
+
+    /// The project's zones in `region`, sorted.
+    pub fn zones_of(&self, region: &str) -> Vec<&str> {
+        self.zones
+            .iter()
+            .filter(|(_, r)| *r == region)
+            .map(|(z, _)| z.as_str())
+            .collect()
+    }
+
+    /// Is anything of the cluster left under `name` (a VM, disk, address or etcd member)? A new
+    /// replica never takes such a name.
+    pub fn name_in_use(&self, name: &str, names: &crate::names::ClusterNames) -> bool {
+        self.replica(name).is_some()
+            || self.internal_ips.contains_key(name)
+            || self.data_disk(&names.data_disk(name)).is_some()
+            || self.data_disk(name).is_some()
+            || self
+                .etcd
+                .iter()
+                .any(|(c, obs)| obs.members.iter().flatten().any(|m| m.name == c.member_name(name)))
+    }
+
+    /// Has the project anything of this cluster at all (any VM, disk, address, firewall rule,
+    /// load balancer part or lock)?
+    pub fn has_anything(&self) -> bool {
+        !self.replicas.is_empty()
+            || !self.disks.is_empty()
+            || self.static_ip.is_some()
+            || !self.internal_ips.is_empty()
+            || !self.firewalls.is_empty()
+            || self.target_pool.is_some()
+            || self.forwarding_rule.is_some()
+            || self.lock != LockState::Free
     }
 
     /// The member of `replica` in `cluster`: by peer URL on its internal IP, else by name.

@@ -5,6 +5,7 @@ use crate::config::{MasterOverrides, MasterSettings};
 use crate::error::Refusal;
 use crate::names::{ClusterNames, EtcdCluster};
 
+use super::commands::Commands;
 use super::lock::Intent;
 use super::snapshot::{ReplicaVm, Snapshot};
 use super::{ApiVia, ExternalIp, FirewallKind, Plan, Step, finish_interrupted_first, refuse_if_locked};
@@ -22,6 +23,8 @@ pub struct FirstRequest {
     pub settings: MasterSettings,
     /// Where the kubeconfig goes.
     pub kubeconfig: String,
+    /// The name of this cluster's entries in it.
+    pub kubeconfig_context: String,
 }
 
 /// Input of [`plan_add`].
@@ -37,35 +40,46 @@ pub struct AddRequest {
     pub overrides: MasterOverrides,
     /// Settings to fall back on when the existing master's cannot be read.
     pub fallback_settings: MasterSettings,
-    /// Random replica-name suffixes to pick from, in order (the planner takes the first unused).
-    pub suffix_candidates: Vec<String>,
+    /// `KUBE_HA_ALLOW_SAME_ZONE`: a second replica in a zone while another zone has none.
+    pub allow_same_zone: bool,
 }
 
-/// The command that removes `replica` (for messages).
-fn remove_command(replica: &str) -> String {
-    format!("KUBE_DELETE_NODES=false KUBE_REPLICA_NAME={replica} kube-ha down")
+/// The zone a replica is in: its VM's, else its data disk's (a replica whose VM was deleted).
+pub(super) fn replica_zone(s: &Snapshot, names: &ClusterNames, replica: &str) -> Option<String> {
+    s.replica(replica)
+        .map(|r| r.zone.clone())
+        .or_else(|| s.data_disk(&names.data_disk(replica)).map(|d| d.zone.clone()))
+}
+
+/// The command that removes `replica` (for messages), with its zone so it is not refused again.
+fn remove_command(s: &Snapshot, names: &ClusterNames, replica: &str) -> String {
+    Commands::for_cluster(names)
+        .remove_replica(replica, replica_zone(s, names, replica).as_deref())
+        .to_string()
 }
 
 /// Plan the first master, or finish an interrupted first `up`.
 pub fn plan_first(s: &Snapshot, req: &FirstRequest) -> Result<Plan, Refusal> {
     refuse_if_locked(s, &req.names)?;
     let master = req.names.master_name();
+    let cmds = Commands::for_cluster(&req.names);
     let mut notes = Vec::new();
     if let Some(other @ (Intent::AddReplica { .. } | Intent::RemoveReplica { .. } | Intent::Teardown)) =
         s.lock.interrupted()
     {
-        return Err(finish_interrupted_first(other));
+        return Err(finish_interrupted_first(&req.names, other));
     }
     let others: Vec<&ReplicaVm> = s.replicas.iter().filter(|r| r.name != master).collect();
     if !others.is_empty() || s.replicas.len() > 1 {
         return Err(Refusal::new(format!(
-            "cluster {master} already has {} replica(s) ({}); to add one, set KUBE_REPLICATE_EXISTING_MASTER=true",
+            "cluster {master} already has {} replica(s) ({}); to add one, run {}",
             s.replicas.len(),
             s.replicas
                 .iter()
                 .map(|r| format!("{} in {}", r.name, r.zone))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            cmds.add_replica(&req.zone)
         )));
     }
     let vm = s.replica(master);
@@ -73,8 +87,10 @@ pub fn plan_first(s: &Snapshot, req: &FirstRequest) -> Result<Plan, Refusal> {
         && vm.zone != req.zone
     {
         return Err(Refusal::new(format!(
-            "cluster {master} already exists in {}; to add a replica in {}, set KUBE_REPLICATE_EXISTING_MASTER=true",
-            vm.zone, req.zone
+            "cluster {master} already exists in {}; to add a replica in {}, run {}",
+            vm.zone,
+            req.zone,
+            cmds.add_replica(&req.zone)
         )));
     }
     let disk_name = req.names.data_disk(master);
@@ -82,19 +98,28 @@ pub fn plan_first(s: &Snapshot, req: &FirstRequest) -> Result<Plan, Refusal> {
         && d.zone != req.zone
     {
         return Err(Refusal::new(format!(
-            "an interrupted first up left disk {disk_name} in {}; rerun with KUBE_GCE_ZONE={}, or clean up with kube-ha down",
-            d.zone, d.zone
+            "an interrupted first up left disk {disk_name} in {}; finish it with {}, or clean up with {}",
+            d.zone,
+            cmds.first_up(&d.zone),
+            cmds.teardown()
         )));
     }
     if let Some(region) = s.cluster_region()
         && region != req.region
     {
         return Err(Refusal::new(format!(
-            "cluster {master} has resources in {region}; set KUBE_GCE_ZONE to a zone of {region}"
+            "cluster {master} has resources in {region}; set KUBE_GCE_ZONE to a zone of {region}{}",
+            zone_list(s, &region)
         )));
     }
     if !s.zone_known {
-        return Err(unknown_zone(&req.zone));
+        return Err(unknown_zone(s, &req.zone, &req.region));
+    }
+    if let Some(why) = &s.kubeconfig_error {
+        return Err(Refusal::new(format!(
+            "cannot merge this cluster into the kubeconfig {}: {why}; fix that file, or set KUBECONFIG to another one",
+            req.kubeconfig
+        )));
     }
 
     let mut steps = Vec::new();
@@ -152,6 +177,7 @@ pub fn plan_first(s: &Snapshot, req: &FirstRequest) -> Result<Plan, Refusal> {
     if !s.kubeconfig_ok || !steps.is_empty() {
         steps.push(Step::WriteKubeconfig {
             path: req.kubeconfig.clone(),
+            context: req.kubeconfig_context.clone(),
         });
     }
     let resumes = !steps.is_empty() && (vm.is_some() || s.static_ip.is_some() || !s.firewalls.is_empty());
@@ -166,16 +192,33 @@ pub fn plan_first(s: &Snapshot, req: &FirstRequest) -> Result<Plan, Refusal> {
     })
 }
 
-fn unknown_zone(zone: &str) -> Refusal {
-    Refusal::new(format!(
-        "zone {zone} does not exist in this project; pick one from `gcloud compute zones list`"
-    ))
+/// "; its zones: a, b, c" (from the observed catalogue), or nothing when none are known.
+fn zone_list(s: &Snapshot, region: &str) -> String {
+    let zones = s.zones_of(region);
+    if zones.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", zones.join(", "))
+    }
+}
+
+fn unknown_zone(s: &Snapshot, zone: &str, region: &str) -> Refusal {
+    let known = s.zones_of(region);
+    Refusal::new(if known.is_empty() {
+        format!("zone {zone} does not exist in this project; set KUBE_GCE_ZONE to a zone of the project")
+    } else {
+        format!(
+            "zone {zone} does not exist in this project; set KUBE_GCE_ZONE to a zone of {region}: {}",
+            known.join(", ")
+        )
+    })
 }
 
 /// Everything that must hold before a replica is added (SPEC §4.2), except for `resuming`, the
 /// replica an interrupted add was creating.
 fn preflight_add(s: &Snapshot, req: &AddRequest, resuming: Option<&str>) -> Result<Vec<String>, Refusal> {
     let master = req.names.master_name();
+    let cmds = Commands::for_cluster(&req.names);
     let others: Vec<&ReplicaVm> = s
         .replicas
         .iter()
@@ -183,20 +226,24 @@ fn preflight_add(s: &Snapshot, req: &AddRequest, resuming: Option<&str>) -> Resu
         .collect();
     if others.is_empty() {
         return Err(Refusal::new(format!(
-            "cluster {master} has no replica in project; create it with kube-ha up (without KUBE_REPLICATE_EXISTING_MASTER)"
+            "cluster {master} has no replica in this project; create it with {} (KUBE_REPLICATE_EXISTING_MASTER=true adds to an existing cluster)",
+            cmds.first_up(&req.zone)
         )));
     }
     if let Some(region) = s.cluster_region()
         && region != req.region
     {
         return Err(Refusal::new(format!(
-            "zone {} is in region {}, but cluster {master} is in {region}; pick a zone of {region}",
-            req.zone, req.region
+            "zone {} is in region {}, but cluster {master} is in {region}; pick a zone of {region}{}",
+            req.zone,
+            req.region,
+            zone_list(s, &region)
         )));
     }
     if !s.zone_known {
-        return Err(unknown_zone(&req.zone));
+        return Err(unknown_zone(s, &req.zone, &req.region));
     }
+    refuse_same_zone(s, req, &others)?;
     for cluster in EtcdCluster::ALL {
         let (obs, members) = match s.etcd.get(&cluster) {
             Some(obs) if obs.members.is_some() => (obs, obs.members.as_deref().unwrap_or_default()),
@@ -220,8 +267,8 @@ fn preflight_add(s: &Snapshot, req: &AddRequest, resuming: Option<&str>) -> Resu
                 m.name.clone()
             };
             let fix = match &owner {
-                Some(r) => remove_command(r),
-                None => format!("etcdctl member remove {}", m.id),
+                Some(r) => remove_command(s, &req.names, r),
+                None => format!("etcdctl member remove {} on a healthy master", m.id),
             };
             if m.name.is_empty() || m.is_learner {
                 return Err(Refusal::new(format!(
@@ -243,8 +290,13 @@ fn preflight_add(s: &Snapshot, req: &AddRequest, resuming: Option<&str>) -> Resu
                     .get(&m.id)
                     .and_then(|h| h.error.clone())
                     .unwrap_or_else(|| "no answer".into());
+                let then = owner
+                    .as_deref()
+                    .and_then(|r| replica_zone(s, &req.names, r))
+                    .map(|z| format!(", then {}", cmds.add_replica(&z)))
+                    .unwrap_or_default();
                 return Err(Refusal::new(format!(
-                    "etcd {cluster} member {label} is not healthy ({why}); replace it first: {fix}, then up in its zone"
+                    "etcd {cluster} member {label} is not healthy ({why}); replace it first: {fix}{then}"
                 )));
             }
         }
@@ -253,20 +305,66 @@ fn preflight_add(s: &Snapshot, req: &AddRequest, resuming: Option<&str>) -> Resu
                 return Err(Refusal::new(format!(
                     "replica {} has no etcd {cluster} member; remove it with {}",
                     r.name,
-                    remove_command(&r.name)
+                    remove_command(s, &req.names, &r.name)
                 )));
             }
         }
     }
     let mut notes = Vec::new();
-    let new_size = others.len() + 1;
-    if new_size.is_multiple_of(2) {
-        notes.push(format!(
-            "warning: {new_size} replicas are an even number, and {new_size} replicas are less available than {}; add one more soon",
-            new_size - 1
-        ));
-    }
+    notes.extend(even_size_warning(others.len() + 1, others.len()));
     Ok(notes)
+}
+
+/// The warning for a change that leaves an even number of replicas (`from` → `to`): an etcd of
+/// 2n members tolerates no more failures than one of 2n − 1.
+pub(super) fn even_size_warning(to: usize, from: usize) -> Option<String> {
+    (to >= 2 && to.is_multiple_of(2)).then(|| {
+        let tolerated = (to - 1) / 2;
+        let next = if to > from {
+            "add one more soon"
+        } else {
+            "add one back or remove one more soon"
+        };
+        format!(
+            "warning: {to} replicas are an even number, and {to} replicas are less available than {}: \
+             etcd with {to} members tolerates {tolerated} failure(s), as with {}; {next}",
+            to - 1,
+            to - 1
+        )
+    })
+}
+
+/// Spread over zones (kops and Cluster API do the same): a second replica in a zone while another
+/// zone of the region has none is refused unless `KUBE_HA_ALLOW_SAME_ZONE=true`. Once every zone
+/// has one, zones are shared without asking (kops' `--master-count` beyond the zone count).
+fn refuse_same_zone(s: &Snapshot, req: &AddRequest, others: &[&ReplicaVm]) -> Result<(), Refusal> {
+    let here: Vec<&str> = others
+        .iter()
+        .filter(|r| r.zone == req.zone)
+        .map(|r| r.name.as_str())
+        .collect();
+    if here.is_empty() || req.allow_same_zone {
+        return Ok(());
+    }
+    let empty: Vec<&str> = s
+        .zones_of(&req.region)
+        .into_iter()
+        .filter(|z| !others.iter().any(|r| r.zone == *z))
+        .collect();
+    let Some(free) = empty.first() else { return Ok(()) };
+    let cmds = Commands::for_cluster(&req.names);
+    Err(Refusal::new(format!(
+        "zone {} already has replica {}, while {} of {} {} none: a zone outage would take both; add it there with {}, \
+         or to put two replicas in {} anyway, run {}",
+        req.zone,
+        here.join(", "),
+        empty.join(", "),
+        req.region,
+        if empty.len() == 1 { "has" } else { "have" },
+        cmds.add_replica(free),
+        req.zone,
+        cmds.add_replica_same_zone(&req.zone)
+    )))
 }
 
 /// Steps that put the static IP on a load balancer in front of `first` (SPEC §4.2 step 1): the
@@ -302,7 +400,10 @@ fn promote_to_lb(s: &Snapshot, names: &ClusterNames, region: &str, existing: &[&
         steps.push(Step::DetachExternalIp {
             replica: h.name.clone(),
             zone: h.zone.clone(),
-            access_config: h.access_config.clone().unwrap_or_else(|| "External NAT".into()),
+            access_config: h
+                .access_config
+                .clone()
+                .unwrap_or_else(|| crate::gce::bodies::ACCESS_CONFIG.into()),
         });
     }
     if s.forwarding_rule.is_none() {
@@ -367,7 +468,7 @@ pub fn plan_add(s: &Snapshot, req: &AddRequest) -> Result<Plan, Refusal> {
             rolling_back,
         }) if *zone == req.zone => {
             if *rolling_back {
-                let mut plan = plan_rollback_add(s, &req.names, &req.region, replica);
+                let mut plan = plan_rollback_add(s, &req.names, &req.region, replica, zone);
                 plan.resumes = true;
                 plan.notes.push(format!(
                     "finishing the rollback of replica {replica}, which never became healthy"
@@ -377,7 +478,7 @@ pub fn plan_add(s: &Snapshot, req: &AddRequest) -> Result<Plan, Refusal> {
             Some(replica.clone())
         }
         Some(other @ (Intent::AddReplica { .. } | Intent::RemoveReplica { .. } | Intent::Teardown)) => {
-            return Err(finish_interrupted_first(other));
+            return Err(finish_interrupted_first(&req.names, other));
         }
         Some(Intent::FirstMaster { .. }) | None => None,
     };
@@ -396,16 +497,7 @@ pub fn plan_add(s: &Snapshot, req: &AddRequest) -> Result<Plan, Refusal> {
 
     let replica = match &resuming {
         Some(r) => r.clone(),
-        None => {
-            let taken = |n: &str| {
-                s.replica(n).is_some() || s.internal_ips.contains_key(n) || s.data_disk(&names.data_disk(n)).is_some()
-            };
-            req.suffix_candidates
-                .iter()
-                .map(|suffix| names.replica_with_suffix(suffix))
-                .find(|n| !taken(n))
-                .ok_or_else(|| Refusal::new("could not pick an unused replica name; rerun"))?
-        }
+        None => pick_replica_name(s, names)?,
     };
     let settings = existing
         .iter()
@@ -483,17 +575,29 @@ pub fn plan_add(s: &Snapshot, req: &AddRequest) -> Result<Plan, Refusal> {
     })
 }
 
-/// Undo an add of `replica` (its VM never became healthy): whatever exists of it goes, in reverse
-/// order of creation, and if it was the 2nd replica the load balancer goes too, so the cluster is
-/// exactly as before. Computed from the world, not from a log of what this run did, so it also
-/// finishes an undo that was itself interrupted.
-pub fn plan_rollback_add(s: &Snapshot, names: &ClusterNames, region: &str, replica: &str) -> Plan {
-    let mut steps = removal_steps(s, names, region, replica, false);
+/// The new replica's name: the first candidate derived from the observed state
+/// ([`Snapshot::name_seed`]) that nothing of the cluster uses, so `--dry-run` names the replica
+/// the real run makes.
+pub fn pick_replica_name(s: &Snapshot, names: &ClusterNames) -> Result<String, Refusal> {
+    let seed = format!("{}/{}", names.master_name(), s.name_seed);
+    crate::names::replica_suffixes(&seed)
+        .map(|suffix| names.replica_with_suffix(&suffix))
+        .find(|n| !s.name_in_use(n, names))
+        .ok_or_else(|| Refusal::new("could not pick an unused replica name; rerun"))
+}
+
+/// Undo an add of `replica` in `zone` (its VM never became healthy): whatever exists of it goes,
+/// in reverse order of creation, and if it was the 2nd replica the load balancer goes too, so the
+/// cluster is exactly as before. Computed from the world, not from a log of what this run did, so
+/// it also finishes an undo that was itself interrupted; the zone is the intent's, because the VM
+/// that would tell it may be gone already.
+pub fn plan_rollback_add(s: &Snapshot, names: &ClusterNames, region: &str, replica: &str, zone: &str) -> Plan {
+    let mut steps = removal_steps(s, names, replica, false);
     let remaining: Vec<&ReplicaVm> = s.replicas.iter().filter(|r| r.name != replica).collect();
     if let [last] = remaining.as_slice() {
         steps.extend(demote_lb(s, names, region, last));
     }
-    let zone = s.replica(replica).map(|r| r.zone.clone()).unwrap_or_default();
+    let zone = zone.to_string();
     Plan {
         intent: Intent::AddReplica {
             replica: replica.to_string(),
@@ -508,20 +612,15 @@ pub fn plan_rollback_add(s: &Snapshot, names: &ClusterNames, region: &str, repli
 
 /// The steps that make `replica` gone: out of the pool, out of both etcd clusters (leadership
 /// moved off first when `move_leader`), VM, disks, internal address.
-pub(super) fn removal_steps(
-    s: &Snapshot,
-    names: &ClusterNames,
-    region: &str,
-    replica: &str,
-    move_leader: bool,
-) -> Vec<Step> {
+pub(super) fn removal_steps(s: &Snapshot, names: &ClusterNames, replica: &str, move_leader: bool) -> Vec<Step> {
     let mut steps = Vec::new();
     let vm = s.replica(replica);
     if s.target_pool
         .as_ref()
         .is_some_and(|p| p.instances.iter().any(|i| i == replica))
     {
-        let zone = vm.map(|v| v.zone.clone()).unwrap_or_default();
+        // The pool names the instance by URL; the zone only matters when its VM is gone.
+        let zone = replica_zone(s, names, replica).unwrap_or_default();
         steps.push(Step::RemoveFromPool {
             replica: replica.to_string(),
             zone,
@@ -564,10 +663,10 @@ pub(super) fn removal_steps(
             });
         }
     }
-    if s.internal_ips.contains_key(replica) {
+    if let Some(a) = s.internal_ips.get(replica) {
         steps.push(Step::ReleaseAddress {
-            name: names.internal_ip(replica),
-            region: region.to_string(),
+            name: a.name.clone(),
+            region: a.region.clone(),
         });
     }
     steps
