@@ -50,13 +50,36 @@ async fn one_to_three_across_zones_keeps_every_key_and_each_step_is_complete() {
     assert_eq!(zones, [B, C, D]);
 }
 
+/// kops and Cluster API spread masters over zones; a second replica in a zone while another zone
+/// of the region has none is refused (zero mutations) with the zone that has none, and only an
+/// explicit `KUBE_HA_ALLOW_SAME_ZONE=true` puts it there (kops' `--master-count` case).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_third_replica_can_share_a_zone_with_another() {
+async fn a_third_replica_shares_a_zone_with_another_only_when_asked_while_a_zone_has_none() {
     let sb = Sandbox::start(&[]);
     sb.first_master().await.expect_code(0);
     sb.put("k0", "zero").await.expect("put");
     sb.add(C).await.expect_code(0);
-    sb.add(C).await.expect_code(0);
+    sb.emu.clear_calls().await;
+    let refused = sb.add(C).await;
+    refused.expect_code(2);
+    let line = refused.error_lines()[0];
+    assert!(line.contains("europe-west1-c already has replica"), "{line}");
+    assert!(
+        line.contains("KUBE_GCE_ZONE=europe-west1-d KUBE_REPLICATE_EXISTING_MASTER=true kube-ha up"),
+        "{line}"
+    );
+    assert!(line.contains("KUBE_HA_ALLOW_SAME_ZONE=true"), "{line}");
+    assert!(sb.emu.mutating_calls().await.is_empty());
+    sb.kube_ha(
+        &["up"],
+        &[
+            ("KUBE_GCE_ZONE", C),
+            ("KUBE_REPLICATE_EXISTING_MASTER", "true"),
+            ("KUBE_HA_ALLOW_SAME_ZONE", "true"),
+        ],
+    )
+    .await
+    .expect_code(0);
     sb.assert_complete(3, &[("k0", "zero")]).await;
 }
 

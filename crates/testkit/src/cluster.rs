@@ -98,8 +98,9 @@ impl Sandbox {
         self.dir.path().join("kubeconfig")
     }
 
-    /// Run `kube-ha <args>` with a clean environment plus `env`.
-    pub async fn kube_ha<K: AsRef<str>, V: AsRef<str>>(&self, args: &[&str], env: &[(K, V)]) -> Run {
+    /// `kube-ha <args>` with a clean environment (this sandbox's endpoint, project, kubeconfig and
+    /// a 120 s timeout) plus `env`, not started yet.
+    pub fn command<K: AsRef<str>, V: AsRef<str>>(&self, args: &[&str], env: &[(K, V)]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(crate::kube_ha_bin());
         cmd.args(args)
             .env_clear()
@@ -112,6 +113,43 @@ impl Sandbox {
         for (k, v) in env {
             cmd.env(k.as_ref(), v.as_ref());
         }
+        cmd
+    }
+
+    /// Start `kube-ha <args>` (as [`Sandbox::command`]) and follow its stderr line by line.
+    pub fn spawn<K: AsRef<str>, V: AsRef<str>>(&self, args: &[&str], env: &[(K, V)]) -> Spawned {
+        Spawned::start(self.command(args, env))
+    }
+
+    /// The lock record of the cluster in project metadata, as GCE holds it.
+    pub async fn lock_record(&self) -> Option<kube_ha_core::plan::lock::LockRecord> {
+        let md = self.gce().await.project_metadata().await.expect("project metadata");
+        let key = ClusterNames::from_prefix("kubernetes").lock_key();
+        md.items
+            .iter()
+            .find(|i| i.key.as_deref() == Some(key.as_str()))
+            .and_then(|i| i.value.as_deref())
+            .map(|v| kube_ha_core::plan::lock::LockRecord::parse(v).expect("a lock record"))
+    }
+
+    /// Names of every address of the project, in every region.
+    pub async fn all_address_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .gce()
+            .await
+            .all_addresses()
+            .await
+            .expect("aggregated addresses")
+            .into_iter()
+            .filter_map(|a| a.name)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Run `kube-ha <args>` with a clean environment plus `env`.
+    pub async fn kube_ha<K: AsRef<str>, V: AsRef<str>>(&self, args: &[&str], env: &[(K, V)]) -> Run {
+        let mut cmd = self.command(args, env);
         let out = cmd.output().await.expect("run kube-ha");
         Run {
             code: out.status.code().unwrap_or(-1),
@@ -514,6 +552,105 @@ impl Sandbox {
                     r.name
                 );
             }
+        }
+    }
+}
+
+/// A running `kube-ha` whose stderr is read as it comes (to act at a given step), to be signalled
+/// like an operator's Ctrl-C, and finished into a [`Run`].
+pub struct Spawned {
+    child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    stderr: Vec<String>,
+    stdout: tokio::task::JoinHandle<String>,
+}
+
+impl Spawned {
+    fn start(mut cmd: tokio::process::Command) -> Spawned {
+        use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn kube-ha");
+        let err = child.stderr.take().expect("stderr");
+        let mut out = child.stdout.take().expect("stdout");
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(err).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdout = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = out.read_to_string(&mut text).await;
+            text
+        });
+        Spawned {
+            child,
+            lines,
+            stderr: Vec::new(),
+            stdout,
+        }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Wait (bounded) for a stderr line that satisfies `want`; `None` if the process ended first.
+    pub async fn wait_for_line(&mut self, within: Duration, want: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.stderr.push(line.clone());
+                    if want(&line) {
+                        return Some(line);
+                    }
+                }
+                Ok(None) => return None,
+                Err(_) => panic!(
+                    "no such stderr line within {within:?}; so far:\n{}",
+                    self.stderr.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Send `signal` (e.g. `libc::SIGINT`).
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.pid()).expect("pid");
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Has it exited?
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Wait (bounded) for it to exit and collect its output.
+    pub async fn finish(mut self, within: Duration) -> Run {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("kube-ha did not exit within {within:?}:\n{}", self.stderr.join("\n")))
+            .expect("wait");
+        while let Some(line) = self.lines.recv().await {
+            self.stderr.push(line);
+        }
+        let stdout = self.stdout.await.unwrap_or_default();
+        let mut stderr = self.stderr.join("\n");
+        if !stderr.is_empty() {
+            stderr.push('\n');
+        }
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
         }
     }
 }

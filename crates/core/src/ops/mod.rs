@@ -30,7 +30,7 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::json;
 
 use crate::config::{Command, Config, Endpoint, OutputFormat};
-use crate::error::{Interrupted, Refusal};
+use crate::error::Interrupted;
 use crate::gce::Gce;
 use crate::plan::lock::{Intent, LockState};
 use crate::plan::{self, Plan, Snapshot};
@@ -66,13 +66,22 @@ pub async fn connect(cfg: &Config) -> Result<Gce> {
     Gce::connect(&cfg.project, endpoint.as_deref(), cfg.timeout).await
 }
 
-/// Observe GCE, then etcd through the CAs found in metadata.
+/// Observe GCE, then etcd through the CAs found in metadata, then the lock once more.
+///
+/// The lock is read last on purpose: an operation takes its lock before it changes anything, so
+/// whatever of a concurrent operation this snapshot saw (say, the learner of another `up`) is
+/// covered by a lock this snapshot sees too. Reading the lock first left a window in which a
+/// refusal named the other operation's learner as something to remove.
 pub async fn observe(cfg: &Config, gce: &Gce) -> Result<(Snapshot, Observed)> {
-    let (mut snapshot, observed) = observe_gce(gce, cfg).await?;
+    let (mut snapshot, mut observed) = observe_gce(gce, cfg).await?;
     if let Some(secrets) = &observed.secrets {
         let client = etcd_client(&secrets.cas, ETCD_OBSERVE_TIMEOUT)?;
         observe_etcd(&client, &mut snapshot).await;
     }
+    let metadata = gce.project_metadata().await.context("cannot read the project")?;
+    snapshot.lock = Locker::new(cfg).state(&metadata)?;
+    snapshot.name_seed = observe::name_seed(&metadata);
+    observed.project_metadata = metadata;
     Ok((snapshot, observed))
 }
 
@@ -140,36 +149,6 @@ pub async fn down(cfg: &Config, interrupt: &Interrupt) -> Result<()> {
     act(cfg, Command::Down, interrupt).await
 }
 
-/// A refusal computed from a world another operation is changing must not suggest undoing that
-/// operation: two concurrent `up`s can observe each other's learner before its lock (observing
-/// reads the lock first, etcd last). So a refusal is checked against the lock as it is now, and
-/// if another operation holds it, that is the refusal.
-async fn refusal_against_current_lock(
-    cfg: &Config,
-    command: Command,
-    gce: &Gce,
-    locker: &Locker,
-    mut snapshot: Snapshot,
-    refusal: Refusal,
-) -> Refusal {
-    if snapshot.lock.live().is_some() {
-        return refusal;
-    }
-    let Ok(state) = gce
-        .project_metadata()
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|m| locker.state(&m))
-    else {
-        return refusal;
-    };
-    if !matches!(state, LockState::Held { .. }) || state.live().is_none() {
-        return refusal;
-    }
-    snapshot.lock = state;
-    plan::plan_command(cfg, command, &snapshot).err().unwrap_or(refusal)
-}
-
 /// Prints each line once (a re-observation after a lost lock race plans again).
 struct Once<'a> {
     progress: &'a Progress,
@@ -200,14 +179,7 @@ async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()
     }
     for _ in 0..LOCK_ATTEMPTS {
         let (snapshot, observed) = observe(cfg, &gce).await?;
-        let mut plan = match plan::plan_command(cfg, command, &snapshot) {
-            Ok(p) => p,
-            Err(r) => {
-                return Err(refusal_against_current_lock(cfg, command, &gce, &locker, snapshot, r)
-                    .await
-                    .into());
-            }
-        };
+        let mut plan = plan::plan_command(cfg, command, &snapshot)?;
         if command == Command::Up {
             plan.notes.extend(expiring(&observed));
         }

@@ -95,7 +95,17 @@ fn replica_vm(i: &model::Instance, disks: &[model::Disk], names: &ClusterNames) 
     }
 }
 
-/// Read GCE (and the kubeconfig); etcd is read separately by [`observe_etcd`].
+/// What a new replica's name is derived from: the metadata fingerprint (see `Snapshot::name_seed`).
+pub fn name_seed(metadata: &model::Metadata) -> String {
+    metadata
+        .fingerprint
+        .as_ref()
+        .map(|f| base64::engine::general_purpose::STANDARD.encode(f))
+        .unwrap_or_default()
+}
+
+/// Read GCE (and the kubeconfig); etcd is read separately by [`observe_etcd`], and `ops::observe`
+/// reads the lock again after both.
 pub async fn observe_gce(gce: &Gce, cfg: &Config) -> Result<(Snapshot, Observed)> {
     let names = &cfg.names;
     let (metadata, instances, disks, addresses, zones) = tokio::try_join!(
@@ -130,11 +140,7 @@ pub async fn observe_gce(gce: &Gce, cfg: &Config) -> Result<(Snapshot, Observed)
         replicas,
         disks: cluster_disks,
         zones: zones.into_iter().collect(),
-        name_seed: metadata
-            .fingerprint
-            .as_ref()
-            .map(|f| base64::engine::general_purpose::STANDARD.encode(f))
-            .unwrap_or_default(),
+        name_seed: name_seed(&metadata),
         ..Default::default()
     };
     for a in &addresses {
