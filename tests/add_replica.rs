@@ -81,6 +81,29 @@ async fn a_third_replica_shares_a_zone_with_another_only_when_asked_while_a_zone
     .await
     .expect_code(0);
     sb.assert_complete(3, &[("k0", "zero")]).await;
+
+    // Removing by zone picks the oldest of the two there and says which and why; 3 → 2 is
+    // warned about as 1 → 2 is.
+    let in_c: Vec<String> = sb.replica_names().await.into_iter().skip(1).collect();
+    let run = sb.remove(C, None).await;
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains(&format!(
+            "europe-west1-c has 2 replicas ({}, {}): removing the oldest, {}",
+            in_c[0], in_c[1], in_c[0]
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("warning: 2 replicas are an even number"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        sb.replica_names().await,
+        ["kubernetes-master".to_string(), in_c[1].clone()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -121,6 +121,18 @@ const CASES: &[Case] = &[
         says: "KUBE_HA_OUTPUT",
     },
     Case {
+        what: "a failpoint that names no step kind (a crash test would pass without crashing)",
+        args: &["up"],
+        env: &[("KUBE_HA_FAILPOINT", "after:create_vmm")],
+        says: "KUBE_HA_FAILPOINT",
+    },
+    Case {
+        what: "a take-over that names no lock owner",
+        args: &["up"],
+        env: &[("KUBE_HA_TAKE_OVER_LOCK", "pid 42")],
+        says: "<host>:<pid>",
+    },
+    Case {
         what: "unknown flag",
         args: &["up", "--force"],
         env: &[],

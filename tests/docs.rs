@@ -108,3 +108,56 @@ fn every_env_example_is_used_by_a_test_and_only_sets_known_variables() {
     }
     assert_eq!(n, 7, "one file per SPEC §1 invocation");
 }
+
+/// The first hour: the README says what to install, how to get `kube-ha` on PATH, how to use an
+/// env-examples file without leaking its variables, where the sandbox keeps its state and that
+/// `sandbox stop` erases it; and every file it names is in the repository (it used to point at
+/// a SPEC the repository does not have).
+#[test]
+fn the_readme_covers_the_first_hour_and_names_only_files_the_repository_has() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README.md");
+    for needle in [
+        "Rust ≥ 1.91",
+        "clippy",
+        "rustfmt",
+        "PATH",
+        "cargo install --locked --path .",
+        "( set -a; . env-examples/",
+        "~/.local/state/kube-ha/sandbox",
+        "`kube-ha sandbox stop`\nerases",
+    ] {
+        assert!(readme.contains(needle), "the README should say {needle:?}");
+    }
+    assert!(
+        !readme.contains("SPEC"),
+        "the README points at no document the repository lacks"
+    );
+    let dirs = [
+        "crates/",
+        "src/",
+        "tests/",
+        "benches/",
+        "env-examples/",
+        "scripts/",
+        ".ci/",
+    ];
+    for word in readme.split_whitespace() {
+        let path = word
+            .trim_start_matches(|c: char| !c.is_alphanumeric() && c != '.')
+            .trim_end_matches(|c: char| !c.is_alphanumeric() && c != '/');
+        let named = dirs.iter().any(|d| path.starts_with(d));
+        if named && !path.ends_with('/') && !path.contains(['<', '*', '|']) {
+            assert!(
+                std::path::Path::new(root).join(path).exists(),
+                "README names {path}, which does not exist"
+            );
+        }
+    }
+    let demo = std::fs::read_to_string(format!("{root}/scripts/sandbox-demo")).expect("demo");
+    assert!(!demo.contains("--quiet"), "the demo shows cargo's build progress");
+    assert!(
+        demo.contains("rm -rf \"$created\""),
+        "the demo removes the temp dir it made"
+    );
+}

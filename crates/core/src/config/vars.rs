@@ -399,21 +399,21 @@ pub const KUBE_HA_TAKE_OVER_LOCK: Var<OwnerRef> = operator(
 pub const KUBE_HA_FAILPOINT: Var<Failpoint> = testing(
     "KUBE_HA_FAILPOINT",
     Unset,
-    "testing: before:<step> or after:<step> kills kube-ha there with SIGKILL (step kinds as in --dry-run --output json); repeat runs every step twice",
+    "before:<step> or after:<step> kills kube-ha there with SIGKILL (step kinds as in --dry-run --output json); repeat runs every step twice",
     parse_failpoint,
 );
 /// `KUBE_HA_LOCK_HOST`.
 pub const KUBE_HA_LOCK_HOST: Var<String> = testing(
     "KUBE_HA_LOCK_HOST",
     Derived("gethostname(2)"),
-    "testing: the host name kube-ha records in, and compares with, the lock owner (act as another host)",
+    "the host name kube-ha records in, and compares with, the lock owner (act as another host)",
     parse_host,
 );
 /// `KUBE_HA_ETCD_BINARY` (read by the sandbox's simulated VMs, listed so it is known).
 pub const KUBE_HA_ETCD_BINARY: Var<PathBuf> = testing(
     "KUBE_HA_ETCD_BINARY",
     Value("etcd"),
-    "testing: the etcd binary the sandbox's simulated masters run",
+    "the etcd binary the sandbox's simulated masters run",
     |v| Ok(PathBuf::from(v)),
 );
 
@@ -608,8 +608,13 @@ pub fn help_text(all: bool) -> String {
     let width = shown.iter().map(|v| v.name.len()).max().unwrap_or(0);
     let mut out = String::from("Environment (kube-up compatible):\n");
     for v in &shown {
+        let testing = if v.audience == Audience::Testing {
+            "(testing only) "
+        } else {
+            ""
+        };
         out.push_str(&format!(
-            "  {:width$}  {} [default: {}]\n",
+            "  {:width$}  {testing}{} [default: {}]\n",
             v.name,
             v.doc,
             v.default_text()
@@ -627,7 +632,7 @@ pub fn markdown_table() -> String {
     for v in ENV_VARS {
         let doc = match v.audience {
             Audience::Operator => v.doc.to_string(),
-            Audience::Testing => format!("*(testing only, hidden from `--help`)* {}", v.doc),
+            Audience::Testing => format!("*testing only (hidden from `--help`)*: {}", v.doc),
         };
         out.push_str(&format!("| `{}` | {} | {doc} |\n", v.name, v.default_text()));
     }

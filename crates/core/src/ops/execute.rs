@@ -427,6 +427,7 @@ impl<'a> Executor<'a> {
             service_ip: self.cfg.service_ip,
             dns_domain: self.cfg.dns_domain.clone(),
         };
+        let mut made = None;
         let (kube_env, master_certs) = if first {
             // The CAs are made here and live only in this VM's metadata: if this step never
             // completes, nothing else has used them yet and a rerun makes new ones.
@@ -441,7 +442,7 @@ impl<'a> Executor<'a> {
                 dns_domain: self.cfg.dns_domain.clone(),
             };
             let meta = first_master_metadata(&env, &cas, &certs, internal);
-            self.secrets = Some(ClusterSecrets {
+            made = Some(ClusterSecrets {
                 kube_env: meta.0.clone(),
                 master_certs: meta.1.clone(),
                 cas,
@@ -472,8 +473,39 @@ impl<'a> Executor<'a> {
             ],
         });
         let outcome = created(self.gce.insert_instance(zone, inst).await)?;
+        if made.is_some() {
+            self.secrets = match outcome {
+                Outcome::Changed => made,
+                // An interrupted run's insert got there first (its operation may still be
+                // running): that VM boots with its own CAs, so those are the cluster's.
+                Outcome::AlreadyDone => Some(self.secrets_of_existing(zone, replica).await?),
+            };
+            self.etcd = None;
+        }
         self.replica_ips.insert(replica.to_string(), internal);
         Ok(outcome)
+    }
+
+    /// The secrets in the metadata of an instance whose insert may still be running (GCE shows
+    /// it as PROVISIONING; the emulator only once its operation is done): polled until visible.
+    async fn secrets_of_existing(&self, zone: &str, replica: &str) -> Result<ClusterSecrets> {
+        let started = Instant::now();
+        let mut last = Instant::now();
+        loop {
+            if let Some(i) = self.gce.instance(zone, replica).await?
+                && let Some(s) = ClusterSecrets::from_instance(&i)?
+            {
+                self.progress.end_wait();
+                return Ok(s);
+            }
+            self.give_up_after_boot_deadline(replica, started, "its VM is not visible yet")?;
+            self.progress.waiting(
+                &mut last,
+                started,
+                &format!("{replica}: waiting for the VM an earlier run created"),
+            );
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Past the boot deadline a new replica is given up on (and its add rolled back); a signal

@@ -316,6 +316,35 @@ fn the_second_replica_promotes_the_static_ip_to_a_load_balancer_first() {
 }
 
 #[test]
+fn an_add_stopped_after_the_forwarding_rule_still_gives_the_first_replica_an_external_ip() {
+    let mut s = cluster(&[("", Z_B)]);
+    // Pool made, static IP detached, rule created; interrupted before the new ephemeral IP.
+    s.target_pool = Some(PoolObs {
+        instances: vec!["k-master".into()],
+    });
+    s.forwarding_rule = Some(RuleObs { ip: STATIC.to_string() });
+    s.replicas[0].external_ip = None;
+    s.replicas[0].access_config = None;
+    s.lock = stale(Intent::AddReplica {
+        replica: "k-master-xyz".into(),
+        zone: Z_C.into(),
+        rolling_back: false,
+    });
+    let plan = plan_add(&s, &add_req(Z_C)).expect("plan");
+    assert!(plan.resumes);
+    assert_eq!(
+        plan.steps[0],
+        Step::AttachExternalIp {
+            replica: "k-master".into(),
+            zone: Z_B.into(),
+            ip: ExternalIp::Ephemeral
+        },
+        "{}",
+        plan.render()
+    );
+}
+
+#[test]
 fn the_third_replica_leaves_the_load_balancer_alone() {
     let plan = plan_add(&cluster(&[("", Z_B), ("aaa", Z_C)]), &add_req(Z_D)).expect("plan");
     assert_eq!(kinds(&plan)[0], "reserve_internal_ip");

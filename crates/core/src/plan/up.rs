@@ -491,9 +491,10 @@ pub fn plan_add(s: &Snapshot, req: &AddRequest) -> Result<Plan, Refusal> {
         .collect();
 
     let mut steps = Vec::new();
-    if !existing.is_empty() && (s.forwarding_rule.is_none() || s.target_pool.is_none()) {
-        steps.extend(promote_to_lb(s, names, &req.region, &existing));
-    }
+    // Planned whatever exists already: each part is made only when missing, and an add stopped
+    // between the forwarding rule and the first replica's new external IP has both pool and
+    // rule, yet still owes that IP.
+    steps.extend(promote_to_lb(s, names, &req.region, &existing));
 
     let replica = match &resuming {
         Some(r) => r.clone(),
