@@ -369,6 +369,9 @@ async fn summary(cfg: &Config, gce: &Gce, plan: &Plan) -> serde_json::Value {
 /// lost, locked or with leftovers (the verdict is on stdout); 2 when there is no cluster.
 pub async fn status(cfg: &Config) -> Result<()> {
     let gce = connect(cfg).await?;
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+    }
     let (snapshot, observed) = observe(cfg, &gce).await.context("cannot observe the cluster")?;
     let report = status::Report::new(cfg, &snapshot, &observed)?;
     match cfg.output {

@@ -292,3 +292,49 @@ async fn observe_cluster(client: &EtcdClient, cluster: EtcdCluster, ips: &[Ipv4A
     obs.leader = leaders.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id);
     obs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(name: &str, kind: Option<&str>, size: Option<i64>) -> model::Disk {
+        let mut d = model::Disk::default();
+        d.name = Some(name.into());
+        d.zone = Some("projects/p/zones/europe-west1-b".into());
+        d.r#type = kind.map(|k| format!("projects/p/zones/europe-west1-b/diskTypes/{k}"));
+        d.size_gb = size;
+        d.source_image = Some("projects/cos-cloud/global/images/cos-1".into());
+        d
+    }
+
+    fn instance() -> model::Instance {
+        let mut i = model::Instance::default();
+        i.name = Some("k-master".into());
+        i.zone = Some("projects/p/zones/europe-west1-b".into());
+        i.machine_type = Some("projects/p/zones/europe-west1-b/machineTypes/n1-standard-8".into());
+        i
+    }
+
+    #[test]
+    fn settings_are_read_back_whole_or_not_at_all() {
+        let names = ClusterNames::from_prefix("k");
+        let whole = [
+            disk("k-master", Some("pd-standard"), Some(30)),
+            disk("k-master-pd", Some("pd-balanced"), Some(100)),
+        ];
+        let s = replica_vm(&instance(), &whole, &names).settings.expect("settings");
+        assert_eq!(
+            (s.disk_type.as_str(), s.disk_size_gb, s.root_disk_size_gb),
+            ("pd-balanced", 100, 30)
+        );
+        assert_eq!(s.machine_type, "n1-standard-8");
+        // GCE omitting the data disk's type or size: nothing is invented.
+        for data in [
+            disk("k-master-pd", None, Some(100)),
+            disk("k-master-pd", Some("pd-ssd"), None),
+        ] {
+            let disks = [disk("k-master", Some("pd-standard"), Some(30)), data];
+            assert_eq!(replica_vm(&instance(), &disks, &names).settings, None);
+        }
+    }
+}

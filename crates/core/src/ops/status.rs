@@ -292,6 +292,9 @@ struct LockReport {
     state: &'static str,
     words: String,
     next: Option<String>,
+    /// What the verdict says about it.
+    #[serde(skip)]
+    problem: Option<String>,
 }
 
 fn lock_report(cfg: &Config, s: &Snapshot) -> LockReport {
@@ -301,6 +304,7 @@ fn lock_report(cfg: &Config, s: &Snapshot) -> LockReport {
             state: "free",
             words: "free: no operation is running".into(),
             next: None,
+            problem: None,
         },
         LockState::Held {
             record,
@@ -315,6 +319,7 @@ fn lock_report(cfg: &Config, s: &Snapshot) -> LockReport {
                 record.intent
             ),
             next: Some(cmds.take_over(&record.owner.reference(), &record.intent).to_string()),
+            problem: Some(format!("locked: an operation is running ({})", record.intent)),
         },
         LockState::Held { record, staleness } => LockReport {
             state: "interrupted",
@@ -329,6 +334,7 @@ fn lock_report(cfg: &Config, s: &Snapshot) -> LockReport {
                     .unwrap_or_default()
             ),
             next: Some(cmds.resume(&record.intent).to_string()),
+            problem: Some(format!("an interrupted operation is pending ({})", record.intent)),
         },
     }
 }
@@ -429,15 +435,7 @@ impl Report {
             .collect();
         let lock = lock_report(cfg, s);
         let leftovers = leftovers(cfg, s);
-        let lock_problem = match lock.state {
-            "held" => Some(format!(
-                "locked: an operation is running ({})",
-                s.lock.record().map(|r| r.intent.to_string()).unwrap_or_default()
-            )),
-            "interrupted" => Some("an interrupted operation is pending (see lock)".to_string()),
-            _ => None,
-        };
-        let verdict = verdict(s, &leftovers, lock_problem);
+        let verdict = verdict(s, &leftovers, lock.problem.clone());
         Ok(Report {
             cluster: cfg.names.master_name().to_string(),
             project: cfg.project.clone(),
@@ -540,5 +538,68 @@ impl Report {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::fixtures::{Z_B, Z_C, Z_D, cluster, crash};
+
+    #[test]
+    fn the_verdict_counts_voters_and_failures_tolerated_like_etcd() {
+        let v = verdict(&cluster(&[("", Z_B), ("aaa", Z_C), ("bbb", Z_D)]), &[], None);
+        assert_eq!(v.health, Health::Healthy);
+        assert_eq!(v.tolerates, 1);
+        assert_eq!(
+            v.line,
+            "healthy: 3 replica(s); etcd voters 3 of 3; tolerates 1 failure(s); zones: europe-west1-b, europe-west1-c, europe-west1-d"
+        );
+        let mut one_down = cluster(&[("", Z_B), ("aaa", Z_C), ("bbb", Z_D)]);
+        crash(&mut one_down, 2);
+        let v = verdict(&one_down, &[], None);
+        assert_eq!((v.health, v.tolerates), (Health::Degraded, 0));
+        assert!(
+            v.line.starts_with("degraded: 3 replica(s); etcd voters 2 of 3"),
+            "{}",
+            v.line
+        );
+        let mut lost = cluster(&[("", Z_B), ("aaa", Z_C)]);
+        crash(&mut lost, 1);
+        assert_eq!(verdict(&lost, &[], None).health, Health::QuorumLost);
+    }
+
+    #[test]
+    fn a_lock_leftovers_a_learner_or_a_half_load_balancer_is_not_healthy() {
+        let one = cluster(&[("", Z_B)]);
+        let v = verdict(&one, &["disk k-master-x1y-pd (europe-west1-c)".into()], None);
+        assert_eq!(v.health, Health::Degraded);
+        assert!(v.line.contains("leftovers: disk k-master-x1y-pd"), "{}", v.line);
+        let two = cluster(&[("", Z_B), ("aaa", Z_C)]);
+        let v = verdict(&two, &[], Some("locked: an operation is running (x)".into()));
+        assert_eq!(v.health, Health::Degraded);
+        let mut no_rule = two.clone();
+        no_rule.forwarding_rule = None;
+        assert!(
+            verdict(&no_rule, &[], None)
+                .problems
+                .iter()
+                .any(|p| p.contains("forwarding rule"))
+        );
+        let mut learner = cluster(&[("", Z_B), ("aaa", Z_C), ("bbb", Z_D)]);
+        if let Some(m) = learner
+            .etcd
+            .get_mut(&EtcdCluster::Main)
+            .and_then(|o| o.members.as_mut())
+        {
+            m[2].is_learner = true;
+        }
+        let v = verdict(&learner, &[], None);
+        assert!(v.problems.iter().any(|p| p.contains("learner")), "{:?}", v.problems);
+        assert!(
+            v.line.contains("etcd voters 2 of 2 (main), 3 of 3 (events)"),
+            "{}",
+            v.line
+        );
     }
 }

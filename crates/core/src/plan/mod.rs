@@ -547,4 +547,6 @@ pub fn plan_command(cfg: &Config, command: Command, s: &Snapshot) -> Result<Plan
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;

@@ -1,142 +1,12 @@
 //! Table tests of the planners: snapshot fixtures in, step kinds or refusals out.
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-
+use super::fixtures::*;
 use super::lock::{Intent, LockRecord, LockState, Owner, Staleness};
-use super::snapshot::{AddressObs, ClusterObs, DiskObs, MemberHealth, PoolObs, ReplicaVm, RuleObs, Snapshot};
+use super::snapshot::{AddressObs, DiskObs, PoolObs, RuleObs, Snapshot};
 use super::*;
-use crate::config::{MasterOverrides, MasterSettings};
+use crate::config::MasterOverrides;
 use crate::etcd::{Member, MemberId};
-use crate::names::{ClusterNames, EtcdCluster};
-
-const Z_B: &str = "europe-west1-b";
-const Z_C: &str = "europe-west1-c";
-const Z_D: &str = "europe-west1-d";
-const REGION: &str = "europe-west1";
-const STATIC: Ipv4Addr = Ipv4Addr::new(127, 9, 128, 1);
-
-fn names() -> ClusterNames {
-    ClusterNames::from_prefix("k")
-}
-
-fn settings() -> MasterSettings {
-    MasterSettings::kube_up_defaults(3, "cos-cloud")
-}
-
-fn ip(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 9, 1, n)
-}
-
-/// A cluster of healthy replicas `(suffix or "", zone)`; the first holds the static IP when alone,
-/// otherwise the load balancer exists. Member IDs are 1.. in order; the first member leads.
-fn cluster(replicas: &[(&str, &str)]) -> Snapshot {
-    let n = names();
-    let mut s = Snapshot {
-        zone_known: true,
-        kubeconfig_ok: true,
-        ..Default::default()
-    };
-    s.static_ip = Some(AddressObs {
-        name: n.static_ip(),
-        region: REGION.into(),
-        ip: STATIC,
-        in_use: true,
-    });
-    s.firewalls = vec![n.firewall_https(), n.firewall_etcd()];
-    let lb = replicas.len() > 1;
-    for (i, (suffix, zone)) in replicas.iter().enumerate() {
-        let name = if suffix.is_empty() {
-            n.master_name().to_string()
-        } else {
-            n.replica_with_suffix(suffix)
-        };
-        let internal = ip(i as u8 + 1);
-        let external = if !lb && i == 0 {
-            STATIC
-        } else {
-            Ipv4Addr::new(127, 9, 129, i as u8 + 1)
-        };
-        s.replicas.push(ReplicaVm {
-            name: name.clone(),
-            zone: zone.to_string(),
-            status: "RUNNING".into(),
-            internal_ip: Some(internal),
-            external_ip: Some(external),
-            access_config: Some("External NAT".into()),
-            created: format!("2026-01-0{}T00:00:00Z", i + 1),
-            self_link: format!("projects/p/zones/{zone}/instances/{name}"),
-            settings: Some(settings()),
-        });
-        s.internal_ips.insert(
-            name.clone(),
-            AddressObs {
-                name: n.internal_ip(&name),
-                region: REGION.into(),
-                ip: internal,
-                in_use: true,
-            },
-        );
-        s.disks.push(DiskObs {
-            name: n.data_disk(&name),
-            zone: zone.to_string(),
-            users: vec![name.clone()],
-        });
-        s.disks.push(DiskObs {
-            name: name.clone(),
-            zone: zone.to_string(),
-            users: vec![name.clone()],
-        });
-    }
-    if lb {
-        s.target_pool = Some(PoolObs {
-            instances: s.replicas.iter().map(|r| r.name.clone()).collect(),
-        });
-        s.forwarding_rule = Some(RuleObs { ip: STATIC.to_string() });
-    }
-    for cluster in EtcdCluster::ALL {
-        let mut obs = ClusterObs::default();
-        let mut members = Vec::new();
-        for (i, r) in s.replicas.iter().enumerate() {
-            let id = MemberId(i as u64 + 1);
-            members.push(Member {
-                id,
-                name: cluster.member_name(&r.name),
-                peer_urls: vec![cluster.peer_url(r.internal_ip.expect("ip"))],
-                client_urls: vec![cluster.client_url(r.internal_ip.expect("ip"))],
-                is_learner: false,
-            });
-            obs.health.insert(
-                id,
-                MemberHealth {
-                    healthy: true,
-                    leader: Some(1),
-                    raft_index: 10,
-                    error: None,
-                },
-            );
-        }
-        obs.members = Some(members);
-        obs.leader = Some(MemberId(1));
-        s.etcd.insert(cluster, obs);
-    }
-    s
-}
-
-fn crash(s: &mut Snapshot, replica_index: usize) {
-    for obs in s.etcd.values_mut() {
-        let id = MemberId(replica_index as u64 + 1);
-        obs.health.insert(
-            id,
-            MemberHealth {
-                healthy: false,
-                leader: None,
-                raft_index: 0,
-                error: Some("connection refused".into()),
-            },
-        );
-    }
-}
+use crate::names::EtcdCluster;
 
 fn kinds(plan: &Plan) -> Vec<&'static str> {
     plan.steps.iter().map(|s| s.kind().as_str()).collect()
@@ -170,23 +40,6 @@ fn remove_req(zone: &str, name: Option<&str>) -> RemoveRequest {
         zone: zone.into(),
         region: crate::config::region_of_zone(zone).expect("zone"),
         replica_name: name.map(str::to_string),
-    }
-}
-
-fn stale(intent: Intent) -> LockState {
-    LockState::Held {
-        record: LockRecord {
-            owner: Owner {
-                host: "h".into(),
-                pid: 1,
-                start_ticks: 1,
-            },
-            intent,
-            acquired: 0,
-            expires: 1,
-            handed_over: None,
-        },
-        staleness: Staleness::OwnerGone,
     }
 }
 
@@ -1139,7 +992,7 @@ fn after(s: &Snapshot, plan: &Plan) -> Snapshot {
 }
 
 #[test]
-fn every_step_renders_and_serializes() {
+fn a_plan_renders_its_steps_and_serializes_their_actions() {
     let s = cluster(&[("", Z_B)]);
     let plan = plan_add(&s, &add_req(Z_C)).expect("plan");
     let text = plan.render();
@@ -1149,5 +1002,4 @@ fn every_step_renders_and_serializes() {
     );
     let json = serde_json::to_value(&plan).expect("json");
     assert_eq!(json["steps"][0]["action"], "create_target_pool");
-    let _ = BTreeMap::<u8, u8>::new();
 }
