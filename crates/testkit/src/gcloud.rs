@@ -77,7 +77,7 @@ impl Gcloud {
     }
 
     /// Run `gcloud <args>`.
-    pub fn run(&self, args: &[&str]) -> Run {
+    pub fn run_args(&self, args: &[String]) -> Run {
         let command = format!("gcloud {}", args.join(" "));
         let out: Output = self.command().args(args).output().unwrap_or_else(|e| {
             panic!(
@@ -93,9 +93,19 @@ impl Gcloud {
         }
     }
 
-    /// Run `gcloud <args>`, which must succeed; its stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let run = self.run(args);
+    /// Run a command line written as in a shell script (`gcloud compute instances list --filter
+    /// "name ~ '^m(-...)?'"`; the leading `gcloud` is optional; see [`words`]).
+    pub fn run(&self, line: &str) -> Run {
+        let mut args = words(line);
+        if args.first().map(String::as_str) == Some("gcloud") {
+            args.remove(0);
+        }
+        self.run_args(&args)
+    }
+
+    /// Run a command line, which must succeed; its stdout.
+    pub fn ok(&self, line: &str) -> String {
+        let run = self.run(line);
         assert!(
             run.success(),
             "{} exited {:?}\nstdout: {}\nstderr: {}",
@@ -107,9 +117,9 @@ impl Gcloud {
         run.stdout
     }
 
-    /// Run `gcloud <args>`, which must fail; its stderr.
-    pub fn fails(&self, args: &[&str]) -> String {
-        let run = self.run(args);
+    /// Run a command line, which must fail; its stderr.
+    pub fn fails(&self, line: &str) -> String {
+        let run = self.run(line);
         assert!(
             !run.success(),
             "{} should have failed\nstdout: {}",
@@ -117,5 +127,52 @@ impl Gcloud {
             run.stdout
         );
         run.stderr
+    }
+}
+
+/// A command line split into words as a shell does it for the lines of kube-up.sh: on
+/// whitespace, with `'…'` and `"…"` quoting (no escapes, no expansion); quotes join with what
+/// touches them (`--filter="name ~ 'x'"` is one word).
+pub fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quote: Option<char> = None;
+    for ch in line.chars() {
+        match (quote, ch) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.get_or_insert_with(String::new).push(c),
+            (None, '\'' | '"') => {
+                quote = Some(ch);
+                word.get_or_insert_with(String::new);
+            }
+            (None, c) if c.is_whitespace() => out.extend(word.take()),
+            (None, c) => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    assert!(quote.is_none(), "unbalanced quote in {line:?}");
+    out.extend(word);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::words;
+
+    #[test]
+    fn command_lines_split_like_a_shell_splits_them() {
+        assert_eq!(
+            words(r#"gcloud compute instances list --filter "name ~ '^m(-...)?'" --format "value(name,zone)""#),
+            [
+                "gcloud",
+                "compute",
+                "instances",
+                "list",
+                "--filter",
+                "name ~ '^m(-...)?'",
+                "--format",
+                "value(name,zone)"
+            ]
+        );
+        assert_eq!(words("a  --x='y z'b ''"), ["a", "--x=y zb", ""]);
     }
 }
