@@ -562,6 +562,13 @@ async fn catalogue_command_lines_see_real_region_and_zone_names() {
     assert_eq!(region.trim(), "UP");
     let stderr = r.fails("gcloud compute regions describe mars-central1");
     assert!(stderr.contains("was not found"), "{stderr}");
+    // kube-up's image lookup when MASTER_IMAGE is empty (cpg util.sh)
+    let image = r.ok("gcloud compute images list --project=cos-cloud --no-standard-images \
+                      --filter=\"family:cos-121-lts architecture:X86_64\" --format 'value(name)'");
+    assert_eq!(image.trim(), "cos-121-17412-1-21");
+    let newest =
+        r.ok("gcloud compute images describe-from-family cos-109-lts --project cos-cloud --format 'value(name)'");
+    assert!(newest.starts_with("cos-109-"), "{newest}");
     r.ok(&format!("gcloud compute instances create lonely --zone {REPLICA_ZONE}"));
     let here = r.ok(&format!(
         "gcloud compute instances list --zones {REPLICA_ZONE} --format='value(name)'"

@@ -16,7 +16,8 @@
 //!
 //! # Served
 //! Any project id (created empty on first use). `zones`, `regions` (list, get; a catalogue of
-//! real names, unknown ones are 404); `projects` get and `setCommonInstanceMetadata`;
+//! real names, unknown ones are 404); `images` (list, get, getFromFamily: a few public images of
+//! `cos-cloud`, `debian-cloud`, `ubuntu-os-cloud`; read-only); `projects` get and `setCommonInstanceMetadata`;
 //! `instances` (insert, get, list, aggregatedList, delete, addAccessConfig, deleteAccessConfig,
 //! setMetadata, setLabels, setDiskAutoDelete); `disks` (insert, get, list, aggregatedList, delete); `addresses`,
 //! `targetPools` (+ addInstance, removeInstance), `forwardingRules` (regional: insert, get,

@@ -52,6 +52,9 @@ fn api_router(state: AppState) -> Router {
         .route(&format!("{P}/regions"), get(regions_list))
         .route(&format!("{P}/regions/{{region}}"), get(region_get))
         .route(&format!("{P}/aggregated/{{collection}}"), get(aggregated))
+        .route(&format!("{P}/global/images"), get(images_list))
+        .route(&format!("{P}/global/images/{{image}}"), get(image_get))
+        .route(&format!("{P}/global/images/family/{{family}}"), get(image_from_family))
         .route(&format!("{P}/zones/{{zone}}/{{collection}}"), get(list).post(insert))
         .route(
             &format!("{P}/zones/{{zone}}/{{collection}}/{{name}}"),
@@ -242,6 +245,27 @@ async fn region_get(State(state): State<AppState>, Path((project, region)): Path
     catalog::region_json(&url, &region)
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("projects/{project}/regions/{region}")))
+}
+
+async fn images_list(State(state): State<AppState>, Path(project): Path<String>, uri: Uri) -> ApiResult {
+    let url = state.world().project_url(&project);
+    let items = catalog::images(&state.world().api_base, &project);
+    catalogue_list("compute#imageList", format!("{url}/global/images"), items, &uri)
+}
+
+async fn image_get(State(state): State<AppState>, Path((project, image)): Path<(String, String)>) -> ApiResult {
+    catalog::image(&state.world().api_base, &project, &image)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("projects/{project}/global/images/{image}")))
+}
+
+async fn image_from_family(
+    State(state): State<AppState>,
+    Path((project, family)): Path<(String, String)>,
+) -> ApiResult {
+    catalog::image_from_family(&state.world().api_base, &project, &family)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("projects/{project}/global/images/family/{family}")))
 }
 
 async fn aggregated(
