@@ -1,6 +1,6 @@
 //! Control endpoints under `/_emulator` (not API calls: never logged, never faulted):
-//! the call log, the fault queue, operation latencies, a state dump, and crashing a VM. Formats are documented in
-//! the module doc of [`crate`].
+//! the call log, the fault queue, operation latencies, a state dump, and crashing a VM. Formats
+//! are documented in the module doc of [`crate`].
 
 use std::collections::HashMap;
 
