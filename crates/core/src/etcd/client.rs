@@ -65,7 +65,13 @@ impl EtcdClient {
     /// [`EtcdClient::new`] whose every connection goes to the Unix socket `socket` (an SSH
     /// forward to a master's own etcd port, `ssh::Forward`). The URL still decides TLS: endpoints
     /// are `https://127.0.0.1:2379`, verified for `127.0.0.1` as on the master itself.
-    pub fn over_unix_socket(ca_pem: &str, cert_pem: &str, key_pem: &str, timeout: Duration, socket: &Path) -> Result<Self> {
+    pub fn over_unix_socket(
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        timeout: Duration,
+        socket: &Path,
+    ) -> Result<Self> {
         let http = Self::tls_builder(ca_pem, cert_pem, key_pem)?
             .unix_socket(socket)
             .build()

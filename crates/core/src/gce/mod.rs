@@ -686,7 +686,12 @@ impl Gce {
 
     /// Replace an instance's metadata (`instances.setMetadata`). `metadata` must carry the
     /// fingerprint it was read with: `Precondition` when someone wrote in between (412).
-    pub async fn set_instance_metadata(&self, zone: &str, name: &str, metadata: model::Metadata) -> Result<(), GceError> {
+    pub async fn set_instance_metadata(
+        &self,
+        zone: &str,
+        name: &str,
+        metadata: model::Metadata,
+    ) -> Result<(), GceError> {
         let what = format!("set metadata of instance {name} in {zone}");
         let poller = self
             .instances

@@ -62,7 +62,10 @@ pub fn judge_host_key(
     pins: &Pins,
 ) -> Result<HostKeyVerdict, (HostKeySource, Vec<String>)> {
     if pins.revoked.iter().any(|k| same(k, presented)) {
-        return Err((HostKeySource::Pinned, vec!["(the presented key is @revoked)".to_string()]));
+        return Err((
+            HostKeySource::Pinned,
+            vec!["(the presented key is @revoked)".to_string()],
+        ));
     }
     if !published.is_empty() {
         return match published.iter().any(|k| same(k, presented)) {
@@ -130,13 +133,24 @@ mod tests {
         };
         use HostKeySource as S;
         use HostKeyVerdict as V;
-        let rows: Vec<(&str, Vec<PublicKey>, Pins, Result<V, S>)> = vec![
+        type Row = (&'static str, Vec<PublicKey>, Pins, Result<V, S>);
+        let rows: Vec<Row> = vec![
             ("nothing known: first use", vec![], pins(&[], &[]), Ok(V::FirstUse)),
             ("pinned and presented", vec![], pins(&[&a], &[]), Ok(V::Pinned)),
             ("pinned another key", vec![], pins(&[&b], &[]), Err(S::Pinned)),
             ("one of two pins", vec![], pins(&[&b, &a], &[]), Ok(V::Pinned)),
-            ("published and presented", vec![a.clone()], pins(&[], &[]), Ok(V::Published)),
-            ("published another key", vec![b.clone()], pins(&[], &[]), Err(S::Published)),
+            (
+                "published and presented",
+                vec![a.clone()],
+                pins(&[], &[]),
+                Ok(V::Published),
+            ),
+            (
+                "published another key",
+                vec![b.clone()],
+                pins(&[], &[]),
+                Err(S::Published),
+            ),
             (
                 "published beats a stale pin",
                 vec![a.clone()],
@@ -150,7 +164,12 @@ mod tests {
                 Err(S::Published),
             ),
             ("revoked", vec![], pins(&[&a], &[&a]), Err(S::Pinned)),
-            ("revoked though published", vec![a.clone()], pins(&[], &[&a]), Err(S::Pinned)),
+            (
+                "revoked though published",
+                vec![a.clone()],
+                pins(&[], &[&a]),
+                Err(S::Pinned),
+            ),
         ];
         for (name, published, pins, want) in rows {
             let got = judge_host_key(&a, &published, &pins).map_err(|(s, _)| s);

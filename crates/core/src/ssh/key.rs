@@ -100,7 +100,10 @@ impl RunKey {
             #[serde(rename = "expireOn")]
             expire_on: String,
         }
-        let expire_on = self.expire_on.format(&Rfc3339).map_err(|e| SshError::Key(format!("formatting expireOn: {e}")))?;
+        let expire_on = self
+            .expire_on
+            .format(&Rfc3339)
+            .map_err(|e| SshError::Key(format!("formatting expireOn: {e}")))?;
         let json = serde_json::to_string(&GoogleSsh {
             user_name: &self.user,
             expire_on,
@@ -122,7 +125,8 @@ mod tests {
 
     #[test]
     fn the_metadata_line_is_the_expiring_form_gcloud_writes_and_the_guest_agent_reads() {
-        let expire = OffsetDateTime::from_unix_timestamp(1_796_000_000).expect("time") + time::Duration::milliseconds(250);
+        let expire =
+            OffsetDateTime::from_unix_timestamp(1_796_000_000).expect("time") + time::Duration::milliseconds(250);
         let key = RunKey::from_seed("kube-ha", expire, &[7; 32]);
         let line = key.metadata_line().expect("line");
         let (head, json) = line.split_once(" google-ssh ").expect("google-ssh comment");

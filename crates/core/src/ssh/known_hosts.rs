@@ -108,7 +108,9 @@ pub fn pins_for(text: &str, alias: &str) -> Pins {
 fn pin_line(alias: &str, key: &PublicKey) -> Result<String, SshError> {
     let mut bare = key.clone();
     bare.set_comment("");
-    let text = bare.to_openssh().map_err(|e| SshError::Key(format!("encoding a host key: {e}")))?;
+    let text = bare
+        .to_openssh()
+        .map_err(|e| SshError::Key(format!("encoding a host key: {e}")))?;
     Ok(format!("{alias} {}", text.trim_end()))
 }
 
@@ -276,7 +278,11 @@ mod tests {
         ];
         for (text, alias, keys, revoked) in rows {
             let pins = pins_for(text, alias);
-            assert_eq!((pins.keys.len(), pins.revoked.len()), (*keys, *revoked), "{text:?} for {alias}");
+            assert_eq!(
+                (pins.keys.len(), pins.revoked.len()),
+                (*keys, *revoked),
+                "{text:?} for {alias}"
+            );
         }
     }
 
@@ -288,7 +294,11 @@ mod tests {
             after,
             format!("# mine\nother.host {ED}\ncompute.42,extra {ED}\nlast {ED}\ncompute.42 {ED2}\n")
         );
-        assert_eq!(pins_for(&after, "compute.42").keys.len(), 2, "a shared line is not ours to drop");
+        assert_eq!(
+            pins_for(&after, "compute.42").keys.len(),
+            2,
+            "a shared line is not ours to drop"
+        );
         assert_eq!(
             replace_pins("", "compute.7", &[key(ED)]).expect("replace"),
             format!("compute.7 {ED}\n")
@@ -301,7 +311,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = KnownHosts::new(dir.path().join("ssh").join("known"));
         assert_eq!(file.pins("compute.1").expect("missing file is empty"), Pins::default());
-        file.pin("compute.1", &key(&format!("{ED} with a comment"))).expect("pin");
+        file.pin("compute.1", &key(&format!("{ED} with a comment")))
+            .expect("pin");
         std::fs::write(
             file.path(),
             format!("{}other {ED2}", std::fs::read_to_string(file.path()).expect("read")),
@@ -312,7 +323,11 @@ mod tests {
         assert_eq!(text, format!("compute.1 {ED}\nother {ED2}\ncompute.2 {ED2}\n"));
         let mode = std::fs::metadata(file.path()).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dir_mode = std::fs::metadata(dir.path().join("ssh")).expect("stat").permissions().mode() & 0o777;
+        let dir_mode = std::fs::metadata(dir.path().join("ssh"))
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dir_mode, 0o700);
         file.replace("compute.1", &[key(ED2)]).expect("replace");
         assert_eq!(file.pins("compute.1").expect("pins").keys, vec![key(ED2)]);

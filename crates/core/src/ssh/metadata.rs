@@ -28,7 +28,10 @@ const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// `value` is empty (so a value that was absent before the run is absent after it).
 fn set_ssh_keys(metadata: &model::Metadata, value: &str) -> model::Metadata {
     let mut out = metadata.clone();
-    let at = out.items.iter().position(|i| i.key.as_deref() == Some(METADATA_SSH_KEYS));
+    let at = out
+        .items
+        .iter()
+        .position(|i| i.key.as_deref() == Some(METADATA_SSH_KEYS));
     match (at, value.is_empty()) {
         (Some(i), true) => {
             out.items.remove(i);
@@ -181,7 +184,10 @@ mod tests {
         let mut md = model::Metadata::new().set_fingerprint(b"fp".to_vec());
         md.items = vec![item("kube-env", "A: 'b'"), item("ssh-keys", "old"), item("z", "last")];
         let replaced = set_ssh_keys(&md, "new");
-        assert_eq!(replaced.fingerprint, md.fingerprint, "the fingerprint goes back as read");
+        assert_eq!(
+            replaced.fingerprint, md.fingerprint,
+            "the fingerprint goes back as read"
+        );
         assert_eq!(
             keys(&replaced),
             [("kube-env", "A: 'b'"), ("ssh-keys", "new"), ("z", "last")].map(|(k, v)| (k.to_string(), v.to_string()))
@@ -190,7 +196,10 @@ mod tests {
         assert_eq!(keys(&dropped).len(), 2);
         let mut without = md.clone();
         without.items.remove(1);
-        assert_eq!(keys(&set_ssh_keys(&without, "k")).last(), Some(&("ssh-keys".into(), "k".into())));
+        assert_eq!(
+            keys(&set_ssh_keys(&without, "k")).last(),
+            Some(&("ssh-keys".into(), "k".into()))
+        );
         assert_eq!(keys(&set_ssh_keys(&without, "")), keys(&without));
     }
 }

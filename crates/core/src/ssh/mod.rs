@@ -48,8 +48,11 @@ pub use rules::{
     authorized_lines, check_os_login, go_bool, guest_attributes_enabled, metadata_value, os_login_enabled,
 };
 pub use ssh_keys::{Expiry, KeyEntry, MAX_VALUE_BYTES, SshKeysEdit, parse_entry, with_entry, without_entry};
-pub use transport::{Connection, Handshakes, MasterLink, SshSettings, SshTarget, connect};
+pub use transport::{Connection, Handshakes, MasterLink, SshSettings, SshTarget, SshVia, connect};
 pub use tunnel::{EtcdRoute, EtcdTls, Forward};
+
+/// An SSH public key (host keys, the run key's public half): russh's `ssh-key` type.
+pub use russh::keys::ssh_key::PublicKey;
 
 /// Where the master's etcd listens, as seen from the master itself.
 pub const LOOPBACK: &str = "127.0.0.1";
@@ -70,6 +73,38 @@ impl std::fmt::Display for MetadataLevel {
             MetadataLevel::Project => "project",
         })
     }
+}
+
+/// A host key that matches neither the published keys nor the pins ([`SshError::HostKeyMismatch`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the SSH host key of instance {instance} (id {instance_id}) is {presented}, which does not match {}",
+    match against {
+        HostKeySource::Published => format!(
+            "the host keys it published in its guest attributes ({}); someone may be intercepting the connection",
+            expected.join(", ")
+        ),
+        HostKeySource::Pinned => format!(
+            "the key pinned for {alias} in {} ({}); if the instance's host key changed on purpose, remove the pin with `ssh-keygen -R {alias} -f {}`",
+            file.display(), expected.join(", "), file.display()
+        ),
+    }
+)]
+pub struct HostKeyMismatch {
+    /// The instance name.
+    pub instance: String,
+    /// The instance id.
+    pub instance_id: u64,
+    /// `compute.<instance id>`.
+    pub alias: String,
+    /// The known-hosts file.
+    pub file: PathBuf,
+    /// Which source the presented key contradicts.
+    pub against: HostKeySource,
+    /// The presented key's fingerprint (`SHA256:…`, with its algorithm).
+    pub presented: String,
+    /// The fingerprints it was expected to match.
+    pub expected: Vec<String>,
 }
 
 /// What can go wrong reaching a master over SSH, typed where callers branch.
@@ -94,35 +129,8 @@ pub enum SshError {
     },
     /// The host key the master presented is not the one published in its guest attributes or
     /// pinned in the known-hosts file. Never retried, never accepted.
-    #[error(
-        "the SSH host key of instance {instance} (id {instance_id}) is {presented}, which does not match {}",
-        match against {
-            HostKeySource::Published => format!(
-                "the host keys it published in its guest attributes ({}); someone may be intercepting the connection",
-                expected.join(", ")
-            ),
-            HostKeySource::Pinned => format!(
-                "the key pinned for {alias} in {} ({}); if the instance's host key changed on purpose, remove the pin with `ssh-keygen -R {alias} -f {}`",
-                file.display(), expected.join(", "), file.display()
-            ),
-        }
-    )]
-    HostKeyMismatch {
-        /// The instance name.
-        instance: String,
-        /// The instance id.
-        instance_id: u64,
-        /// `compute.<instance id>`.
-        alias: String,
-        /// The known-hosts file.
-        file: PathBuf,
-        /// Which source the presented key contradicts.
-        against: HostKeySource,
-        /// The presented key's fingerprint (`SHA256:…`, with its algorithm).
-        presented: String,
-        /// The fingerprints it was expected to match.
-        expected: Vec<String>,
-    },
+    #[error(transparent)]
+    HostKeyMismatch(Box<HostKeyMismatch>),
     /// The login never succeeded within the bound: the guest agent did not apply the key.
     #[error(
         "{instance}: the SSH login as {user} was refused for {within:?} ({attempts} attempts): the guest agent did not install the key from the instance's ssh-keys metadata"

@@ -121,7 +121,8 @@ mod tests {
     #[test]
     fn os_login_is_decided_by_the_instance_first_then_the_project() {
         use MetadataLevel::*;
-        let rows: &[(&[(&str, &str)], &[(&str, &str)], Option<MetadataLevel>)] = &[
+        type Items = &'static [(&'static str, &'static str)];
+        let rows: &[(Items, Items, Option<MetadataLevel>)] = &[
             (&[], &[], None),
             (&[("enable-oslogin", "TRUE")], &[], Some(Instance)),
             (&[], &[("enable-oslogin", "TRUE")], Some(Project)),
@@ -129,9 +130,17 @@ mod tests {
             (&[], &[("enable-oslogin", "1")], Some(Project)),
             (&[("enable-oslogin", "FALSE")], &[("enable-oslogin", "TRUE")], None),
             (&[("enable-oslogin", "false")], &[("enable-oslogin", "TRUE")], None),
-            (&[("enable-oslogin", "TRUE")], &[("enable-oslogin", "FALSE")], Some(Instance)),
+            (
+                &[("enable-oslogin", "TRUE")],
+                &[("enable-oslogin", "FALSE")],
+                Some(Instance),
+            ),
             // unreadable counts as unset, so the project decides
-            (&[("enable-oslogin", "yes")], &[("enable-oslogin", "TRUE")], Some(Project)),
+            (
+                &[("enable-oslogin", "yes")],
+                &[("enable-oslogin", "TRUE")],
+                Some(Project),
+            ),
             (&[("enable-oslogin", "")], &[], None),
         ];
         for (instance, project, want) in rows {
@@ -153,13 +162,17 @@ mod tests {
     #[test]
     fn instance_keys_always_count_and_project_keys_unless_blocked() {
         let project = md(&[("ssh-keys", "p:ssh-rsa P1\np:ssh-rsa P2"), ("sshKeys", "q:ssh-rsa Q")]);
-        let rows: &[(&[(&str, &str)], &[&str])] = &[
+        type Items = &'static [(&'static str, &'static str)];
+        let rows: &[(Items, &[&str])] = &[
             (&[], &["p:ssh-rsa P1", "p:ssh-rsa P2", "q:ssh-rsa Q"]),
             (
                 &[("ssh-keys", "i:ssh-rsa I")],
                 &["i:ssh-rsa I", "p:ssh-rsa P1", "p:ssh-rsa P2", "q:ssh-rsa Q"],
             ),
-            (&[("ssh-keys", "i:ssh-rsa I"), ("block-project-ssh-keys", "TRUE")], &["i:ssh-rsa I"]),
+            (
+                &[("ssh-keys", "i:ssh-rsa I"), ("block-project-ssh-keys", "TRUE")],
+                &["i:ssh-rsa I"],
+            ),
             (
                 &[("ssh-keys", "i:ssh-rsa I"), ("block-project-ssh-keys", "nope")],
                 &["i:ssh-rsa I", "p:ssh-rsa P1", "p:ssh-rsa P2", "q:ssh-rsa Q"],
@@ -179,11 +192,17 @@ mod tests {
     #[test]
     fn guest_attributes_count_only_when_enabled_instance_first() {
         assert!(!guest_attributes_enabled(&md(&[]), &md(&[])));
-        assert!(guest_attributes_enabled(&md(&[]), &md(&[("enable-guest-attributes", "TRUE")])));
+        assert!(guest_attributes_enabled(
+            &md(&[]),
+            &md(&[("enable-guest-attributes", "TRUE")])
+        ));
         assert!(!guest_attributes_enabled(
             &md(&[("enable-guest-attributes", "FALSE")]),
             &md(&[("enable-guest-attributes", "TRUE")])
         ));
-        assert!(guest_attributes_enabled(&md(&[("enable-guest-attributes", "True")]), &md(&[])));
+        assert!(guest_attributes_enabled(
+            &md(&[("enable-guest-attributes", "True")]),
+            &md(&[])
+        ));
     }
 }

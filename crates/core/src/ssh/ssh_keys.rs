@@ -137,13 +137,7 @@ fn join(original: &str, kept: &[&str]) -> String {
 /// `value` with `line` (the entry of `user` whose key blob is `blob`) appended, unless an entry
 /// with that blob is there already, and with `user`'s expired entries dropped.
 /// `Err(bytes)` when the result would exceed [`MAX_VALUE_BYTES`].
-pub fn with_entry(
-    value: &str,
-    user: &str,
-    blob: &str,
-    line: &str,
-    now: OffsetDateTime,
-) -> Result<SshKeysEdit, usize> {
+pub fn with_entry(value: &str, user: &str, blob: &str, line: &str, now: OffsetDateTime) -> Result<SshKeysEdit, usize> {
     let mut dropped = 0;
     let mut present = false;
     let kept: Vec<&str> = segments(value)
@@ -220,8 +214,12 @@ mod tests {
     #[test]
     fn entries_parse_as_the_guest_agent_reads_them() {
         let t = |s: &str| OffsetDateTime::parse(s, &Rfc3339).expect("time");
-        let rows: &[(&str, Option<(&str, &str, &str, Expiry)>)] = &[
-            ("alice:ssh-rsa AAAA alice", Some(("alice", "ssh-rsa", "AAAA", Expiry::Never))),
+        type Parsed = Option<(&'static str, &'static str, &'static str, Expiry)>;
+        let rows: &[(&str, Parsed)] = &[
+            (
+                "alice:ssh-rsa AAAA alice",
+                Some(("alice", "ssh-rsa", "AAAA", Expiry::Never)),
+            ),
             ("alice:ssh-rsa AAAA", Some(("alice", "ssh-rsa", "AAAA", Expiry::Never))),
             (
                 r#"bob:no-pty,from="10.0.0.1" ssh-ed25519 BBBB bob"#,
@@ -229,7 +227,12 @@ mod tests {
             ),
             (
                 r#"c:ecdsa-sha2-nistp256 CCCC google-ssh {"userName":"c@x.com","expireOn":"2027-01-02T03:04:05Z"}"#,
-                Some(("c", "ecdsa-sha2-nistp256", "CCCC", Expiry::At(t("2027-01-02T03:04:05Z")))),
+                Some((
+                    "c",
+                    "ecdsa-sha2-nistp256",
+                    "CCCC",
+                    Expiry::At(t("2027-01-02T03:04:05Z")),
+                )),
             ),
             (
                 r#"d:ssh-ed25519 DDDD google-ssh {"userName":"d","expireOn":"2027-01-02T03:04:05+0100"}"#,
@@ -239,7 +242,10 @@ mod tests {
                 r#"e:ssh-ed25519 EEEE google-ssh {"username":"e","EXPIREON":"2027-01-02T03:04:05.5-02:00"}"#,
                 Some(("e", "ssh-ed25519", "EEEE", Expiry::At(t("2027-01-02T05:04:05.5Z")))),
             ),
-            ("f:ssh-ed25519 FFFF google-ssh", Some(("f", "ssh-ed25519", "FFFF", Expiry::Invalid))),
+            (
+                "f:ssh-ed25519 FFFF google-ssh",
+                Some(("f", "ssh-ed25519", "FFFF", Expiry::Invalid)),
+            ),
             (
                 r#"g:ssh-ed25519 GGGG google-ssh {"userName":"g","expireOn":"tomorrow"}"#,
                 Some(("g", "ssh-ed25519", "GGGG", Expiry::Invalid)),
@@ -248,7 +254,10 @@ mod tests {
                 r#"h:ssh-ed25519 HHHH google-ssh {"userName":"h"}"#,
                 Some(("h", "ssh-ed25519", "HHHH", Expiry::Invalid)),
             ),
-            ("i:ssh-ed25519 IIII\r", Some(("i", "ssh-ed25519", "IIII", Expiry::Never))),
+            (
+                "i:ssh-ed25519 IIII\r",
+                Some(("i", "ssh-ed25519", "IIII", Expiry::Never)),
+            ),
             ("# a comment", None),
             ("", None),
             ("   ", None),
@@ -280,7 +289,11 @@ mod tests {
             assert!(added.changed);
             assert!(added.value.contains(OURS), "{:?}", added.value);
             assert_eq!(added.value.ends_with('\n'), before.ends_with('\n'), "{before:?}");
-            assert!(added.value.starts_with(before.trim_end_matches('\n')), "{before:?} → {:?}", added.value);
+            assert!(
+                added.value.starts_with(before.trim_end_matches('\n')),
+                "{before:?} → {:?}",
+                added.value
+            );
             let again = with_entry(&added.value, "kube-ha", BLOB, OURS, now()).expect("fits");
             assert!(!again.changed, "adding twice writes once: {before:?}");
             let removed = without_entry(&added.value, "kube-ha", BLOB, now());

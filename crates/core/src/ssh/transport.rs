@@ -17,13 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use google_cloud_compute_v1::model;
 use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::ssh_key::PublicKey;
 
 use super::host_keys::{HostKeyVerdict, HostKeys, describe, judge_host_key, preferred_algorithms};
 use super::key::RunKey;
-use super::{HostKeySource, SshError};
+use super::{HostKeyMismatch, HostKeySource, SshError};
 use crate::names::host_key_alias;
 
 /// Which master to reach, and where.
@@ -35,6 +36,34 @@ pub struct SshTarget {
     pub instance_id: u64,
     /// Its external (or, inside the VPC, internal) IP and port 22.
     pub address: SocketAddr,
+}
+
+/// Which of a master's addresses kube-ha connects to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SshVia {
+    /// nic0's external (NAT) IP: runs from outside the VPC (the default).
+    External,
+    /// nic0's internal IP: runs inside the VPC.
+    Internal,
+}
+
+impl SshTarget {
+    /// The target for an instance as GCE describes it: its name, id, and nic0's external or
+    /// internal IP on port 22. `None` when the instance lacks the id or that address (e.g. a
+    /// master without an external IP and `External`).
+    pub fn of_instance(instance: &model::Instance, via: SshVia) -> Option<SshTarget> {
+        let nic0 = instance.network_interfaces.first()?;
+        let ip = match via {
+            SshVia::External => nic0.access_configs.iter().find_map(|a| a.nat_ip.as_deref())?,
+            SshVia::Internal => nic0.network_ip.as_deref()?,
+        };
+        let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+        Some(SshTarget {
+            instance: instance.name.clone()?,
+            instance_id: instance.id?,
+            address: SocketAddr::from((ip, crate::names::SSH_PORT)),
+        })
+    }
 }
 
 /// Every bound of the SSH path.
@@ -124,14 +153,16 @@ impl client::Handler for Checker {
         let known_hosts = &self.ctx.host_keys.known_hosts;
         let published = &self.ctx.host_keys.published;
         let alias = host_key_alias(target.instance_id);
-        let mismatch = |against, presented: String, expected| SshError::HostKeyMismatch {
-            instance: target.instance.clone(),
-            instance_id: target.instance_id,
-            alias: alias.clone(),
-            file: known_hosts.path().to_path_buf(),
-            against,
-            presented,
-            expected,
+        let mismatch = |against, presented: String, expected| {
+            SshError::HostKeyMismatch(Box::new(HostKeyMismatch {
+                instance: target.instance.clone(),
+                instance_id: target.instance_id,
+                alias: alias.clone(),
+                file: known_hosts.path().to_path_buf(),
+                against,
+                presented,
+                expected,
+            }))
         };
         let presented = match server_key {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
@@ -145,8 +176,8 @@ impl client::Handler for Checker {
             }
         };
         let pins = known_hosts.pins(&alias)?;
-        let verdict =
-            judge_host_key(presented, published, &pins).map_err(|(source, expected)| mismatch(source, describe(presented), expected))?;
+        let verdict = judge_host_key(presented, published, &pins)
+            .map_err(|(source, expected)| mismatch(source, describe(presented), expected))?;
         match verdict {
             HostKeyVerdict::FirstUse => known_hosts.pin(&alias, presented)?,
             HostKeyVerdict::Published if !pins.keys.iter().any(|k| k.key_data() == presented.key_data()) => {
@@ -180,7 +211,12 @@ fn is_connection_failure(e: &russh::Error) -> bool {
 /// TCP + handshake with the host key check, each with its deadline.
 async fn open(ctx: &Arc<Context>) -> Result<(client::Handle<Checker>, PublicKey, HostKeyVerdict), SshError> {
     let settings = &ctx.settings;
-    let tcp = match tokio::time::timeout(settings.connect_timeout, tokio::net::TcpStream::connect(ctx.target.address)).await {
+    let tcp = match tokio::time::timeout(
+        settings.connect_timeout,
+        tokio::net::TcpStream::connect(ctx.target.address),
+    )
+    .await
+    {
         Err(_) => return Err(ctx.unreachable("connect", format!("no answer within {:?}", settings.connect_timeout))),
         Ok(Err(e)) => return Err(ctx.unreachable("connect", e.to_string())),
         Ok(Ok(tcp)) => tcp,
@@ -230,10 +266,7 @@ pub async fn connect(
     let mut preferred = russh::Preferred::default();
     let known: Vec<PublicKey> = match host_keys.published.is_empty() {
         false => host_keys.published.clone(),
-        true => host_keys
-            .known_hosts
-            .pins(&host_key_alias(target.instance_id))?
-            .keys,
+        true => host_keys.known_hosts.pins(&host_key_alias(target.instance_id))?.keys,
     };
     preferred.key = preferred_algorithms(&known).into();
     let config = client::Config {
@@ -291,10 +324,7 @@ impl Connection {
 
     /// Close without logging in (e.g. the run was refused after the host key check).
     pub async fn close(self) {
-        let _ = self
-            .handle
-            .disconnect(russh::Disconnect::ByApplication, "", "en")
-            .await;
+        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
     }
 
     /// Log in with `key`, retrying with fresh connections (host key verified again each time)
@@ -383,10 +413,7 @@ impl MasterLink {
 
     /// Say goodbye. Forwards opened from this link stop working.
     pub async fn close(&self) {
-        let _ = self
-            .handle
-            .disconnect(russh::Disconnect::ByApplication, "", "en")
-            .await;
+        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
     }
 
     pub(crate) fn handle(&self) -> Arc<client::Handle<Checker>> {
@@ -399,5 +426,40 @@ impl MasterLink {
 
     pub(crate) fn unreachable(&self, what: &'static str, message: impl Into<String>) -> SshError {
         self.ctx.unreachable(what, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_nic0s_external_ip_by_default_or_its_internal_ip() {
+        let instance = model::Instance::new()
+            .set_name("kubernetes-master")
+            .set_id(42_u64)
+            .set_network_interfaces([model::NetworkInterface::new()
+                .set_network_ip("10.128.0.2")
+                .set_access_configs([model::AccessConfig::new().set_nat_ip("34.1.2.3")])]);
+        let external = SshTarget::of_instance(&instance, SshVia::External).expect("external");
+        assert_eq!(
+            (
+                external.instance.as_str(),
+                external.instance_id,
+                external.address.to_string()
+            ),
+            ("kubernetes-master", 42, "34.1.2.3:22".to_string())
+        );
+        let internal = SshTarget::of_instance(&instance, SshVia::Internal).expect("internal");
+        assert_eq!(internal.address.to_string(), "10.128.0.2:22");
+        let no_nat = model::Instance::new()
+            .set_name("m")
+            .set_id(1_u64)
+            .set_network_interfaces([model::NetworkInterface::new().set_network_ip("10.128.0.3")]);
+        assert_eq!(SshTarget::of_instance(&no_nat, SshVia::External), None);
+        assert_eq!(
+            SshTarget::of_instance(&model::Instance::new().set_name("m"), SshVia::Internal),
+            None
+        );
     }
 }

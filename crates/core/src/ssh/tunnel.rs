@@ -65,46 +65,56 @@ impl Forward {
     }
 }
 
-/// Open a `direct-tcpip` channel to the master's `127.0.0.1:port`, with the request deadline.
-async fn open_channel(
+/// Open a `direct-tcpip` channel to the master's `127.0.0.1:port`, with the request deadline:
+/// `None` when the deadline passed.
+async fn raw_channel(
     handle: &client::Handle<Checker>,
-    instance: &str,
     port: u16,
     within: Duration,
-) -> Result<russh::Channel<client::Msg>, SshError> {
-    let channel_error = |reason: String| SshError::ChannelOpen {
-        instance: instance.to_string(),
-        host: LOOPBACK.to_string(),
-        port,
-        reason,
-    };
-    match tokio::time::timeout(
+) -> Option<Result<russh::Channel<client::Msg>, russh::Error>> {
+    tokio::time::timeout(
         within,
         handle.channel_open_direct_tcpip(LOOPBACK, u32::from(port), LOOPBACK, 0),
     )
     .await
-    {
-        Err(_) => Err(channel_error(format!("no answer within {within:?}"))),
-        Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::AdministrativelyProhibited))) => {
-            Err(SshError::ForwardingRefused {
+    .ok()
+}
+
+/// The typed error for a failed channel open.
+fn channel_error(instance: &str, port: u16, within: Duration, failure: Option<russh::Error>) -> SshError {
+    let reason = match failure {
+        None => format!("no answer within {within:?}"),
+        Some(russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::AdministrativelyProhibited)) => {
+            return SshError::ForwardingRefused {
                 instance: instance.to_string(),
                 host: LOOPBACK.to_string(),
                 port,
-            })
+            };
         }
-        Ok(Err(russh::Error::ChannelOpenFailure(reason))) => Err(channel_error(match reason {
-            russh::ChannelOpenFailure::ConnectFailed => "nothing listens there (connect failed)".to_string(),
-            other => format!("{other:?}"),
-        })),
-        Ok(Err(e)) => Err(channel_error(format!("the SSH connection is gone: {e}"))),
+        Some(russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed)) => {
+            "nothing listens there (connect failed)".to_string()
+        }
+        Some(russh::Error::ChannelOpenFailure(other)) => format!("{other:?}"),
+        Some(e) => format!("the SSH connection is gone: {e}"),
+    };
+    SshError::ChannelOpen {
+        instance: instance.to_string(),
+        host: LOOPBACK.to_string(),
+        port,
+        reason,
     }
 }
 
 /// Splice one local connection to a fresh channel.
-async fn splice(handle: Arc<client::Handle<Checker>>, instance: String, port: u16, within: Duration, mut local: UnixStream) {
-    match open_channel(&handle, &instance, port, within).await {
-        Ok(channel) => {
+async fn splice(
+    handle: Arc<client::Handle<Checker>>,
+    instance: String,
+    port: u16,
+    within: Duration,
+    mut local: UnixStream,
+) {
+    match raw_channel(&handle, port, within).await {
+        Some(Ok(channel)) => {
             let mut remote = channel.into_stream();
             if let Err(e) = tokio::io::copy_bidirectional(&mut local, &mut remote).await {
                 tracing::debug!(%instance, port, error = %e, "forwarded connection ended");
@@ -112,7 +122,9 @@ async fn splice(handle: Arc<client::Handle<Checker>>, instance: String, port: u1
         }
         // Dropping `local` closes it: the HTTP client sees a failed connection, i.e. an
         // unreachable member, and the reason is logged here.
-        Err(e) => tracing::warn!(%instance, port, "{e}"),
+        failed => {
+            tracing::warn!(%instance, port, "{}", channel_error(&instance, port, within, failed.and_then(Result::err)))
+        }
     }
 }
 
@@ -127,14 +139,14 @@ impl MasterLink {
         if handle.is_closed() {
             return Err(self.unreachable("connection", "the SSH connection has closed"));
         }
-        match open_channel(&handle, &instance, port, within).await {
-            Ok(probe) => {
+        match raw_channel(&handle, port, within).await {
+            Some(Ok(probe)) => {
                 let _ = probe.close().await;
             }
-            Err(SshError::ChannelOpen { reason, .. }) if reason.starts_with("nothing listens") => {
+            Some(Err(russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed))) => {
                 tracing::debug!(%instance, port, "nothing listens yet");
             }
-            Err(e) => return Err(e),
+            failed => return Err(channel_error(&instance, port, within, failed.and_then(Result::err))),
         }
         let local_error = |what: &str, e: std::io::Error| SshError::LocalSocket {
             instance: instance.clone(),
@@ -178,13 +190,9 @@ impl MasterLink {
         let forward = self.forward(port).await?;
         let socket = forward.socket_path();
         let built = match tls {
-            Some(t) => EtcdClient::over_unix_socket(
-                t.ca_pem,
-                &t.identity.cert_pem,
-                &t.identity.key_pem,
-                timeout,
-                socket,
-            ),
+            Some(t) => {
+                EtcdClient::over_unix_socket(t.ca_pem, &t.identity.cert_pem, &t.identity.key_pem, timeout, socket)
+            }
             None => EtcdClient::plain_over_unix_socket(timeout, socket),
         };
         let client = built.map_err(|e| SshError::LocalSocket {
