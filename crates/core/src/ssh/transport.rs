@@ -191,6 +191,16 @@ impl client::Handler for Checker {
     }
 }
 
+/// Send a disconnect, bounded: a connection whose TCP writes are stuck (a dead master) must not
+/// hold the caller up.
+pub(crate) async fn goodbye(handle: &client::Handle<Checker>) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        handle.disconnect(russh::Disconnect::ByApplication, "", "en"),
+    )
+    .await;
+}
+
 /// Whether a russh error during connect means "nothing usable answers there".
 fn is_connection_failure(e: &russh::Error) -> bool {
     matches!(
@@ -324,7 +334,7 @@ impl Connection {
 
     /// Close without logging in (e.g. the run was refused after the host key check).
     pub async fn close(self) {
-        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+        goodbye(&self.handle).await;
     }
 
     /// Log in with `key`, retrying with fresh connections (host key verified again each time)
@@ -361,7 +371,7 @@ impl Connection {
                 Ok(Err(e)) => tracing::debug!(instance = %ctx.target.instance, error = %e, "login attempt failed"),
                 Err(_) => tracing::debug!(instance = %ctx.target.instance, "login attempt timed out"),
             }
-            let _ = current.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+            goodbye(&current).await;
             if attempts == 1 {
                 tracing::info!(
                     instance = %ctx.target.instance,
@@ -413,7 +423,7 @@ impl MasterLink {
 
     /// Say goodbye. Forwards opened from this link stop working.
     pub async fn close(&self) {
-        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+        goodbye(&self.handle).await;
     }
 
     pub(crate) fn handle(&self) -> Arc<client::Handle<Checker>> {

@@ -141,7 +141,7 @@ impl MasterLink {
         }
         match raw_channel(&handle, port, within).await {
             Some(Ok(probe)) => {
-                let _ = probe.close().await;
+                let _ = tokio::time::timeout(within, probe.close()).await;
             }
             Some(Err(russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed))) => {
                 tracing::debug!(%instance, port, "nothing listens yet");
