@@ -31,7 +31,7 @@ use kube_ha_emulator::ipblock::IpBlock;
 use kube_ha_sandbox::etcd_proc::{InitialClusterState, default_binary, initial_cluster};
 use support::emulator::Emulator;
 use support::etcd::{START_WITHIN, TestEtcd, TestMember};
-use support::sshd::SshHost;
+use support::sshd::{SshHost, keygen};
 use time::OffsetDateTime;
 
 const INSTANCE_ID: u64 = 4_242_424_242;
@@ -88,7 +88,16 @@ impl Master {
     }
 
     async fn connect(&self, handshakes: &Handshakes) -> Result<ssh::Connection, SshError> {
-        ssh::connect(self.target(), self.host_keys(&[]), settings(), handshakes.clone()).await
+        self.connect_published(&[], handshakes).await
+    }
+
+    /// Connect with these keys published in the instance's guest attributes.
+    async fn connect_published(
+        &self,
+        published: &[&str],
+        handshakes: &Handshakes,
+    ) -> Result<ssh::Connection, SshError> {
+        ssh::connect(self.target(), self.host_keys(published), settings(), handshakes.clone()).await
     }
 
     /// Connected and logged in with a key the "guest agent" already applied.
@@ -324,25 +333,12 @@ async fn a_pinned_host_key_that_changed_is_refused_naming_the_file_and_the_insta
 async fn published_host_keys_decide_over_pins_and_a_key_that_does_not_match_them_is_refused() {
     let master = Master::start();
     let handshakes = Handshakes::default();
-    let stranger = {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("k");
-        let ok = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&path)
-            .status()
-            .expect("ssh-keygen");
-        assert!(ok.success());
-        std::fs::read_to_string(path.with_extension("pub")).expect("pub")
-    };
-    let refused = ssh::connect(
-        master.target(),
-        master.host_keys(&[&stranger]),
-        settings(),
-        handshakes.clone(),
-    )
-    .await
-    .expect_err("a key that is not the published one");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let stranger = keygen(&scratch.path().join("stranger"));
+    let refused = master
+        .connect_published(&[&stranger], &handshakes)
+        .await
+        .expect_err("a key that is not the published one");
     assert!(
         matches!(&refused, SshError::HostKeyMismatch(m) if m.against == HostKeySource::Published),
         "{refused:?}"
@@ -353,14 +349,10 @@ async fn published_host_keys_decide_over_pins_and_a_key_that_does_not_match_them
     // A stale pin does not stand against a published key that matches: the pins are replaced.
     std::fs::write(master.known_hosts.path(), format!("compute.{INSTANCE_ID} {stranger}")).expect("stale pin");
     let host_key = master.host.host_key();
-    let accepted = ssh::connect(
-        master.target(),
-        master.host_keys(&[&host_key]),
-        settings(),
-        handshakes.clone(),
-    )
-    .await
-    .expect("published key");
+    let accepted = master
+        .connect_published(&[&host_key], &handshakes)
+        .await
+        .expect("published key");
     assert_eq!(accepted.verdict(), HostKeyVerdict::Published);
     accepted.close().await;
     assert_eq!(
@@ -381,14 +373,8 @@ async fn first_use_pins_the_key_where_openssh_itself_accepts_it_under_the_instan
 
     let dir = tempfile::tempdir().expect("tempdir");
     let identity = dir.path().join("id_ed25519");
-    let ok = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&identity)
-        .status()
-        .expect("ssh-keygen");
-    assert!(ok.success());
-    let public = std::fs::read_to_string(identity.with_extension("pub")).expect("pub");
-    master.host.authorize(&format!("{SSH_USER}:{}", public.trim()));
+    let public = keygen(&identity);
+    master.host.authorize(&format!("{SSH_USER}:{public}"));
     let openssh = |known_hosts: &Path| {
         Command::new("ssh")
             .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
@@ -670,6 +656,16 @@ async fn items(emu: &Emulator) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The master's metadata, read through kube-ha's adapter (with its fingerprint).
+async fn metadata_of(gce: &Gce) -> Metadata {
+    gce.instance(ZONE, "kubernetes-master")
+        .await
+        .expect("get")
+        .expect("exists")
+        .metadata
+        .expect("metadata")
+}
+
 fn set_metadata_calls(calls: &[serde_json::Value]) -> Vec<u64> {
     calls
         .iter()
@@ -748,13 +744,7 @@ async fn a_concurrent_metadata_writer_costs_a_retry_never_an_update() {
     let now = OffsetDateTime::now_utc();
 
     // The fingerprint is honoured: a write with a stale one is a typed 412.
-    let stale = gce
-        .instance(ZONE, "kubernetes-master")
-        .await
-        .expect("get")
-        .expect("exists")
-        .metadata
-        .expect("metadata");
+    let stale = metadata_of(&gce).await;
     ssh::install_run_key(&gce, ZONE, "kubernetes-master", &key, now)
         .await
         .expect("install");
@@ -789,13 +779,7 @@ async fn a_concurrent_metadata_writer_costs_a_retry_never_an_update() {
         tokio::spawn(async move {
             let mut done = 0;
             while done < ROUNDS {
-                let md = gce
-                    .instance(ZONE, "kubernetes-master")
-                    .await
-                    .expect("get")
-                    .expect("exists")
-                    .metadata
-                    .expect("metadata");
+                let md = metadata_of(&gce).await;
                 let mut next = md.clone();
                 let count = ssh::metadata_value(&md, "counter")
                     .and_then(|v| v.parse::<u32>().ok())

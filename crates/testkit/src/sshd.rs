@@ -92,13 +92,19 @@ fn run(command: &mut Command) {
     );
 }
 
-fn keygen(path: &Path) {
+/// A fresh ed25519 key pair at `path` (and `path.pub`) made by OpenSSH's `ssh-keygen`; returns
+/// its public line, `ssh-ed25519 AAAA… comment`.
+pub fn keygen(path: &Path) -> String {
     let _ = fs::remove_file(path);
     let _ = fs::remove_file(path.with_extension("pub"));
     run(Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", ""])
         .arg("-f")
         .arg(path));
+    fs::read_to_string(path.with_extension("pub"))
+        .expect("public key")
+        .trim()
+        .to_string()
 }
 
 impl SshHost {

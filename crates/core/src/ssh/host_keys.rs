@@ -116,13 +116,7 @@ pub(crate) fn preferred_algorithms(known: &[PublicKey]) -> Vec<Algorithm> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICuMP706VdVI1O576fjoo5bGrzK4knlapjF6qzfz2cXk";
-    const ED2: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
-
-    fn key(text: &str) -> PublicKey {
-        PublicKey::from_openssh(text).expect("key")
-    }
+    use crate::ssh::fixtures::{ED, ED2, key};
 
     #[test]
     fn published_keys_then_pins_decide_and_nothing_else_is_accepted() {

@@ -244,13 +244,7 @@ impl KnownHosts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICuMP706VdVI1O576fjoo5bGrzK4knlapjF6qzfz2cXk";
-    const ED2: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
-
-    fn key(text: &str) -> PublicKey {
-        PublicKey::from_openssh(text).expect("key")
-    }
+    use crate::ssh::fixtures::{ED, ED2, key};
 
     #[test]
     fn pins_are_found_for_the_alias_the_way_openssh_matches_hosts() {

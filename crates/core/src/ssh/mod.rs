@@ -31,6 +31,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg(test)]
+mod fixtures;
 mod host_keys;
 mod key;
 mod known_hosts;
