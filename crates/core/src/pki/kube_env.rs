@@ -149,6 +149,12 @@ pub const STORAGE_BACKEND: &str = "STORAGE_BACKEND";
 pub const CLUSTER_IP_RANGE: &str = "CLUSTER_IP_RANGE";
 /// kube-env: the cluster DNS service IP (also in `kubelet-config`).
 pub const DNS_SERVER_IP: &str = "DNS_SERVER_IP";
+/// kube-env: the controllers kube-controller-manager runs.
+pub const RUN_CONTROLLERS: &str = "RUN_CONTROLLERS";
+/// kube-env: whether the controller manager allocates pod CIDRs to nodes.
+pub const ALLOCATE_NODE_CIDRS: &str = "ALLOCATE_NODE_CIDRS";
+/// kube-env: number of worker nodes (sizes components).
+pub const NUM_NODES: &str = "NUM_NODES";
 /// kube-env: whether pod IPs come from alias ranges.
 pub const ENABLE_IP_ALIASES: &str = "ENABLE_IP_ALIASES";
 /// kube-env: KCM's `--cidr-allocator-type` (needed when `ENABLE_IP_ALIASES` is `true`).
@@ -454,7 +460,7 @@ pub struct ContractError {
 }
 
 /// Names configure-helper (cloud-provider-gcp 2e30d050c) assigns after sourcing both files, with
-/// why. `*_PATH` is handled by suffix in [`reserved_because`].
+/// why. `*_CERT_PATH` and `*_KEY_PATH` are handled by suffix in [`reserved_because`].
 const RESERVED: &[(&str, &str)] = &[
     ("KUBE_CONTROLLER_MANAGER_TOKEN", "generated at boot"),
     ("CLOUD_CONTROLLER_MANAGER_TOKEN", "generated at boot"),
@@ -635,7 +641,8 @@ const GROUPS: &[Group] = &[
 
 /// Check the kube-env and kube-master-certs a VM will get against what configure-helper and
 /// kube-up's scripts accept (contract §9): no key in both maps, no key configure-helper assigns
-/// itself, bash identifiers only, groups complete, one printable line per value, certificates in
+/// itself (its generated tokens, the `*_CERT_PATH`/`*_KEY_PATH` of the files it writes, the
+/// overrides it fills in when empty, …), bash identifiers only, groups complete, one printable line per value, certificates in
 /// their key's encoding, and each map within GCE's metadata value limit (which bounds every
 /// single value too). The caller turns the error into a refusal.
 pub fn check_vm_metadata(kube_env: &KeyValues, master_certs: &KeyValues) -> Result<(), ContractError> {
@@ -695,8 +702,11 @@ pub fn check_vm_metadata(kube_env: &KeyValues, master_certs: &KeyValues) -> Resu
 
 /// Why configure-helper would assign `key` after sourcing it, if it would.
 fn reserved_because(key: &str, merged: &BTreeMap<&str, &str>) -> Option<&'static str> {
-    if key.ends_with("_PATH") {
-        return Some("every *_PATH is set at boot");
+    // Not every *_PATH: kube-up's own kube-env has AUTH_PROVIDER_GCP_STORAGE_PATH and
+    // NODE_PROBLEM_DETECTOR_RELEASE_PATH. configure-helper assigns the path of each certificate
+    // and key it writes, and every one of those ends so.
+    if key.ends_with("_CERT_PATH") || key.ends_with("_KEY_PATH") {
+        return Some("the path of every certificate and key is set at boot");
     }
     if let Some((_, why)) = RESERVED.iter().find(|(k, _)| *k == key) {
         return Some(why);
@@ -1140,7 +1150,12 @@ mod tests {
                 |e, _| e.set("KUBE_SCHEDULER_TOKEN", "t"),
                 "sets KUBE_SCHEDULER_TOKEN",
             ),
-            ("a *_PATH", |_, c| c.set("CA_CERT_PATH", "/x"), "sets CA_CERT_PATH"),
+            ("a *_CERT_PATH", |_, c| c.set("CA_CERT_PATH", "/x"), "sets CA_CERT_PATH"),
+            (
+                "a *_KEY_PATH",
+                |e, _| e.set("ETCD_APISERVER_CA_KEY_PATH", "/x"),
+                "sets ETCD_APISERVER_CA_KEY_PATH",
+            ),
             (
                 "REGISTER_MASTER_KUBELET",
                 |e, _| e.set("REGISTER_MASTER_KUBELET", "true"),
@@ -1297,6 +1312,12 @@ mod tests {
         env.set(ENABLE_IP_ALIASES, "true");
         env.set(NODE_IPAM_MODE, "CloudAllocator");
         env.set("RUNTIME_CONFIG", "api/all=true");
+        // kube-up's own *_PATH keys are not configure-helper's.
+        env.set(
+            AUTH_PROVIDER_GCP_STORAGE_PATH,
+            "https://storage.googleapis.com/gke-release/auth-provider-gcp",
+        );
+        env.set("NODE_PROBLEM_DETECTOR_RELEASE_PATH", "");
         certs.set_pem(REQUESTHEADER_CA_CERT, PEM);
         certs.set_pem(PROXY_CLIENT_CERT, PEM);
         certs.set_pem(PROXY_CLIENT_KEY, KEY_PEM);
