@@ -469,8 +469,18 @@ MASTER_CERTS
     let ca = d.join("ca.crt");
     let etcd_ca = d.join("etcd-ca.pem");
     let master_crt = write(d, "replica-master.crt", &leaves.apiserver.cert_pem);
-    assert!(openssl_verify(&ca, "sslserver", &master_crt, &["-verify_ip", "10.132.0.9"]));
-    assert!(openssl_verify(&ca, "sslserver", &master_crt, &["-verify_ip", "34.1.2.3"]));
+    assert!(openssl_verify(
+        &ca,
+        "sslserver",
+        &master_crt,
+        &["-verify_ip", "10.132.0.9"]
+    ));
+    assert!(openssl_verify(
+        &ca,
+        "sslserver",
+        &master_crt,
+        &["-verify_ip", "34.1.2.3"]
+    ));
     for (file, pair, purpose) in [
         ("peer.crt", &leaves.etcd_peer, "sslserver"),
         ("peer-client.crt", &leaves.etcd_peer, "sslclient"),
@@ -483,7 +493,11 @@ MASTER_CERTS
     }
     // The replica's serving certificate certifies kube-up's MASTER_KEY: the same public key.
     let pubkey = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(d).output().expect("openssl");
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl");
         assert!(out.status.success(), "{out:?}");
         String::from_utf8(out.stdout).expect("utf8")
     };
