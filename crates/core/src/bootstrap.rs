@@ -682,35 +682,14 @@ mod tests {
 
     #[test]
     fn a_bootstrapped_first_master_has_every_boot_key_and_meets_the_contract() {
-        use crate::ops::cluster::{ClusterEnv, first_master_metadata};
-        use crate::pki::{ReplicaIdentity, issue_replica_certs};
-        let now = time::OffsetDateTime::now_utc();
-        let cas = ClusterCas::generate("kubernetes-master", now).expect("cas");
-        let internal = Ipv4Addr::new(10, 132, 0, 2);
-        let id = ReplicaIdentity {
-            master_name: "kubernetes-master".into(),
-            replica: "kubernetes-master".into(),
-            internal_ip: internal,
-            static_ip: Ipv4Addr::new(34, 1, 2, 3),
-            service_ip: Ipv4Addr::new(10, 0, 0, 1),
-            dns_domain: "cluster.local".into(),
-        };
-        let certs = issue_replica_certs(&cas, &id, now).expect("certs");
-        let cluster = ClusterEnv {
-            master_name: "kubernetes-master".into(),
-            multizone: true,
-            quorum_read: false,
-            static_ip: id.static_ip,
-            service_cluster_ip_range: "10.0.0.0/16".into(),
-            dns_domain: "cluster.local".into(),
-        };
-        let (mut env, mut mc) = first_master_metadata(&cluster, &cas, &certs, internal);
+        let first = crate::ops::cluster::test_first_master();
+        let (mut env, mut mc) = (first.kube_env, first.master_certs);
         assert!(
             !ke::missing_for_boot(&env, &mc).is_empty(),
             "the sandbox's maps lack the bootstrap"
         );
         let scripts = ReleaseScripts::read(&fixture_root()).expect("fixture");
-        let clients = issue_cluster_clients(&cas, now).expect("clients");
+        let clients = issue_cluster_clients(&first.cas, time::OffsetDateTime::now_utc()).expect("clients");
         let b = first_master_bootstrap(&input(), &scripts, &clients).expect("bootstrap");
         b.apply(&mut env, &mut mc).expect("no conflicting key");
         assert_eq!(ke::missing_for_boot(&env, &mc), Vec::<&str>::new());

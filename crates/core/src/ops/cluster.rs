@@ -147,44 +147,39 @@ fn for_replica(
     certs.write_metadata(kube_env, master_certs);
 }
 
+/// For the crate's tests: the secrets of a first master `kubernetes-master` as `up` makes them
+/// (identity of [`crate::pki::test_identity`] with internal IP 10.132.0.2).
+#[cfg(test)]
+pub(crate) fn test_first_master() -> ClusterSecrets {
+    let now = time::OffsetDateTime::now_utc();
+    let id = crate::pki::test_identity("kubernetes-master", 2);
+    let cas = ClusterCas::generate(&id.master_name, now).expect("cas");
+    let certs = crate::pki::issue_replica_certs(&cas, &id, now).expect("certs");
+    let env = ClusterEnv {
+        master_name: id.master_name.clone(),
+        multizone: true,
+        quorum_read: false,
+        static_ip: id.static_ip,
+        service_cluster_ip_range: "10.0.0.0/16".into(),
+        dns_domain: id.dns_domain.clone(),
+    };
+    let (kube_env, master_certs) = first_master_metadata(&env, &cas, &certs, id.internal_ip);
+    ClusterSecrets {
+        kube_env,
+        master_certs,
+        cas,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_first_master as first_master;
     use super::*;
     use crate::etcd::MemberId;
-    use crate::pki::{ReplicaIdentity, issue_replica_certs};
+    use crate::pki::issue_replica_certs;
+    use crate::pki::test_identity as identity;
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as B64;
-
-    fn identity(replica: &str, last: u8) -> ReplicaIdentity {
-        ReplicaIdentity {
-            master_name: "kubernetes-master".into(),
-            replica: replica.into(),
-            internal_ip: Ipv4Addr::new(10, 132, 0, last),
-            static_ip: Ipv4Addr::new(34, 1, 2, 3),
-            service_ip: Ipv4Addr::new(10, 0, 0, 1),
-            dns_domain: "cluster.local".into(),
-        }
-    }
-
-    fn first_master() -> ClusterSecrets {
-        let now = time::OffsetDateTime::now_utc();
-        let cas = ClusterCas::generate("kubernetes-master", now).expect("cas");
-        let certs = issue_replica_certs(&cas, &identity("kubernetes-master", 2), now).expect("certs");
-        let env = ClusterEnv {
-            master_name: "kubernetes-master".into(),
-            multizone: true,
-            quorum_read: false,
-            static_ip: Ipv4Addr::new(34, 1, 2, 3),
-            service_cluster_ip_range: "10.0.0.0/16".into(),
-            dns_domain: "cluster.local".into(),
-        };
-        let (kube_env, master_certs) = first_master_metadata(&env, &cas, &certs, Ipv4Addr::new(10, 132, 0, 2));
-        ClusterSecrets {
-            kube_env,
-            master_certs,
-            cas,
-        }
-    }
 
     #[test]
     fn first_master_and_replica_metadata_meet_the_contract_and_share_the_serving_key() {

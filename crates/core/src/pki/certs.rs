@@ -600,8 +600,23 @@ fn common_name(cert: &X509Certificate<'_>) -> String {
         .to_string()
 }
 
+/// For the crate's tests: replica `replica` of cluster `kubernetes-master`, internal IP
+/// `10.132.0.<last>`, static IP `34.1.2.3`, service IP `10.0.0.1`, `cluster.local`.
+#[cfg(test)]
+pub(crate) fn test_identity(replica: &str, last: u8) -> ReplicaIdentity {
+    ReplicaIdentity {
+        master_name: "kubernetes-master".into(),
+        replica: replica.into(),
+        internal_ip: Ipv4Addr::new(10, 132, 0, last),
+        static_ip: Ipv4Addr::new(34, 1, 2, 3),
+        service_ip: Ipv4Addr::new(10, 0, 0, 1),
+        dns_domain: "cluster.local".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_identity as identity;
     use super::*;
     use std::collections::BTreeSet;
     use x509_parser::extensions::GeneralName;
@@ -609,17 +624,6 @@ mod tests {
     fn now() -> OffsetDateTime {
         // 2026-03-01 12:00:00 UTC
         OffsetDateTime::from_unix_timestamp(1_772_366_400).expect("valid timestamp")
-    }
-
-    fn identity(replica: &str, last: u8) -> ReplicaIdentity {
-        ReplicaIdentity {
-            master_name: "kubernetes-master".into(),
-            replica: replica.into(),
-            internal_ip: Ipv4Addr::new(10, 132, 0, last),
-            static_ip: Ipv4Addr::new(34, 1, 2, 3),
-            service_ip: Ipv4Addr::new(10, 0, 0, 1),
-            dns_domain: "cluster.local".into(),
-        }
     }
 
     /// What a test wants to know about one certificate, read back with x509-parser.
