@@ -195,6 +195,11 @@ async fn every_replicas_metadata_reads_as_configure_helper_reads_it_with_one_ser
     let mut reads = Vec::new();
     for vm in &replicas {
         let name = vm.name.as_deref().expect("name");
+        eprintln!(
+            "measured: {name}: kube-env {} bytes, kube-master-certs {} bytes (GCE allows 262144 each)",
+            item(vm, names::METADATA_KUBE_ENV).len(),
+            item(vm, names::METADATA_MASTER_CERTS).len()
+        );
         let read = read_as_configure_helper(
             &dir.path().join(name),
             item(vm, names::METADATA_KUBE_ENV),
@@ -275,6 +280,11 @@ async fn a_first_master_with_the_bootstrap_of_a_release_tree_boots_and_carries_e
     let boot = bootstrap::first_master_bootstrap(&input, &scripts, &clients).expect("bootstrap");
     boot.apply(&mut kube_env, &mut master_certs).expect("apply");
     let mut metadata = boot.metadata_items(&kube_env, &master_certs).expect("items");
+    eprintln!(
+        "measured: bootstrapped first master: {} metadata bytes in all (GCE allows 524288); kube-env {} keys",
+        metadata.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
+        kube_env.0.len()
+    );
     metadata.push((names::METADATA_CLUSTER_NAME, "kubernetes".to_string()));
 
     let settings = kube_ha_core::config::MasterSettings::kube_up_defaults(3, "cos-cloud");
