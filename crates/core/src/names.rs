@@ -21,6 +21,16 @@ pub const METADATA_KUBE_ENV: &str = "kube-env";
 pub const METADATA_MASTER_CERTS: &str = "kube-master-certs";
 /// Instance metadata key holding the cluster name.
 pub const METADATA_CLUSTER_NAME: &str = "cluster-name";
+/// Instance metadata key holding cloud-init's config (the release's `master.yaml`).
+pub const METADATA_USER_DATA: &str = "user-data";
+/// Instance metadata key holding the release's `configure.sh`.
+pub const METADATA_CONFIGURE_SH: &str = "configure-sh";
+/// Instance metadata key holding the master's KubeletConfiguration.
+pub const METADATA_KUBELET_CONFIG: &str = "kubelet-config";
+/// Instance metadata key holding the first master's zone.
+pub const METADATA_CLUSTER_LOCATION: &str = "cluster-location";
+/// Instance metadata key holding COS's update strategy.
+pub const METADATA_GCI_UPDATE_STRATEGY: &str = "gci-update-strategy";
 
 /// Device name under which the data disk is attached (configure-helper mounts it by this name).
 pub const DATA_DISK_DEVICE: &str = "master-pd";
