@@ -2,8 +2,9 @@
 
 # Debian packages the sandbox needs: etcd-server and etcd-client (its simulated masters run the
 # real etcd), openssh-server (every VM runs OpenSSH's sshd), nftables and iproute2 (its VPC
-# network, NAT and firewall rules), and kubectl (kubernetes-client: the tests read the kubeconfig
-# kube-ha merges with the real `kubectl config view`). Installed only when a command is missing.
+# network, NAT and firewall rules), python3-yaml (tests read kube-env with configure.sh's own
+# PyYAML conversion), and kubectl (kubernetes-client: the tests read the kubeconfig kube-ha
+# merges with the real `kubectl config view`). Installed only when a command is missing.
 ensure_packages() {
   local missing=()
   command -v etcd >/dev/null || missing+=(etcd-server)
@@ -11,6 +12,7 @@ ensure_packages() {
   [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v nft >/dev/null || missing+=(nftables)
   command -v ip >/dev/null || missing+=(iproute2)
+  python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
   command -v kubectl >/dev/null || missing+=(kubernetes-client)
   [ "${#missing[@]}" -eq 0 ] && return
   echo "installing ${missing[*]} (apt-get)" >&2

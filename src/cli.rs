@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use kube_ha_core::config::{Command, Config, Endpoint, Flags, OutputFormat, RawEnv, SandboxChoice, vars};
 use kube_ha_core::error::Refusal;
 use kube_ha_core::ops::interrupt::{Interrupt, signal_name};
-use kube_ha_emulator::{EmulatorOptions, Machines, NoMachines};
+use kube_ha_emulator::{EmulatorOptions, Machines, MethodLatencies, NoMachines};
 use kube_ha_sandbox::{SandboxMachines, control};
 
 /// kube-ha adds and removes highly-available Kubernetes master replicas on Google Compute Engine,
@@ -112,6 +112,10 @@ pub struct EmulatorArgs {
     /// How long each operation takes from PENDING to DONE.
     #[arg(long, default_value_t = 0)]
     pub op_latency_ms: u64,
+    /// Latencies of some collections or methods, overriding --op-latency-ms, e.g.
+    /// `instances.insert=15000,disks=3000` (milliseconds; repeatable; see GET /_emulator/latency).
+    #[arg(long = "op-latency", value_name = "COLLECTION[.METHOD]=MS,…", value_parser = MethodLatencies::parse)]
+    pub op_latency: Vec<MethodLatencies>,
     /// How long a simulated VM takes to boot after its insert is DONE.
     #[arg(long, default_value_t = 0)]
     pub boot_delay_ms: u64,
@@ -243,9 +247,14 @@ async fn emulator(a: EmulatorArgs) -> anyhow::Result<()> {
         Some(dir) => Arc::new(SandboxMachines::new(dir)?),
         None => Arc::new(NoMachines),
     };
+    let mut op_latencies = MethodLatencies::new();
+    for more in &a.op_latency {
+        op_latencies.merge(more);
+    }
     let opts = EmulatorOptions {
         listen: a.listen,
         op_latency: std::time::Duration::from_millis(a.op_latency_ms),
+        op_latencies,
         boot_delay: std::time::Duration::from_millis(a.boot_delay_ms),
         ip_block: a.ip_block,
     };

@@ -14,7 +14,7 @@ use google_cloud_compute_v1::model::{
 use google_cloud_gax::error::Error;
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_lro::Poller as _;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::emulator::{Clients, Emulator};
 
 const P: &str = "kube-ha-test";
@@ -1582,4 +1582,360 @@ async fn lists_page_and_filter_like_gce() {
     assert_eq!(not.items.len(), 2);
     let bad = c.firewalls.list().set_project(P).set_filter("name eq (").send().await;
     assert_eq!(failure(bad), (Code::InvalidArgument, 400));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata rules, the call log's metadataKeysChanged, per-method latencies, setDiskAutoDelete,
+// batch requests
+
+fn item(key: &str, value: &str) -> model::metadata::Items {
+    model::metadata::Items::new().set_key(key).set_value(value)
+}
+
+/// `instances.setMetadata` of `master` in ZONE, waited for.
+async fn set_instance_metadata(c: &Clients, md: Metadata) -> Result<Operation> {
+    let call = c.instances.set_metadata().set_project(P).set_zone(ZONE);
+    call.set_instance("master").set_body(md).poller().until_done().await
+}
+
+/// `projects.setCommonInstanceMetadata`, waited for.
+async fn set_project_metadata(c: &Clients, md: Metadata) -> Result<Operation> {
+    let call = c.projects.set_common_instance_metadata().set_project(P);
+    call.set_body(md).poller().until_done().await
+}
+
+async fn instance_metadata(c: &Clients) -> Metadata {
+    let vm = get_instance(c, ZONE, "master").await.expect("vm");
+    vm.metadata.expect("metadata")
+}
+
+async fn project_metadata(c: &Clients) -> Metadata {
+    let project = c.projects.get().set_project(P).send().await.expect("project");
+    project.common_instance_metadata.expect("metadata")
+}
+
+/// `items`, written over `current` with its fingerprint.
+fn over(current: &Metadata, items: Vec<model::metadata::Items>) -> Metadata {
+    Metadata::new()
+        .set_or_clear_fingerprint(current.fingerprint.clone())
+        .set_items(items)
+}
+
+#[tokio::test]
+async fn metadata_writes_need_the_current_fingerprint_even_over_empty_metadata() {
+    let emu = Emulator::start(&[]);
+    let c = emu.clients().await;
+    ok_op(insert_instance(&c, ZONE, instance("master", ZONE).set_metadata(Metadata::new())).await);
+    assert!(instance_metadata(&c).await.items.is_empty());
+    let without = Metadata::new().set_items([item("a", "b")]);
+    assert_eq!(
+        failure(set_instance_metadata(&c, without.clone()).await),
+        (Code::FailedPrecondition, 412)
+    );
+    assert_eq!(
+        failure(set_project_metadata(&c, without).await),
+        (Code::FailedPrecondition, 412)
+    );
+    assert!(project_metadata(&c).await.items.is_empty());
+
+    // with the fingerprint: the item list is replaced whole
+    let current = instance_metadata(&c).await;
+    ok_op(set_instance_metadata(&c, over(&current, vec![item("a", "1"), item("b", "2")])).await);
+    let current = instance_metadata(&c).await;
+    ok_op(set_instance_metadata(&c, over(&current, vec![item("c", "3")])).await);
+    let keys: Vec<Option<String>> = instance_metadata(&c).await.items.into_iter().map(|i| i.key).collect();
+    assert_eq!(keys, [Some("c".to_string())]);
+}
+
+#[tokio::test]
+async fn metadata_over_gce_size_limits_is_refused_with_413_and_changes_nothing() {
+    let emu = Emulator::start(&[]);
+    let c = emu.clients().await;
+    let big = |n: usize| "v".repeat(n);
+    let oversized = instance("master", ZONE).set_metadata(Metadata::new().set_items([item("kube-env", &big(262_145))]));
+    let refused = insert_instance(&c, ZONE, oversized).await;
+    assert_eq!(failure(refused), (Code::InvalidArgument, 413));
+    assert_eq!(failure(get_instance(&c, ZONE, "master").await), (Code::NotFound, 404));
+
+    ok_op(insert_instance(&c, ZONE, instance("master", ZONE)).await);
+    let current = instance_metadata(&c).await;
+    let at_limit = over(&current, vec![item("kube-env", &big(262_144))]);
+    ok_op(set_instance_metadata(&c, at_limit).await);
+    let current = instance_metadata(&c).await;
+    let value_too_big = over(&current, vec![item("a", "1"), item("kube-env", &big(262_145))]);
+    let r = set_instance_metadata(&c, value_too_big).await;
+    assert_eq!(
+        message(r),
+        "Value for field 'metadata.items[1].value' is too large: maximum size 262144 character(s); actual size 262145."
+    );
+    let total_too_big = over(
+        &current,
+        vec![item("a", &big(262_144)), item("b", &big(262_144)), item("c", "x")],
+    );
+    assert_eq!(
+        failure(set_instance_metadata(&c, total_too_big).await),
+        (Code::InvalidArgument, 413)
+    );
+    let bad_key = over(&current, vec![item("no spaces", "x")]);
+    assert_eq!(
+        failure(set_instance_metadata(&c, bad_key).await),
+        (Code::InvalidArgument, 400)
+    );
+    let project = project_metadata(&c).await;
+    let r = set_project_metadata(&c, over(&project, vec![item("lock", &big(262_145))])).await;
+    assert_eq!(failure(r), (Code::InvalidArgument, 413));
+    assert_eq!(
+        instance_metadata(&c).await.fingerprint,
+        current.fingerprint,
+        "nothing changed"
+    );
+    assert!(project_metadata(&c).await.items.is_empty());
+}
+
+#[tokio::test]
+async fn the_call_log_names_the_metadata_keys_each_write_changed_and_nothing_for_refused_ones() {
+    let emu = Emulator::start(&[]);
+    let c = emu.clients().await;
+    let alice = "alice:ssh-ed25519 AAAA alice";
+    let vm = instance("master", ZONE).set_metadata(Metadata::new().set_items([
+        item("kube-env", "A: 'b'\n"),
+        item("ssh-keys", alice),
+        item("user-data", "#cloud-config"),
+    ]));
+    ok_op(insert_instance(&c, ZONE, vm).await);
+    emu.clear_calls().await;
+
+    let before = instance_metadata(&c).await;
+    let mut items = before.items.clone();
+    items[1] = item("ssh-keys", &format!("{alice}\nkube-ha:ssh-ed25519 BBBB google-ssh"));
+    ok_op(set_instance_metadata(&c, over(&before, items.clone())).await);
+    // stale fingerprint: refused, nothing changed
+    assert_eq!(
+        failure(set_instance_metadata(&c, over(&before, vec![])).await),
+        (Code::FailedPrecondition, 412)
+    );
+    // the same items again: accepted, nothing changed
+    let now = instance_metadata(&c).await;
+    ok_op(set_instance_metadata(&c, over(&now, items)).await);
+    // an injected operation error: nothing changed
+    emu.fault(
+        json!({"path_contains": "/setMetadata", "action": {"kind": "operation_error", "code": "INTERNAL_ERROR"}}),
+    )
+    .await;
+    let now = instance_metadata(&c).await;
+    let op = set_instance_metadata(&c, over(&now, vec![])).await.expect("accepted");
+    assert!(op.error.is_some(), "{op:?}");
+    // project metadata: one key added
+    let project = project_metadata(&c).await;
+    ok_op(set_project_metadata(&c, over(&project, vec![item("kube-ha-lock", "me")])).await);
+    // a write whose operation is still running has changed nothing yet
+    emu.set_latency(json!({"methods": {"instances.setMetadata": 600_000}}))
+        .await;
+    let now = instance_metadata(&c).await;
+    let call = c
+        .instances
+        .set_metadata()
+        .set_project(P)
+        .set_zone(ZONE)
+        .set_instance("master");
+    let pending = call.set_body(over(&now, vec![])).send().await.expect("accepted");
+    assert_eq!(pending.status, Some(model::operation::Status::Pending));
+
+    let keys = emu.metadata_keys_changed().await;
+    let expected: Vec<Vec<&str>> = vec![vec!["ssh-keys"], vec![], vec![], vec![], vec!["kube-ha-lock"], vec![]];
+    assert_eq!(keys, expected);
+    let other_calls: Vec<Value> = emu.calls().await.into_iter().filter(|c| c["method"] == "GET").collect();
+    assert!(other_calls.iter().all(|c| c.get("metadataKeysChanged").is_none()));
+}
+
+#[tokio::test]
+async fn operation_latencies_apply_per_collection_and_method_and_change_at_run_time() {
+    let emu = Emulator::start(&["--op-latency", "instances.insert=600000"]);
+    let c = emu.clients().await;
+    let status = |op: Operation| op.status.expect("status");
+    let disk = |name: &str| Disk::new().set_name(name);
+    let send_disk = |name: &str| {
+        c.disks
+            .insert()
+            .set_project(P)
+            .set_zone(ZONE)
+            .set_body(disk(name))
+            .send()
+    };
+    let send_vm = |name: &str| {
+        let body = Instance::new().set_name(name);
+        c.instances.insert().set_project(P).set_zone(ZONE).set_body(body).send()
+    };
+    assert_eq!(
+        status(send_disk("d1").await.expect("d1")),
+        model::operation::Status::Done
+    );
+    assert_eq!(
+        status(send_vm("vm1").await.expect("vm1")),
+        model::operation::Status::Pending
+    );
+    let table = emu.set_latency(json!({})).await;
+    assert_eq!(table, json!({"defaultMs": 0, "methods": {"instances.insert": 600_000}}));
+
+    let table = emu
+        .set_latency(json!({"methods": {"disks": 600_000, "instances.insert": null}}))
+        .await;
+    assert_eq!(table, json!({"defaultMs": 0, "methods": {"disks": 600_000}}));
+    assert_eq!(
+        status(send_disk("d2").await.expect("d2")),
+        model::operation::Status::Pending
+    );
+    assert_eq!(
+        status(send_vm("vm2").await.expect("vm2")),
+        model::operation::Status::Done
+    );
+    let firewall_op = c
+        .firewalls
+        .insert()
+        .set_project(P)
+        .set_body(firewall("fw"))
+        .send()
+        .await;
+    assert_eq!(
+        status(firewall_op.expect("fw")),
+        model::operation::Status::Done,
+        "the default"
+    );
+
+    let http = reqwest::Client::new();
+    let url = format!("{}/_emulator/latency", emu.endpoint);
+    let typo = http
+        .post(&url)
+        .json(&json!({"methods": {"disk.insert": 5}}))
+        .send()
+        .await;
+    assert_eq!(typo.expect("reachable").status().as_u16(), 400);
+    let reset = http.delete(&url).send().await.expect("reachable");
+    let reset: Value = reset.json().await.expect("json");
+    assert_eq!(reset, json!({"defaultMs": 0, "methods": {"instances.insert": 600_000}}));
+}
+
+#[tokio::test]
+async fn set_disk_auto_delete_makes_the_instance_delete_take_its_data_disk() {
+    let emu = Emulator::start(&[]);
+    let c = emu.clients().await;
+    ok_op(insert_disk(&c, ZONE, Disk::new().set_name("master-pd")).await);
+    let mut vm = instance("master", ZONE);
+    vm.disks.push(
+        AttachedDisk::new()
+            .set_source(format!("zones/{ZONE}/disks/master-pd"))
+            .set_device_name("master-pd")
+            .set_auto_delete(false),
+    );
+    ok_op(insert_instance(&c, ZONE, vm).await);
+    let auto_delete = |device: &str| {
+        let call = c.instances.set_disk_auto_delete().set_project(P).set_zone(ZONE);
+        call.set_instance("master")
+            .set_device_name(device)
+            .set_auto_delete(true)
+            .poller()
+            .until_done()
+    };
+    assert_eq!(
+        failure(auto_delete("no-such-device").await),
+        (Code::InvalidArgument, 400)
+    );
+    let op = ok_op(auto_delete("master-pd").await);
+    assert_eq!(op.operation_type.as_deref(), Some("setDiskAutoDelete"));
+    let vm = get_instance(&c, ZONE, "master").await.expect("vm");
+    let pd = vm.disks.iter().find(|d| d.device_name.as_deref() == Some("master-pd"));
+    assert_eq!(pd.and_then(|d| d.auto_delete), Some(true));
+    let delete = c
+        .instances
+        .delete()
+        .set_project(P)
+        .set_zone(ZONE)
+        .set_instance("master");
+    ok_op(delete.poller().until_done().await);
+    assert_eq!(failure(get_disk(&c, ZONE, "master-pd").await), (Code::NotFound, 404));
+}
+
+/// `GET`/`POST … HTTP/1.1` parts of a batch body, LF line endings as gcloud writes them.
+fn batch_body(boundary: &str, requests: &[(&str, &str, &str)]) -> String {
+    let mut body = String::new();
+    for (i, (method, path, json)) in requests.iter().enumerate() {
+        body += &format!(
+            "--{boundary}\nContent-Type: application/http\nContent-Transfer-Encoding: binary\n\
+             Content-ID: <batch-test+{i}>\n\n{method} {path} HTTP/1.1\nContent-Type: application/json\n\
+             content-length: {}\n\n{json}\n",
+            json.len()
+        );
+    }
+    body + &format!("--{boundary}--")
+}
+
+#[tokio::test]
+async fn a_batch_request_answers_each_part_in_order_like_the_same_call_alone() {
+    let emu = Emulator::start(&[]);
+    let c = emu.clients().await;
+    let base = format!("/compute/v1/projects/{P}");
+    let insert = serde_json::to_string(&json!({"name": "fw", "allowed": [{"IPProtocol": "tcp"}]})).expect("json");
+    let body = batch_body(
+        "==b==",
+        &[
+            ("POST", &format!("{base}/global/firewalls"), &insert),
+            ("GET", &format!("{base}/global/firewalls/missing"), ""),
+            ("GET", &format!("{base}/zones/{ZONE}"), ""),
+            ("POST", "/batch/compute/v1", ""),
+        ],
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/batch/compute/v1", emu.endpoint))
+        .header("content-type", "multipart/mixed; boundary=\"==b==\"")
+        .body(body)
+        .send()
+        .await
+        .expect("batch reachable");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"].to_str().expect("ascii").to_string();
+    let boundary = content_type.split("boundary=").nth(1).expect("a boundary").to_string();
+    let text = response.text().await.expect("body");
+    let parts: Vec<&str> = text
+        .split(&format!("--{boundary}"))
+        .filter(|p| p.contains("HTTP/1.1"))
+        .collect();
+    let heads: Vec<(bool, &str)> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let status = p.split("HTTP/1.1 ").nth(1).and_then(|s| s.get(..3)).unwrap_or("?");
+            (p.contains(&format!("Content-ID: <response-batch-test+{i}>")), status)
+        })
+        .collect();
+    assert_eq!(heads, [(true, "200"), (true, "404"), (true, "200"), (true, "404")]);
+    assert!(parts[0].contains("\"operationType\":\"insert\""), "{}", parts[0]);
+    assert!(parts[1].contains("\"reason\":\"notFound\""), "{}", parts[1]);
+
+    let fw = c
+        .firewalls
+        .get()
+        .set_project(P)
+        .set_firewall("fw")
+        .send()
+        .await
+        .expect("created by the batch");
+    assert_eq!(fw.allowed[0].ip_protocol.as_deref(), Some("tcp"));
+    let logged: Vec<String> = emu
+        .calls()
+        .await
+        .iter()
+        .filter_map(|c| Some(format!("{} {}", c["method"].as_str()?, c["path"].as_str()?)))
+        .filter(|c| !c.ends_with("/firewalls/fw"))
+        .collect();
+    let mut logged = logged;
+    logged.sort();
+    assert_eq!(
+        logged,
+        [
+            format!("GET {base}/global/firewalls/missing"),
+            format!("GET {base}/zones/{ZONE}"),
+            format!("POST {base}/global/firewalls"),
+        ],
+        "each part is logged as itself, the envelope and the nested batch are not"
+    );
 }

@@ -223,7 +223,15 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
     .into_iter()
     .collect();
     assert_eq!(sans(&pem(env, ke::ETCD_PEER_CERT)), want_peer);
-    let want_server: BTreeSet<String> = [format!("IP:{internal}"), "IP:127.0.0.1".into()].into_iter().collect();
+    // configure-helper's shape (DNS:etcd-<vm>, IP:127.0.0.1), plus the internal IP kube-ha still
+    // reaches etcd on.
+    let want_server: BTreeSet<String> = [
+        "DNS:etcd-kubernetes-master".into(),
+        "IP:127.0.0.1".into(),
+        format!("IP:{internal}"),
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(sans(&pem(certs, ke::ETCD_APISERVER_SERVER_CERT)), want_server);
     assert!(sans(&pem(certs, ke::ETCD_APISERVER_CLIENT_CERT)).is_empty());
 

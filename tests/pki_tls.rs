@@ -400,3 +400,113 @@ async fn mutual_tls_handshakes_on_loopback_like_etcd() {
         .expect("kubectl → apiserver B via static IP");
     server.await.expect("join").expect("server side");
 }
+
+/// Run a bash script in `dir` (kube-up's own tools: openssl, gzip, base64, sed).
+fn sh(dir: &Path, script: &str) {
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("run bash");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn metadata_made_with_kube_ups_tools_reads_back_and_signs_replicas_that_openssl_verifies() {
+    // kube-up.sh's material, made the way it made it: an RSA cluster CA and serving pair
+    // (easy-rsa, here with the key in PKCS#1), one ECDSA etcd CA with a SEC1 key (cfssl) that is
+    // both the peer and the etcd-apiserver CA; values encoded by `base64 | tr -d '\r\n'`, the
+    // etcd CA certificate by `gzip -c | base64`, quoted by `yaml-quote`'s sed, in files shaped as
+    // build-linux-kube-env writes them.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    sh(
+        d,
+        r#"
+        q() { openssl "$@" 2>/dev/null; }
+        q req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=34.1.2.3@1700000000" \
+          -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+        q req -newkey rsa:2048 -nodes -keyout master.pk8 -out master.csr -subj "/CN=kubernetes-master"
+        q rsa -in master.pk8 -traditional -out master.key
+        printf 'subjectAltName=IP:34.1.2.3,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes-master\nextendedKeyUsage=serverAuth\n' > master.ext
+        q x509 -req -in master.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out master.crt -days 365 -extfile master.ext
+        q ecparam -name prime256v1 -genkey -noout -out etcd-ca-key.pem
+        q req -x509 -new -key etcd-ca-key.pem -out etcd-ca.pem -days 3650 -subj "/C=US/L=CA/O=kubernetes.io/CN=Kubernetes" \
+          -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
+        grep -q 'BEGIN RSA PRIVATE KEY' master.key && grep -q 'BEGIN EC PRIVATE KEY' etcd-ca-key.pem
+        b() { base64 < "$1" | tr -d '\r\n'; }
+        gz() { gzip -c "$1" | base64 | tr -d '\r\n'; }
+        yq() { echo "${@:-}" | sed -e "s/'/''/g;s/^/'/i;s/$/'/i"; }
+        cat > kube-env <<KUBE_ENV
+CLUSTER_NAME: $(yq kubernetes)
+CA_CERT: $(yq "$(b ca.crt)")
+# (TODO/cloud-provider-gcp): Need to figure out how to inject this
+CUSTOM_NETD_YAML: |
+
+MASTER_CERT: $(yq "$(b master.crt)")
+MASTER_KEY: $(yq "$(b master.key)")
+ETCD_CA_KEY: $(yq "$(b etcd-ca-key.pem)")
+ETCD_CA_CERT: $(yq "$(gz etcd-ca.pem)")
+CCM_FEATURE_GATES:  $(yq "AllAlpha,AllBeta")
+KUBE_SCHEDULER_RUNASUSER: 2001
+
+KUBE_ENV
+        cat > kube-master-certs <<MASTER_CERTS
+CA_KEY: $(yq "$(b ca.key)")
+ETCD_APISERVER_CA_KEY: $(yq "$(b etcd-ca-key.pem)")
+ETCD_APISERVER_CA_CERT: $(yq "$(gz etcd-ca.pem)")
+MASTER_CERTS
+        "#,
+    );
+    let read = |name: &str| std::fs::read_to_string(d.join(name)).expect(name);
+    let env = KeyValues::from_yaml(&read("kube-env")).expect("kube-up's kube-env");
+    let master = KeyValues::from_yaml(&read("kube-master-certs")).expect("kube-up's kube-master-certs");
+    let cas = ClusterCas::from_metadata(&env, &master).expect("kube-up's CAs");
+    assert!(cas.etcd_cas_shared(), "kube-up's etcd-apiserver CA is its etcd peer CA");
+
+    let id = identity("kubernetes-master-a1b", Ipv4Addr::new(10, 132, 0, 9));
+    let leaves = issue_replica_certs(&cas, &id, OffsetDateTime::now_utc()).expect("replica leaves");
+    let ca = d.join("ca.crt");
+    let etcd_ca = d.join("etcd-ca.pem");
+    let master_crt = write(d, "replica-master.crt", &leaves.apiserver.cert_pem);
+    assert!(openssl_verify(
+        &ca,
+        "sslserver",
+        &master_crt,
+        &["-verify_ip", "10.132.0.9"]
+    ));
+    assert!(openssl_verify(
+        &ca,
+        "sslserver",
+        &master_crt,
+        &["-verify_ip", "34.1.2.3"]
+    ));
+    for (file, pair, purpose) in [
+        ("peer.crt", &leaves.etcd_peer, "sslserver"),
+        ("peer-client.crt", &leaves.etcd_peer, "sslclient"),
+        ("server.crt", &leaves.etcd_server, "sslserver"),
+        ("client.crt", &leaves.etcd_client, "sslclient"),
+    ] {
+        let leaf = write(d, file, &pair.cert_pem);
+        assert!(openssl_verify(&etcd_ca, purpose, &leaf, &[]), "{file} {purpose}");
+        assert!(!openssl_verify(&ca, purpose, &leaf, &[]), "{file} under the cluster CA");
+    }
+    // The replica's serving certificate certifies kube-up's MASTER_KEY: the same public key.
+    let pubkey = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    assert_eq!(
+        pubkey(&["x509", "-in", "replica-master.crt", "-noout", "-pubkey"]),
+        pubkey(&["pkey", "-in", "master.key", "-pubout"])
+    );
+    // Written back for a replica, kube-up's shared values stay byte for byte.
+    let (mut env2, mut master2) = (env.clone(), master.clone());
+    cas.write_metadata(&mut env2, &mut master2);
+    assert_eq!((env2, master2), (env, master));
+}

@@ -4,11 +4,14 @@
 //!
 //! Layout: [`config`] (the env contract) and [`names`] (every name and port) are pure; [`plan`]
 //! turns a snapshot into steps; [`ops`] is the only code that reaches GCE ([`gce`]) and etcd
-//! ([`etcd`]); [`pki`] makes certificates. The emulator and the sandbox that tests and the quick
+//! ([`etcd`], over SSH to the masters: [`ssh`]); [`pki`] makes certificates and the kube-env maps;
+//! [`bootstrap`] builds what a first master needs to boot on GCE. The emulator and the sandbox that
+//! tests and the quick
 //! start run against are crates of their own; nothing here depends on them.
 
 #![warn(missing_docs)]
 
+pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod etcd;
@@ -17,3 +20,4 @@ pub mod names;
 pub mod ops;
 pub mod pki;
 pub mod plan;
+pub mod ssh;

@@ -21,9 +21,45 @@ pub const METADATA_KUBE_ENV: &str = "kube-env";
 pub const METADATA_MASTER_CERTS: &str = "kube-master-certs";
 /// Instance metadata key holding the cluster name.
 pub const METADATA_CLUSTER_NAME: &str = "cluster-name";
+/// Instance metadata key holding cloud-init's config (the release's `master.yaml`).
+pub const METADATA_USER_DATA: &str = "user-data";
+/// Instance metadata key holding the release's `configure.sh`.
+pub const METADATA_CONFIGURE_SH: &str = "configure-sh";
+/// Instance metadata key holding the master's KubeletConfiguration.
+pub const METADATA_KUBELET_CONFIG: &str = "kubelet-config";
+/// Instance metadata key holding the first master's zone.
+pub const METADATA_CLUSTER_LOCATION: &str = "cluster-location";
+/// Instance metadata key holding COS's update strategy.
+pub const METADATA_GCI_UPDATE_STRATEGY: &str = "gci-update-strategy";
 
 /// Device name under which the data disk is attached (configure-helper mounts it by this name).
 pub const DATA_DISK_DEVICE: &str = "master-pd";
+
+// ---- SSH to the masters (SPEC §5; reference/access-path.md §1) ----
+
+/// The account kube-ha logs in as on a master, and the user of its `ssh-keys` entry (the guest
+/// agent creates the account from that entry).
+pub const SSH_USER: &str = "kube-ha";
+/// The port sshd listens on, on every master.
+pub const SSH_PORT: u16 = 22;
+/// Instance or project metadata key holding `user:key` lines the guest agent installs.
+pub const METADATA_SSH_KEYS: &str = "ssh-keys";
+/// The legacy form of [`METADATA_SSH_KEYS`]; on an instance it also blocks project keys.
+pub const METADATA_SSH_KEYS_LEGACY: &str = "sshKeys";
+/// Instance metadata key: when true, project `ssh-keys` are not installed on that instance.
+pub const METADATA_BLOCK_PROJECT_SSH_KEYS: &str = "block-project-ssh-keys";
+/// Instance or project metadata key: when true, the guest agent ignores `ssh-keys` (OS Login).
+pub const METADATA_ENABLE_OSLOGIN: &str = "enable-oslogin";
+/// Instance or project metadata key: when true, the guest may publish guest attributes (host keys).
+pub const METADATA_ENABLE_GUEST_ATTRIBUTES: &str = "enable-guest-attributes";
+/// The guest-attribute namespace (and `getGuestAttributes` query path) of SSH host keys.
+pub const GUEST_ATTRIBUTES_HOSTKEYS: &str = "hostkeys/";
+
+/// The known-hosts alias of an instance, as gcloud writes it (`HostKeyAlias=compute.<id>`): keyed
+/// by instance id, so a VM recreated under the same name is a new host.
+pub fn host_key_alias(instance_id: u64) -> String {
+    format!("compute.{instance_id}")
+}
 
 /// One of the two etcd clusters every replica runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

@@ -7,6 +7,12 @@
 //! is in flight (e.g. an operation `wait`). `mutating` is true for every POST/PUT/PATCH/DELETE
 //! except operations `wait`, whether or not it succeeded: a test that wants "zero mutations" wants
 //! zero attempts.
+//!
+//! A metadata write (`instances.setMetadata`, `projects.setCommonInstanceMetadata`) also has
+//! `"metadataKeysChanged": ["ssh-keys"]`: the keys its operation added, removed or gave another
+//! value, sorted, filled in when the operation is DONE without error (so `[]` while it runs, and
+//! for good when it was refused, faulted, repeated by `requestId` or wrote the same items). A test
+//! can then prove that a refused run wrote nothing but its own `ssh-keys` entry.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -28,6 +34,11 @@ pub struct CallRecord {
     pub status: Option<u16>,
     /// Whether the call asked for a change.
     pub mutating: bool,
+    /// For `instances.setMetadata` and `projects.setCommonInstanceMetadata`: the metadata keys
+    /// the call changed (added, removed or given another value), sorted, once its operation is
+    /// DONE without error; `[]` until then and when it changed nothing. Absent for other calls.
+    #[serde(rename = "metadataKeysChanged", skip_serializing_if = "Option::is_none")]
+    pub metadata_keys_changed: Option<Vec<String>>,
     #[serde(skip)]
     seq: u64,
 }
@@ -50,6 +61,7 @@ impl CallLog {
             query: query.to_string(),
             status: None,
             mutating: is_mutating(method, path),
+            metadata_keys_changed: writes_metadata(method, path).then(Vec::new),
             seq,
         });
         seq
@@ -62,6 +74,15 @@ impl CallLog {
         }
     }
 
+    /// Record the metadata keys call `seq` changed (a no-op when the log was cleared meanwhile).
+    pub fn set_metadata_keys(&mut self, seq: u64, keys: Vec<String>) {
+        if let Ok(i) = self.records.binary_search_by_key(&seq, |r| r.seq)
+            && let Some(logged) = self.records[i].metadata_keys_changed.as_mut()
+        {
+            *logged = keys;
+        }
+    }
+
     /// Every call since the last clear.
     pub fn records(&self) -> &[CallRecord] {
         &self.records
@@ -71,6 +92,18 @@ impl CallLog {
     pub fn clear(&mut self) {
         self.records.clear();
     }
+}
+
+/// The log's sequence number of the call being served, put in its request's extensions by the
+/// middleware, so the operation it creates can add to its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallSeq(pub u64);
+
+/// Whether a call is `instances.setMetadata` or `projects.setCommonInstanceMetadata`.
+pub fn writes_metadata(method: &str, path: &str) -> bool {
+    method.eq_ignore_ascii_case("POST")
+        && path.starts_with("/compute/")
+        && (path.ends_with("/setMetadata") || path.ends_with("/setCommonInstanceMetadata"))
 }
 
 /// Whether a call asks for a change: POST/PUT/PATCH/DELETE, except operations `wait`.
@@ -106,7 +139,7 @@ pub fn decode_query(raw: &str) -> String {
 }
 
 /// The middleware (see the module doc). Control endpoints pass through unrecorded.
-pub async fn record_calls(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn record_calls(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
     if !path.starts_with("/compute/") {
         return next.run(request).await;
@@ -114,6 +147,7 @@ pub async fn record_calls(State(state): State<AppState>, request: Request, next:
     let method = request.method().clone();
     let query = decode_query(request.uri().query().unwrap_or(""));
     let seq = state.calls().begin(method.as_str(), &path, &query);
+    request.extensions_mut().insert(CallSeq(seq));
     let injected = state.faults().take_http_error(method.as_str(), &path);
     let response = match injected {
         Some(error) => error.into_response(),

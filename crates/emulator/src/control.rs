@@ -1,6 +1,6 @@
 //! Control endpoints under `/_emulator` (not API calls: never logged, never faulted):
-//! the call log, the fault queue, a state dump, and crashing a VM. Formats are documented in
-//! the module doc of [`crate`].
+//! the call log, the fault queue, operation latencies, a state dump, and crashing a VM. Formats
+//! are documented in the module doc of [`crate`].
 
 use std::collections::HashMap;
 
@@ -23,6 +23,10 @@ pub fn routes() -> Router<AppState> {
         .route("/_emulator/calls", get(calls).delete(clear_calls))
         .route("/_emulator/faults", get(faults).post(add_faults).delete(clear_faults))
         .route("/_emulator/state", get(state_dump))
+        .route(
+            "/_emulator/latency",
+            get(latency).post(set_latency).delete(reset_latency),
+        )
         .route("/_emulator/instances/{zone}/{name}/crash", post(crash))
 }
 
@@ -60,6 +64,29 @@ async fn add_faults(State(state): State<AppState>, body: Bytes) -> Result<Json<V
 async fn clear_faults(State(state): State<AppState>) -> StatusCode {
     state.faults().clear();
     StatusCode::NO_CONTENT
+}
+
+async fn latency(State(state): State<AppState>) -> Json<Value> {
+    Json(state.latency().to_json())
+}
+
+/// Merge a latency update (see `latency.rs`); the whole update or nothing.
+async fn set_latency(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let update: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid latency update: {e}")))?;
+    let mut latency = state.latency();
+    latency
+        .update(&update)
+        .map_err(|e| ApiError::BadRequest(format!("invalid latency update: {e}")))?;
+    Ok(Json(latency.to_json()))
+}
+
+/// Back to the latencies of the command line.
+async fn reset_latency(State(state): State<AppState>) -> Json<Value> {
+    let initial = state.initial_latency();
+    let doc = initial.to_json();
+    *state.latency() = initial;
+    Json(doc)
 }
 
 async fn state_dump(State(state): State<AppState>) -> Json<Value> {

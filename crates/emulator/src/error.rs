@@ -42,6 +42,10 @@ pub enum ApiError {
     /// 412 `FAILED_PRECONDITION` / `conditionNotMet`: a stale or missing fingerprint.
     #[error("{0}")]
     ConditionNotMet(String),
+    /// 413 `INVALID_ARGUMENT` / `fieldSizeTooLarge`: a field over GCE's size limit (a metadata
+    /// value over 256 KiB). GCE sends no gRPC status for it; `INVALID_ARGUMENT` is the closest.
+    #[error("{0}")]
+    FieldSizeTooLarge(String),
     /// An error injected through `/_emulator/faults` (any code and status string).
     #[error("{message}")]
     Injected {
@@ -86,6 +90,7 @@ impl ApiError {
             ApiError::AlreadyExists { .. } => 409,
             ApiError::Invalid(_) | ApiError::BadRequest(_) | ApiError::InUse(_) => 400,
             ApiError::ConditionNotMet(_) => 412,
+            ApiError::FieldSizeTooLarge(_) => 413,
             ApiError::Injected { code, .. } => *code,
         }
     }
@@ -95,7 +100,9 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } => "NOT_FOUND".into(),
             ApiError::AlreadyExists { .. } => "ALREADY_EXISTS".into(),
-            ApiError::Invalid(_) | ApiError::BadRequest(_) | ApiError::InUse(_) => "INVALID_ARGUMENT".into(),
+            ApiError::Invalid(_) | ApiError::BadRequest(_) | ApiError::InUse(_) | ApiError::FieldSizeTooLarge(_) => {
+                "INVALID_ARGUMENT".into()
+            }
             ApiError::ConditionNotMet(_) => "FAILED_PRECONDITION".into(),
             ApiError::Injected { status, .. } => status.clone(),
         }
@@ -110,6 +117,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "badRequest",
             ApiError::InUse(_) => "resourceInUseByAnotherResource",
             ApiError::ConditionNotMet(_) => "conditionNotMet",
+            ApiError::FieldSizeTooLarge(_) => "fieldSizeTooLarge",
             ApiError::Injected { code, .. } => match code {
                 403 => "forbidden",
                 429 => "rateLimitExceeded",
@@ -129,6 +137,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "BAD_REQUEST".into(),
             ApiError::InUse(_) => "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE".into(),
             ApiError::ConditionNotMet(_) => "CONDITION_NOT_MET".into(),
+            ApiError::FieldSizeTooLarge(_) => "FIELD_SIZE_TOO_LARGE".into(),
             ApiError::Injected { status, .. } => status.clone(),
         }
     }

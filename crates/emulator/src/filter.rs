@@ -1,6 +1,8 @@
 //! The `filter` query parameter of list calls, the subset a tool needs:
 //!
-//! - legacy syntax, one expression: `FIELD eq REGEX`, `FIELD ne REGEX` (RE2-style full match);
+//! - legacy syntax: `FIELD eq REGEX`, `FIELD ne REGEX` (RE2-style full match), alone or several
+//!   each in parentheses, all of which must match (`(family eq "…")(architecture eq X86_64)`,
+//!   what gcloud sends for `--filter="family:x architecture:y"`);
 //! - current syntax: terms `FIELD = VALUE`, `FIELD != VALUE`, `FIELD ~ REGEX`, `FIELD !~ REGEX`,
 //!   `FIELD : VALUE` (has: substring, or `*` for "present"), optionally in parentheses, joined by
 //!   whitespace or `AND`. Values may be quoted with `"` or `'`.
@@ -61,6 +63,56 @@ fn unquote(s: &str) -> &str {
 
 fn path(field: &str) -> Vec<String> {
     field.split('.').map(str::to_string).collect()
+}
+
+/// `FIELD eq|ne VALUE` as one legacy term; `None` when `expr` is not of that form.
+fn legacy_term(filter: &str, expr: &str) -> Option<Result<Term, ApiError>> {
+    let mut words = expr.trim().splitn(3, char::is_whitespace);
+    let (Some(field), Some(op @ ("eq" | "ne")), Some(value)) = (words.next(), words.next(), words.next()) else {
+        return None;
+    };
+    if !field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+        return None; // `(family eq …)(…)`: several expressions
+    }
+    Some(full_match(filter, unquote(value)).map(|re| Term {
+        path: path(field),
+        op: if op == "eq" {
+            Op::Matches(re)
+        } else {
+            Op::NotMatches(re)
+        },
+    }))
+}
+
+/// The insides of `(…)(…) (…)`, parentheses inside quotes or nested (regex groups) kept; `None`
+/// when the filter is not a sequence of parenthesized groups.
+fn legacy_groups(filter: &str) -> Option<Vec<&str>> {
+    let mut groups = Vec::new();
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut start = 0;
+    for (i, c) in filter.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') if depth > 0 => quote = Some(c),
+            (None, '(') => {
+                if depth == 0 {
+                    start = i + 1;
+                }
+                depth += 1;
+            }
+            (None, ')') if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    groups.push(&filter[start..i]);
+                }
+            }
+            (None, c) if depth == 0 && !c.is_whitespace() => return None,
+            _ => {}
+        }
+    }
+    (depth == 0 && quote.is_none() && !groups.is_empty()).then_some(groups)
 }
 
 #[derive(Debug, PartialEq)]
@@ -136,17 +188,18 @@ impl Filter {
     pub fn parse(filter: &str) -> Result<Filter, ApiError> {
         let trimmed = filter.trim();
         // legacy: FIELD eq|ne VALUE, the value being the rest of the expression
-        let mut words = trimmed.splitn(3, char::is_whitespace);
-        if let (Some(field), Some(op @ ("eq" | "ne")), Some(value)) = (words.next(), words.next(), words.next()) {
-            let re = full_match(filter, unquote(value))?;
-            let op = if op == "eq" {
-                Op::Matches(re)
-            } else {
-                Op::NotMatches(re)
-            };
-            return Ok(Filter {
-                terms: vec![Term { path: path(field), op }],
-            });
+        if let Some(term) = legacy_term(filter, trimmed) {
+            return Ok(Filter { terms: vec![term?] });
+        }
+        // legacy, several expressions each in parentheses (gcloud sends
+        // `(family eq ".*\bcos\-121\-lts\b.*")(architecture eq X86_64)`)
+        if let Some(groups) = legacy_groups(trimmed) {
+            let terms: Option<Vec<_>> = groups.iter().map(|g| legacy_term(filter, g)).collect();
+            if let Some(terms) = terms {
+                return Ok(Filter {
+                    terms: terms.into_iter().collect::<Result<_, _>>()?,
+                });
+            }
         }
         let tokens = tokenize(trimmed)?;
         let mut terms = Vec::new();
@@ -247,6 +300,21 @@ mod tests {
         assert!(!m(re, &b));
         assert!(m("name ne 'kubernetes-minion.*'", &a));
         assert!(m("name eq (kubernetes|other)-master.*", &a));
+    }
+
+    #[test]
+    fn legacy_expressions_in_parentheses_all_apply() {
+        let cos = json!({"name": "cos-121-17412-1-21", "family": "cos-121-lts", "architecture": "X86_64"});
+        let gcloud = r#"(family eq ".*\bcos\-121\-lts\b.*")(architecture eq X86_64)"#;
+        assert!(m(gcloud, &cos));
+        assert!(!m(
+            r#"(family eq ".*\bcos\-109\-lts\b.*")(architecture eq X86_64)"#,
+            &cos
+        ));
+        assert!(m("(name eq cos-121(-[0-9]+)+) (architecture ne ARM64)", &cos));
+        assert!(!m("(name eq cos-121(-[0-9]+)+) (architecture ne X86_64)", &cos));
+        // current syntax in parentheses is still current syntax
+        assert!(m("(family = cos-121-lts) (architecture = X86_64)", &cos));
     }
 
     #[test]

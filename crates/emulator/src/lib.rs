@@ -7,22 +7,41 @@
 //! - `router`: routes and thin handlers; `control`: `/_emulator/*`.
 //! - `state`: [`AppState`] and the world (projects, resources, operations, addresses) behind
 //!   one mutex; `scope`: kinds, scopes, keys and resource links; `catalog`: zones and regions.
-//! - `ops`: operations (PENDING → RUNNING → DONE, `requestId`, `wait`); `resources/*`: what
-//!   each collection checks and does; `faults`, `calls`: injected faults and the call log;
-//!   `ips`: address allocation; `filter`: the list `filter` parameter; `error`: [`ApiError`].
+//! - `ops`: operations (PENDING → RUNNING → DONE, `requestId`, `wait`); [`latency`]: how long
+//!   they take, per collection and method; `resources/*`: what each collection checks and does
+//!   (`resources/metadata.rs`: metadata limits and changed keys); `faults`, `calls`: injected
+//!   faults and the call log; `batch`: batch requests; `ips`: address allocation; `filter`: the
+//!   list `filter` parameter; `error`: [`ApiError`].
 //! - [`machines`]: the hooks to simulated VMs ([`Machines`]), [`NoMachines`] when there are none.
 //!
 //! # Served
 //! Any project id (created empty on first use). `zones`, `regions` (list, get; a catalogue of
-//! real names, unknown ones are 404); `projects` get and `setCommonInstanceMetadata`;
+//! real names, unknown ones are 404); `images` (list, get, getFromFamily: a few public images of
+//! `cos-cloud`, `debian-cloud`, `ubuntu-os-cloud`; read-only); `projects` get and `setCommonInstanceMetadata`;
 //! `instances` (insert, get, list, aggregatedList, delete, addAccessConfig, deleteAccessConfig,
-//! setMetadata, setLabels); `disks` (insert, get, list, aggregatedList, delete); `addresses`,
+//! setMetadata, setLabels, setDiskAutoDelete); `disks` (insert, get, list, aggregatedList, delete); `addresses`,
 //! `targetPools` (+ addInstance, removeInstance), `forwardingRules` (regional: insert, get,
 //! list, aggregatedList, delete); `firewalls` (global); `operations` of each scope (get, wait).
 //! Lists honour `filter` (see `filter.rs`), `maxResults` and `pageToken`.
 //!
+//! **Batch requests**: `POST /batch/compute/v1` with a `multipart/mixed` body of HTTP requests
+//! (what gcloud sends for several resources in one command) is answered with a
+//! `multipart/mixed` of their HTTP responses, in order (see `batch.rs`). Each part is logged,
+//! faulted and answered as the same call made alone; the envelope itself is not logged.
+//!
+//! **Metadata** (`instances.setMetadata`, `projects.setCommonInstanceMetadata`) is GCE's: the
+//! current `fingerprint` is required (missing or stale: 412 `conditionNotMet`), the item list
+//! is replaced whole, keys match `[a-zA-Z0-9-_]+` (under 128 bytes), and a value over 256 KiB
+//! or a total over 512 KiB is 413 `fieldSizeTooLarge` (also for an instance insert).
+//!
+//! **gcloud** works against it: `CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE=<endpoint>/compute/v1/
+//! CLOUDSDK_AUTH_DISABLE_CREDENTIALS=True gcloud compute …` (the conformance suite runs every
+//! command line kube-up.sh and kube-down.sh used, `tests/gcloud_conformance.rs`).
+//!
 //! # Operations
-//! With `--op-latency-ms 0` a mutating call is applied at once and returns its operation DONE.
+//! An operation's latency L is `--op-latency-ms`, or what `--op-latency` /
+//! `/_emulator/latency` set for its collection or method (`instances.insert=15000`, `disks=3000`;
+//! see [`latency`]). With L = 0 a mutating call is applied at once and returns its operation DONE.
 //! With L > 0 it returns the operation PENDING, GETs see it RUNNING, and after L the effect is
 //! applied and the operation is DONE (a resource appears or disappears only then). What GCE
 //! reports synchronously (404, 409, 400, 412) is an HTTP error at once; names of pending inserts
@@ -41,6 +60,11 @@
 //!   `{"method": "POST", "path": "/compute/v1/…", "query": "requestId=…&$alt=json",
 //!   "status": 200, "mutating": true}` (`status` is null while in flight; `mutating` is true for
 //!   POST/PUT/PATCH/DELETE except operations `wait`). `DELETE /_emulator/calls` clears it.
+//!   A metadata write (`instances.setMetadata`, `projects.setCommonInstanceMetadata`) also has
+//!   `"metadataKeysChanged": ["ssh-keys"]`: the keys its operation added, removed or gave another
+//!   value, sorted, filled in when the operation is DONE without error; `[]` while it runs and
+//!   for good when it was refused, faulted, repeated by `requestId` or wrote the same items. So a
+//!   test can prove that a refused run wrote nothing but its own `ssh-keys` entry.
 //! - `POST /_emulator/faults` with a fault (or an array of them); `GET` lists the pending ones
 //!   (with remaining counts); `DELETE` clears them. A fault:
 //!   ```json
@@ -60,6 +84,11 @@
 //!
 //!   `http_error` and `delay` match any API call; `operation_error` and `stall_operation` only
 //!   calls that create an operation, once validated; boot faults only instance inserts.
+//! - `GET /_emulator/latency`: `{"defaultMs": 0, "methods": {"instances.insert": 15000}}`.
+//!   `POST` merges an update of that shape (`defaultMs` replaces the default; each `methods` key
+//!   is a collection or `collection.method` set to milliseconds, `null` removes it; an unknown key
+//!   is a 400 and changes nothing) and returns the result; `DELETE` restores the command line's.
+//!   A new latency applies to operations accepted from then on.
 //! - `GET /_emulator/state`: `{"ipBlock": N, "loadBalancers": [...], "projects": {p:
 //!   {"commonInstanceMetadata", "instances": [...], "disks", "addresses", "targetPools",
 //!   "forwardingRules", "firewalls", "pendingOperations": [...], "pendingNames": [...]}}}`.
@@ -69,6 +98,7 @@
 
 #![warn(missing_docs)]
 
+mod batch;
 mod calls;
 mod catalog;
 mod control;
@@ -78,6 +108,7 @@ mod filter;
 pub mod ipblock;
 mod ips;
 mod json;
+pub mod latency;
 pub mod machines;
 mod ops;
 mod resources;
@@ -97,6 +128,7 @@ use crate::ipblock::IpBlock;
 pub use calls::CallRecord;
 pub use error::ApiError;
 pub use faults::{Fault, FaultAction};
+pub use latency::MethodLatencies;
 pub use machines::{Boot, GuestAttribute, GuestFault, LbRule, Machines, NoMachines};
 pub use router::router;
 pub use state::{AppState, DEFAULT_WAIT_LIMIT, Settings};
@@ -106,8 +138,10 @@ pub use state::{AppState, DEFAULT_WAIT_LIMIT, Settings};
 pub struct EmulatorOptions {
     /// Where to serve the API.
     pub listen: SocketAddr,
-    /// PENDING → DONE time of each operation.
+    /// PENDING → DONE time of each operation without an entry in `op_latencies`.
     pub op_latency: Duration,
+    /// PENDING → DONE time of the operations of some collections or methods.
+    pub op_latencies: MethodLatencies,
     /// Boot time of a simulated VM.
     pub boot_delay: Duration,
     /// 127.N.0.0/16 block to draw addresses from.
@@ -134,6 +168,7 @@ pub async fn serve(opts: EmulatorOptions, machines: Arc<dyn Machines>) -> anyhow
     }
     let mut settings = Settings::new(base_url, block.n());
     settings.op_latency = opts.op_latency;
+    settings.op_latencies = opts.op_latencies;
     settings.boot_delay = opts.boot_delay;
     let state = AppState::new(settings, machines.clone());
     let app = router(state.clone());

@@ -8,7 +8,8 @@
 //! 3. faults for operations are taken (delay, operation error, stall, boot mode);
 //! 4. the operation is recorded RUNNING and the names it creates are claimed (they conflict
 //!    from now on); the response shows it PENDING;
-//! 5. after `--op-latency-ms` plus any delay fault (at once when that is zero, and then the
+//! 5. after the operation's latency (`--op-latency-ms`, or `--op-latency` for its collection or
+//!    method, see `latency.rs`) plus any delay fault (at once when that is zero, and then the
 //!    response already says DONE) the change is validated again and applied — a failure found
 //!    now ends the operation DONE with `error` — the machines hooks are told, and waiters wake.
 
@@ -147,6 +148,8 @@ pub struct Call<'a> {
     pub method: &'a str,
     /// Request path.
     pub path: &'a str,
+    /// Its sequence number in the call log, if it was logged.
+    pub seq: Option<u64>,
 }
 
 /// An accepted change waiting for its operation to complete.
@@ -156,6 +159,8 @@ struct Completion {
     mutation: Mutation,
     boot: Boot,
     outcome: OpOutcome,
+    /// The call's record in the log (for `metadataKeysChanged`).
+    call_seq: Option<u64>,
 }
 
 impl AppState {
@@ -222,7 +227,7 @@ impl AppState {
         let first = op.render(&project_url, true);
         proj.operations.insert(op_name.clone(), op);
 
-        let delay = self.settings().op_latency + faults.delay;
+        let delay = self.latency().of(mutation.collection(), mutation.op_type()) + faults.delay;
         let job = Completion {
             project: project.to_string(),
             op_name,
@@ -231,6 +236,7 @@ impl AppState {
                 delay: self.settings().boot_delay,
             }),
             outcome: faults.outcome,
+            call_seq: call.seq,
         };
         if job.outcome == OpOutcome::Stall {
             return Ok(first);
@@ -261,12 +267,15 @@ impl AppState {
             mutation,
             boot,
             outcome,
+            call_seq,
         } = job;
         let proj = world.project_mut(&project);
         for claim in mutation.claims() {
             proj.pending.remove(&claim);
         }
         let mut effects = Vec::new();
+        // the items are replaced whole, so the difference to what is there now is the change
+        let metadata_keys = mutation.metadata_keys_changed(world, &project);
         let result: Result<(), OpError> = match outcome {
             OpOutcome::Fail(f) => Err(f.into()),
             // a stalled operation is never completed; `Stall` only keeps the match total
@@ -274,6 +283,9 @@ impl AppState {
                 resources::apply(world, &project, &mutation, &mut effects).map_err(OpError::from)
             }
         };
+        if let (Ok(()), Some(seq), Some(keys)) = (&result, call_seq, metadata_keys) {
+            self.calls().set_metadata_keys(seq, keys);
+        }
         self.tell_machines(world, &project, effects, boot);
         let project_url = world.project_url(&project);
         let proj = world.project_mut(&project);

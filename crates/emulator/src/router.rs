@@ -12,13 +12,14 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{Method, Uri};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::middleware;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::calls::record_calls;
+use super::batch;
+use super::calls::{CallSeq, record_calls};
 use super::catalog;
 use super::control;
 use super::error::ApiError;
@@ -28,8 +29,20 @@ use super::resources::{self, ListParams, Mutation};
 use super::scope::{Kind, ResourceKey, Scope, ScopeType};
 use super::state::AppState;
 
-/// The emulator's whole HTTP surface (API, control endpoints, call log middleware).
+/// The emulator's whole HTTP surface (API, control endpoints, call log middleware, and the batch
+/// endpoint, which serves each of its parts through the rest).
 pub fn router(state: AppState) -> Router {
+    let api = api_router(state);
+    let parts = api.clone();
+    api.route(
+        "/batch/compute/v1",
+        post(move |headers: HeaderMap, body: Bytes| batch::serve(parts.clone(), headers, body))
+            .layer(DefaultBodyLimit::max(batch::MAX_BODY)),
+    )
+}
+
+/// Everything but the batch endpoint.
+fn api_router(state: AppState) -> Router {
     const P: &str = "/compute/v1/projects/{project}";
     Router::new()
         .route(P, get(project_get))
@@ -39,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{P}/regions"), get(regions_list))
         .route(&format!("{P}/regions/{{region}}"), get(region_get))
         .route(&format!("{P}/aggregated/{{collection}}"), get(aggregated))
+        .route(&format!("{P}/global/images"), get(images_list))
+        .route(&format!("{P}/global/images/{{image}}"), get(image_get))
+        .route(&format!("{P}/global/images/family/{{family}}"), get(image_from_family))
         .route(&format!("{P}/zones/{{zone}}/{{collection}}"), get(list).post(insert))
         .route(
             &format!("{P}/zones/{{zone}}/{{collection}}/{{name}}"),
@@ -125,6 +141,17 @@ fn collection(project: &str, scope: &Scope, name: &str) -> Result<Collection, Ap
         .ok_or_else(|| ApiError::not_found(format!("projects/{project}/{}/{name}", scope.path())))
 }
 
+/// A boolean query parameter: `true`/`false` in any case (gcloud sends `True`).
+fn bool_param(name: &str, value: &str) -> Result<bool, ApiError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ApiError::invalid(format!(
+            "Invalid value for parameter '{name}': '{value}'."
+        ))),
+    }
+}
+
 fn list_params(q: &HashMap<String, String>) -> Result<ListParams, ApiError> {
     let max_results = match q.get("maxResults") {
         None => None,
@@ -142,6 +169,7 @@ fn list_params(q: &HashMap<String, String>) -> Result<ListParams, ApiError> {
 
 fn submit(
     state: &AppState,
+    seq: Option<Extension<CallSeq>>,
     method: &Method,
     uri: &Uri,
     project: &str,
@@ -151,6 +179,7 @@ fn submit(
     let call = Call {
         method: method.as_str(),
         path: uri.path(),
+        seq: seq.map(|Extension(CallSeq(n))| n),
     };
     state
         .submit(call, project, mutation, q.get("requestId").map(String::as_str))
@@ -165,6 +194,7 @@ async fn project_get(State(state): State<AppState>, Path(project): Path<String>)
 
 async fn project_set_metadata(
     State(state): State<AppState>,
+    seq: Option<Extension<CallSeq>>,
     Path(project): Path<String>,
     method: Method,
     uri: Uri,
@@ -173,7 +203,7 @@ async fn project_set_metadata(
     let q = query(&uri)?;
     let metadata = body_object(&body)?;
     let m = Mutation::SetCommonInstanceMetadata { metadata };
-    submit(&state, &method, &uri, &project, m, &q)
+    submit(&state, seq, &method, &uri, &project, m, &q)
 }
 
 /// A list document of catalogue entries, with filter and paging.
@@ -217,6 +247,27 @@ async fn region_get(State(state): State<AppState>, Path((project, region)): Path
         .ok_or_else(|| ApiError::not_found(format!("projects/{project}/regions/{region}")))
 }
 
+async fn images_list(State(state): State<AppState>, Path(project): Path<String>, uri: Uri) -> ApiResult {
+    let url = state.world().project_url(&project);
+    let items = catalog::images(&state.world().api_base, &project);
+    catalogue_list("compute#imageList", format!("{url}/global/images"), items, &uri)
+}
+
+async fn image_get(State(state): State<AppState>, Path((project, image)): Path<(String, String)>) -> ApiResult {
+    catalog::image(&state.world().api_base, &project, &image)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("projects/{project}/global/images/{image}")))
+}
+
+async fn image_from_family(
+    State(state): State<AppState>,
+    Path((project, family)): Path<(String, String)>,
+) -> ApiResult {
+    catalog::image_from_family(&state.world().api_base, &project, &family)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("projects/{project}/global/images/family/{family}")))
+}
+
 async fn aggregated(
     State(state): State<AppState>,
     Path((project, name)): Path<(String, String)>,
@@ -244,6 +295,7 @@ async fn list(State(state): State<AppState>, Path(params): Params, uri: Uri) -> 
 
 async fn insert(
     State(state): State<AppState>,
+    seq: Option<Extension<CallSeq>>,
     Path(params): Params,
     method: Method,
     uri: Uri,
@@ -269,7 +321,7 @@ async fn insert(
         id: new_id(),
         created: now(),
     };
-    submit(&state, &method, &uri, &project, m, &q)
+    submit(&state, seq, &method, &uri, &project, m, &q)
 }
 
 async fn item_get(State(state): State<AppState>, Path(params): Params) -> ApiResult {
@@ -284,18 +336,25 @@ async fn item_get(State(state): State<AppState>, Path(params): Params) -> ApiRes
     }
 }
 
-async fn item_delete(State(state): State<AppState>, Path(params): Params, method: Method, uri: Uri) -> ApiResult {
+async fn item_delete(
+    State(state): State<AppState>,
+    seq: Option<Extension<CallSeq>>,
+    Path(params): Params,
+    method: Method,
+    uri: Uri,
+) -> ApiResult {
     let (project, scope) = location(&params);
     let q = query(&uri)?;
     let Collection::Resource(kind) = collection(&project, &scope, param(&params, "collection"))? else {
         return Err(ApiError::not_found(uri.path().to_string()));
     };
     let key = ResourceKey::new(kind, scope, param(&params, "name"));
-    submit(&state, &method, &uri, &project, Mutation::Delete { key }, &q)
+    submit(&state, seq, &method, &uri, &project, Mutation::Delete { key }, &q)
 }
 
 async fn item_action(
     State(state): State<AppState>,
+    seq: Option<Extension<CallSeq>>,
     Path(params): Params,
     method: Method,
     uri: Uri,
@@ -332,6 +391,11 @@ async fn item_action(
         },
         (Kind::Instance, "setMetadata") => Mutation::SetMetadata { key, metadata: body },
         (Kind::Instance, "setLabels") => Mutation::SetLabels { key, body },
+        (Kind::Instance, "setDiskAutoDelete") => Mutation::SetDiskAutoDelete {
+            key,
+            device_name: required("deviceName")?,
+            auto_delete: bool_param("autoDelete", &required("autoDelete")?)?,
+        },
         (Kind::TargetPool, "addInstance") => Mutation::AddPoolInstances {
             key,
             instances: resources::request_instances(&body),
@@ -342,5 +406,5 @@ async fn item_action(
         },
         _ => return Err(ApiError::not_found(uri.path().to_string())),
     };
-    submit(&state, &method, &uri, &project, m, &q)
+    submit(&state, seq, &method, &uri, &project, m, &q)
 }

@@ -17,6 +17,7 @@ use super::error::ApiError;
 use super::faults::FaultQueue;
 use super::ips::IpPool;
 use super::json::{fingerprint, new_id, now};
+use super::latency::{Latencies, MethodLatencies};
 use super::machines::{LbRule, Machines};
 use super::ops::Operation;
 use super::scope::{Kind, ResourceKey};
@@ -31,8 +32,11 @@ pub struct Settings {
     pub base_url: String,
     /// N of the `127.N.0.0/16` block addresses come from.
     pub ip_block: u8,
-    /// PENDING → DONE time of each operation (0: applied synchronously, returned DONE).
+    /// PENDING → DONE time of each operation (0: applied synchronously, returned DONE), unless
+    /// `op_latencies` has one for its collection or method.
     pub op_latency: Duration,
+    /// Latencies of some collections or methods (`instances.insert`, `disks`, …).
+    pub op_latencies: MethodLatencies,
     /// Boot delay passed to [`Machines::instance_created`] unless a fault says otherwise.
     pub boot_delay: Duration,
     /// Longest block of an operations `wait`.
@@ -46,6 +50,7 @@ impl Settings {
             base_url: base_url.into().trim_end_matches('/').to_string(),
             ip_block,
             op_latency: Duration::ZERO,
+            op_latencies: MethodLatencies::new(),
             boot_delay: Duration::ZERO,
             wait_limit: DEFAULT_WAIT_LIMIT,
         }
@@ -63,6 +68,8 @@ struct Inner {
     world: Mutex<World>,
     calls: Mutex<CallLog>,
     faults: Mutex<FaultQueue>,
+    /// The operation latencies now (changed by `/_emulator/latency`).
+    latency: Mutex<Latencies>,
     machines: Arc<dyn Machines>,
     /// Bumped whenever an operation becomes DONE (wakes `wait`ers).
     ops_done: watch::Sender<u64>,
@@ -80,12 +87,17 @@ impl AppState {
     pub fn new(settings: Settings, machines: Arc<dyn Machines>) -> Self {
         let api_base = format!("{}/compute/v1", settings.base_url);
         let world = World::new(api_base, settings.ip_block);
+        let latency = Latencies {
+            default: settings.op_latency,
+            methods: settings.op_latencies.clone(),
+        };
         AppState {
             inner: Arc::new(Inner {
                 settings,
                 world: Mutex::new(world),
                 calls: Mutex::new(CallLog::default()),
                 faults: Mutex::new(FaultQueue::default()),
+                latency: Mutex::new(latency),
                 machines,
                 ops_done: watch::channel(0).0,
                 shutdown: watch::channel(false).0,
@@ -118,6 +130,19 @@ impl AppState {
 
     pub(crate) fn faults(&self) -> MutexGuard<'_, FaultQueue> {
         lock(&self.inner.faults)
+    }
+
+    /// The operation latencies now.
+    pub(crate) fn latency(&self) -> MutexGuard<'_, Latencies> {
+        lock(&self.inner.latency)
+    }
+
+    /// The latencies the emulator started with.
+    pub(crate) fn initial_latency(&self) -> Latencies {
+        Latencies {
+            default: self.inner.settings.op_latency,
+            methods: self.inner.settings.op_latencies.clone(),
+        }
     }
 
     pub(crate) fn notify_op_done(&self) {

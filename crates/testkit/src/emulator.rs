@@ -182,6 +182,31 @@ impl Emulator {
         self.get_json("/_emulator/faults").await
     }
 
+    /// Merge a latency update (`{"defaultMs": N, "methods": {"instances.insert": MS}}`, see the
+    /// emulator module doc); the latencies now.
+    pub async fn set_latency(&self, update: Value) -> Value {
+        self.http
+            .post(self.url("/_emulator/latency"))
+            .json(&update)
+            .send()
+            .await
+            .expect("post latency")
+            .error_for_status()
+            .expect("latency accepted")
+            .json()
+            .await
+            .expect("latency JSON")
+    }
+
+    /// The logged `setMetadata`/`setCommonInstanceMetadata` calls' `metadataKeysChanged`, in order.
+    pub async fn metadata_keys_changed(&self) -> Vec<Vec<String>> {
+        self.calls()
+            .await
+            .into_iter()
+            .filter_map(|c| serde_json::from_value(c.get("metadataKeysChanged")?.clone()).ok())
+            .collect()
+    }
+
     /// The state dump.
     pub async fn state(&self) -> Value {
         self.get_json("/_emulator/state").await

@@ -115,6 +115,19 @@ impl TestEtcd {
     /// Issue member `index`'s certificates and start its etcd with `--initial-cluster` listing
     /// `members` (indices, itself included) and the given state. Does not wait.
     pub fn spawn(&self, index: u8, members: &[u8], state: InitialClusterState) -> TestMember {
+        self.spawn_with(index, members, state, |_| {})
+    }
+
+    /// [`TestEtcd::spawn`] with the member's configuration adjusted before it starts: another
+    /// binary (e.g. [`crate::sshd::SshHost::launcher`], to run it inside a simulated master),
+    /// other addresses (then fix `initial_cluster` too), extra flags.
+    pub fn spawn_with(
+        &self,
+        index: u8,
+        members: &[u8],
+        state: InitialClusterState,
+        adjust: impl FnOnce(&mut EtcdMemberConfig),
+    ) -> TestMember {
         let replica = Self::replica(index);
         let ip = self.ip(index);
         let certs = issue_replica_certs(
@@ -133,7 +146,7 @@ impl TestEtcd {
         let dir = self.member_dir(index);
         let tls = EtcdTlsFiles::write(&dir.join("pki"), &self.cas, &certs).expect("tls files");
         let list: Vec<(String, Ipv4Addr)> = members.iter().map(|&i| (Self::replica(i), self.ip(i))).collect();
-        let config = EtcdMemberConfig::new(
+        let mut config = EtcdMemberConfig::new(
             self.cluster,
             &replica,
             ip,
@@ -142,6 +155,8 @@ impl TestEtcd {
             initial_cluster(self.cluster, &list),
             state,
         );
+        adjust(&mut config);
+        let ip = config.ip;
         let process = EtcdMember::spawn(config).expect("spawn etcd");
         TestMember {
             index,

@@ -1,13 +1,15 @@
 //! Shared helpers of the end-to-end tests and the benchmarks: real processes (the emulator, the
-//! sandbox, etcd), never mocks. The tests live in the `kube-ha` package (they need its binary);
-//! this crate is only ever a dev-dependency.
+//! sandbox, etcd, OpenSSH's sshd), never mocks. The tests live in the `kube-ha` package (they
+//! need its binary); this crate is only ever a dev-dependency.
 
 use std::path::PathBuf;
 
 pub mod cluster;
 pub mod emulator;
 pub mod etcd;
+pub mod gcloud;
 pub mod sandbox;
+pub mod sshd;
 
 /// The `kube-ha` binary under test: `KUBE_HA_BIN` when set, else the one Cargo built next to the
 /// running test executable (`target/<profile>/deps/<test>` → `target/<profile>/kube-ha`).

@@ -13,6 +13,7 @@
 //! Every call carries a deadline ([`EtcdClient::timeout`]): a member remove without quorum never
 //! answers.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -55,6 +56,42 @@ impl EtcdClient {
     /// certificate) and presents `cert_pem`/`key_pem`. The platform's roots are deliberately not
     /// trusted, and proxies from the environment are ignored: etcd lives on internal IPs.
     pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str, timeout: Duration) -> Result<Self> {
+        let http = Self::tls_builder(ca_pem, cert_pem, key_pem)?
+            .build()
+            .context("building the etcd HTTPS client")?;
+        Ok(EtcdClient { http, timeout })
+    }
+
+    /// [`EtcdClient::new`] whose every connection goes to the Unix socket `socket` (an SSH
+    /// forward to a master's own etcd port, `ssh::Forward`). The URL still decides TLS: endpoints
+    /// are `https://127.0.0.1:2379`, verified for `127.0.0.1` as on the master itself.
+    pub fn over_unix_socket(
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        timeout: Duration,
+        socket: &Path,
+    ) -> Result<Self> {
+        let http = Self::tls_builder(ca_pem, cert_pem, key_pem)?
+            .unix_socket(socket)
+            .build()
+            .context("building the etcd HTTPS client")?;
+        Ok(EtcdClient { http, timeout })
+    }
+
+    /// Plain HTTP over the Unix socket `socket`: kube-up's events etcd (`127.0.0.1:4002`) has no
+    /// TLS; the SSH connection carrying the socket's channels is what protects it.
+    pub fn plain_over_unix_socket(timeout: Duration, socket: &Path) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .unix_socket(socket)
+            .build()
+            .context("building the etcd HTTP client")?;
+        Ok(EtcdClient { http, timeout })
+    }
+
+    /// The mutual-TLS client settings shared by the constructors.
+    fn tls_builder(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<reqwest::ClientBuilder> {
         let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).context("etcd CA")?;
         let mut identity_pem = String::with_capacity(cert_pem.len() + key_pem.len() + 1);
         identity_pem.push_str(cert_pem);
@@ -64,14 +101,11 @@ impl EtcdClient {
         identity_pem.push_str(key_pem);
         let identity =
             reqwest::Identity::from_pem(identity_pem.as_bytes()).context("etcd client certificate and key")?;
-        let http = reqwest::Client::builder()
+        Ok(reqwest::Client::builder()
             .tls_certs_only([ca])
             .identity(identity)
             .https_only(true)
-            .no_proxy()
-            .build()
-            .context("building the etcd HTTPS client")?;
-        Ok(EtcdClient { http, timeout })
+            .no_proxy())
     }
 
     /// [`EtcdClient::new`] with a [`CertPair`] identity (e.g. from `pki::issue_tool_client`).

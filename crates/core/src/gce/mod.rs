@@ -711,6 +711,49 @@ impl Gce {
         .await
     }
 
+    /// Replace an instance's metadata (`instances.setMetadata`). `metadata` must carry the
+    /// fingerprint it was read with: `Precondition` when someone wrote in between (412).
+    pub async fn set_instance_metadata(
+        &self,
+        zone: &str,
+        name: &str,
+        metadata: model::Metadata,
+    ) -> Result<(), GceError> {
+        let what = format!("set metadata of instance {name} in {zone}");
+        let poller = self
+            .instances
+            .set_metadata()
+            .set_project(&self.project)
+            .set_zone(zone)
+            .set_instance(name)
+            .set_body(metadata)
+            .poller();
+        self.finish(what, poller).await
+    }
+
+    /// What an instance's guest published under `query_path` (`instances.getGuestAttributes`,
+    /// e.g. `hostkeys/`); `None` when there is nothing (404: guest attributes disabled, or never
+    /// written).
+    pub async fn guest_attributes(
+        &self,
+        zone: &str,
+        name: &str,
+        query_path: &str,
+    ) -> Result<Option<model::GuestAttributes>, GceError> {
+        let what = format!("get guest attributes {query_path} of instance {name} in {zone}");
+        found(
+            self.instances
+                .get_guest_attributes()
+                .set_project(&self.project)
+                .set_zone(zone)
+                .set_instance(name)
+                .set_query_path(query_path)
+                .send()
+                .await
+                .map_err(|e| GceError::from_client(&what, e)),
+        )
+    }
+
     /// A full URL for a zonal instance, as target pools want it.
     pub fn instance_url(&self, zone: &str, name: &str) -> String {
         format!("projects/{}/zones/{zone}/instances/{name}", self.project)

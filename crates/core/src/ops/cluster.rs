@@ -116,7 +116,10 @@ pub fn first_master_metadata(
 
 /// Metadata of a new replica: the existing master's, with every per-replica key replaced
 /// (kube-up rewrote only the etcd peer cert and shared the apiserver cert; each replica here gets
-/// its own certificates, SPEC §3).
+/// its own certificates, SPEC §3, for the cluster's one serving key). The shared CAs and key are
+/// written back in the contract's form and place, so a cluster kube-ha made before the contract
+/// (plain-base64 etcd CA certificates, `ETCD_CA_KEY` in kube-master-certs) gets replicas that
+/// configure-helper can boot; values already in that form are kept byte for byte.
 pub fn replica_metadata(
     existing: &ClusterSecrets,
     replica: &str,
@@ -125,6 +128,7 @@ pub fn replica_metadata(
 ) -> (KeyValues, KeyValues) {
     let mut kube_env = existing.kube_env.clone();
     let mut master_certs = existing.master_certs.clone();
+    existing.cas.write_metadata(&mut kube_env, &mut master_certs);
     for_replica(&mut kube_env, &mut master_certs, replica, certs, initial, "existing");
     (kube_env, master_certs)
 }
@@ -143,10 +147,87 @@ fn for_replica(
     certs.write_metadata(kube_env, master_certs);
 }
 
+/// For the crate's tests: the secrets of a first master `kubernetes-master` as `up` makes them
+/// (identity of [`crate::pki::test_identity`] with internal IP 10.132.0.2).
+#[cfg(test)]
+pub(crate) fn test_first_master() -> ClusterSecrets {
+    let now = time::OffsetDateTime::now_utc();
+    let id = crate::pki::test_identity("kubernetes-master", 2);
+    let cas = ClusterCas::generate(&id.master_name, now).expect("cas");
+    let certs = crate::pki::issue_replica_certs(&cas, &id, now).expect("certs");
+    let env = ClusterEnv {
+        master_name: id.master_name.clone(),
+        multizone: true,
+        quorum_read: false,
+        static_ip: id.static_ip,
+        service_cluster_ip_range: "10.0.0.0/16".into(),
+        dns_domain: id.dns_domain.clone(),
+    };
+    let (kube_env, master_certs) = first_master_metadata(&env, &cas, &certs, id.internal_ip);
+    ClusterSecrets {
+        kube_env,
+        master_certs,
+        cas,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_first_master as first_master;
     use super::*;
     use crate::etcd::MemberId;
+    use crate::pki::issue_replica_certs;
+    use crate::pki::test_identity as identity;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+
+    #[test]
+    fn first_master_and_replica_metadata_meet_the_contract_and_share_the_serving_key() {
+        let first = first_master();
+        ke::check_vm_metadata(&first.kube_env, &first.master_certs).expect("first master");
+        let now = time::OffsetDateTime::now_utc();
+        let certs = issue_replica_certs(&first.cas, &identity("kubernetes-master-a1b", 3), now).expect("certs");
+        let (env, mc) = replica_metadata(&first, "kubernetes-master-a1b", &certs, "x".into());
+        ke::check_vm_metadata(&env, &mc).expect("replica");
+        assert_eq!(env.get(ke::MASTER_KEY), first.kube_env.get(ke::MASTER_KEY));
+        assert_ne!(env.get(ke::MASTER_CERT), first.kube_env.get(ke::MASTER_CERT));
+        assert_ne!(env.get(ke::ETCD_PEER_CERT), first.kube_env.get(ke::ETCD_PEER_CERT));
+        assert_eq!(env.get(ke::INITIAL_ETCD_CLUSTER_STATE), Some("existing"));
+        // The shared CA values are copied byte for byte.
+        for key in [ke::CA_CERT, ke::ETCD_CA_CERT, ke::ETCD_CA_KEY] {
+            assert_eq!(env.get(key), first.kube_env.get(key), "{key}");
+        }
+        for key in [ke::CA_KEY, ke::ETCD_APISERVER_CA_CERT, ke::ETCD_APISERVER_CA_KEY] {
+            assert_eq!(mc.get(key), first.master_certs.get(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_replica_of_a_cluster_in_the_old_form_gets_the_contract_form() {
+        // What kube-ha wrote before the contract: the five etcd certificates as plain base64
+        // PEM, ETCD_CA_KEY in kube-master-certs.
+        let mut old = first_master();
+        for key in ke::GZIPPED {
+            for map in [&mut old.kube_env, &mut old.master_certs] {
+                if map.get(key).is_some() {
+                    let pem = map.pem(key).expect("pem");
+                    map.set(key, B64.encode(pem));
+                }
+            }
+        }
+        let key = old.kube_env.remove(ke::ETCD_CA_KEY).expect("etcd CA key");
+        old.master_certs.set(ke::ETCD_CA_KEY, key);
+        assert!(ke::check_vm_metadata(&old.kube_env, &old.master_certs).is_err());
+        let read = ClusterCas::from_metadata(&old.kube_env, &old.master_certs).expect("old form reads");
+        assert_eq!(read.etcd_peer, old.cas.etcd_peer);
+
+        let now = time::OffsetDateTime::now_utc();
+        let certs = issue_replica_certs(&read, &identity("kubernetes-master-a1b", 3), now).expect("certs");
+        let (env, mc) = replica_metadata(&old, "kubernetes-master-a1b", &certs, "x".into());
+        ke::check_vm_metadata(&env, &mc).expect("contract form");
+        assert!(mc.get(ke::ETCD_CA_KEY).is_none() && env.get(ke::ETCD_CA_KEY).is_some());
+        assert_eq!(env.pem(ke::ETCD_CA_CERT).expect("pem"), old.cas.etcd_peer.cert_pem);
+    }
 
     #[test]
     fn initial_cluster_lists_started_members_and_the_joiner() {

@@ -6,9 +6,35 @@
 //! Profiles, in one place so the SPEC table can be checked against the code:
 //! - CAs: `CA:TRUE` (critical), keyCertSign + cRLSign + digitalSignature, 10 years.
 //! - replica leaves: `CA:FALSE`, digitalSignature + keyEncipherment, AKI, 5 years (kube-up's
-//!   cfssl expiry of 43800h), SANs and EKUs per [`issue_replica_certs`].
+//!   cfssl expiry of 43800h), in the shapes configure-helper expects (SPEC §3):
+//!
+//!   | leaf | CA | CN | SANs | EKU |
+//!   |---|---|---|---|---|
+//!   | apiserver serving (`MASTER_CERT`) | cluster | `MASTER_NAME` (as kube-up) | static IP, service IP, `kubernetes…`, `MASTER_NAME`, replica, internal IP, `127.0.0.1` | serverAuth |
+//!   | etcd peer (`ETCD_PEER_CERT`) | etcd peer | replica | `DNS:<replica>`, `IP:127.0.0.1`, internal IP | server + client |
+//!   | etcd server (`ETCD_APISERVER_SERVER_CERT`) | etcd-apiserver | `etcd-<replica>` | `DNS:etcd-<replica>`, `IP:127.0.0.1`, internal IP (¹) | server + client |
+//!   | etcd client (`ETCD_APISERVER_CLIENT_CERT`) | etcd-apiserver | `client` (as kube-up) | — | client |
+//!
+//!   (¹) The internal IP is there only while kube-ha reaches etcd on the internal IP; once it
+//!   goes over SSH to the VM's loopback (SPEC §5) it can go, leaving kube-up's exact shape.
+//! - **The apiserver serving key is the cluster's, not the replica's.** configure-helper signs and
+//!   verifies service-account tokens with `MASTER_KEY` (unless `SERVICEACCOUNT_CERT/KEY` are
+//!   given), so a replica with a key of its own would reject every token another replica issued.
+//!   Each replica gets its own serving *certificate* (its own SANs) for the shared key:
+//!   [`ClusterCas::master_key`] is certified anew, never regenerated. A certificate of replica A
+//!   still fails as replica B (its SANs differ), and every replica's metadata yields the same
+//!   service-account public key.
+//! - cluster-wide clients, shared by every replica: `KUBEAPISERVER_CERT` (CN `kube-apiserver`,
+//!   apiserver → kubelet) and `KUBELET_CERT` (CN `kubelet`, `O=system:nodes`, the master kubelet
+//!   registering as a Node), as kube-up makes them.
 //! - kube-ha's own etcd client cert: 1 hour, so no long-lived operator credential exists.
 //! - the admin kubeconfig cert: 1 year, `O=system:masters`.
+//!
+//! The etcd-apiserver CA: kube-up.sh's `create-etcd-apiserver-certs` reuses the etcd peer CA it
+//! just made, so in clusters made by kube-up.sh both are one keypair; reading and signing work
+//! either way. A first master made by kube-ha keeps two CAs: a peer certificate (which is also a
+//! client certificate, and sits in kube-env) then cannot authenticate to etcd's client port,
+//! which holds the data.
 //!
 //! Every `not_before` is back-dated (1 h; 5 min for the 1-hour tool cert) because a VM whose
 //! clock lags the operator's would otherwise reject a certificate issued "in the future".
@@ -26,9 +52,10 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::kube_env::{
-    CA_CERT, CA_KEY, ETCD_APISERVER_CA_CERT, ETCD_APISERVER_CA_KEY, ETCD_APISERVER_CLIENT_CERT,
+    self as ke, CA_CERT, CA_KEY, ETCD_APISERVER_CA_CERT, ETCD_APISERVER_CA_KEY, ETCD_APISERVER_CLIENT_CERT,
     ETCD_APISERVER_CLIENT_KEY, ETCD_APISERVER_SERVER_CERT, ETCD_APISERVER_SERVER_KEY, ETCD_CA_CERT, ETCD_CA_KEY,
-    ETCD_PEER_CERT, ETCD_PEER_KEY, KeyValues, MASTER_CERT, MASTER_KEY,
+    ETCD_PEER_CERT, ETCD_PEER_KEY, KUBEAPISERVER_CERT, KUBEAPISERVER_KEY, KUBELET_CERT, KUBELET_KEY, KeyValues,
+    MASTER_CERT, MASTER_KEY,
 };
 
 /// CA validity: 10 years.
@@ -50,8 +77,14 @@ pub const CLUSTER_CA_CN: &str = "kubernetes-ca";
 pub const ETCD_PEER_CA_CN: &str = "etcd-peer-ca";
 /// Common name of the etcd client CA (kube-up's `ETCD_APISERVER_CA`).
 pub const ETCD_CLIENT_CA_CN: &str = "etcd-client-ca";
-/// Common name of every apiserver serving certificate.
-pub const APISERVER_CN: &str = "kube-apiserver";
+/// Common name of the apiserver's client certificate towards kubelets (`KUBEAPISERVER_CERT`).
+pub const KUBEAPISERVER_CLIENT_CN: &str = "kube-apiserver";
+/// Common name of every replica's apiserver → etcd client certificate (kube-up's cfssl `client`).
+pub const ETCD_CLIENT_CN: &str = "client";
+/// Common name of the master kubelet's client certificate (`KUBELET_CERT`).
+pub const KUBELET_CLIENT_CN: &str = "kubelet";
+/// Organization of the kubelet certificate: the group the Node authorizer knows.
+pub const KUBELET_CLIENT_ORG: &str = "system:nodes";
 /// Common name of kube-ha's own etcd client certificate.
 pub const TOOL_CLIENT_CN: &str = "kube-ha";
 /// Common name of the admin kubeconfig certificate (kube-up's `kubecfg`).
@@ -68,15 +101,29 @@ pub struct CertPair {
     pub key_pem: String,
 }
 
-/// The three CAs, made once by the first `up` and never regenerated.
+/// The cluster's shared signing material, made once by the first `up` and never regenerated:
+/// the three CAs and the apiserver serving key (which is also the service-account key).
 #[derive(Clone, Debug)]
 pub struct ClusterCas {
     /// Cluster CA (`CA_CERT`/`CA_KEY`): signs apiserver serving certs and the admin cert.
     pub cluster: CertPair,
     /// etcd peer CA (`ETCD_CA_CERT`/`ETCD_CA_KEY`).
     pub etcd_peer: CertPair,
-    /// etcd client CA (`ETCD_APISERVER_CA_CERT`/`_KEY`): signs etcd server and client certs.
+    /// etcd client CA (`ETCD_APISERVER_CA_CERT`/`_KEY`): signs etcd server and client certs. The
+    /// same keypair as `etcd_peer` in clusters made by kube-up.sh.
     pub etcd_client: CertPair,
+    /// `MASTER_KEY` (PEM): every replica's serving certificate certifies this one key, because
+    /// configure-helper signs and verifies service-account tokens with it.
+    pub master_key: String,
+}
+
+/// Client certificates shared by every replica of a cluster (made with its first master).
+#[derive(Clone, Debug)]
+pub struct ClusterClients {
+    /// kube-apiserver → kubelet (`KUBEAPISERVER_CERT`/`_KEY`).
+    pub kube_apiserver: CertPair,
+    /// The master kubelet registering as a Node (`KUBELET_CERT`/`_KEY`).
+    pub kubelet: CertPair,
 }
 
 /// Everything that goes into one replica's certificates.
@@ -135,25 +182,37 @@ impl CertPair {
         })
     }
 
-    /// Store a pair base64 under two keys of a metadata map.
+    /// Store a pair under two keys of a metadata map, in their keys' encodings.
     fn write(&self, kv: &mut KeyValues, cert_key: &str, key_key: &str) {
         kv.set_pem(cert_key, &self.cert_pem);
         kv.set_pem(key_key, &self.key_pem);
     }
+
+    /// [`CertPair::write`], keeping values that already hold this pair in the contract encoding.
+    fn ensure(&self, kv: &mut KeyValues, cert_key: &str, key_key: &str) {
+        kv.ensure_pem(cert_key, &self.cert_pem);
+        kv.ensure_pem(key_key, &self.key_pem);
+    }
 }
 
 impl ClusterCas {
-    /// Fresh CAs (10 years). `cluster_name` goes into each CA's `O`, so a CA found on disk or in
-    /// a kubeconfig says which cluster it belongs to.
+    /// Fresh CAs (10 years) and a fresh serving key. `cluster_name` goes into each CA's `O`, so a
+    /// CA found on disk or in a kubeconfig says which cluster it belongs to. The etcd peer and
+    /// etcd-apiserver CAs are two keypairs (see the module doc).
     pub fn generate(cluster_name: &str, now: OffsetDateTime) -> Result<ClusterCas> {
         Ok(ClusterCas {
             cluster: self_signed_ca(CLUSTER_CA_CN, cluster_name, now)?,
             etcd_peer: self_signed_ca(ETCD_PEER_CA_CN, cluster_name, now)?,
             etcd_client: self_signed_ca(ETCD_CLIENT_CA_CN, cluster_name, now)?,
+            master_key: KeyPair::generate()
+                .context("generating the apiserver serving key")?
+                .serialize_pem(),
         })
     }
 
-    /// Read the CAs back from a replica's metadata. Each key must match its certificate.
+    /// Read the shared material back from a replica's metadata: written by kube-ha (now or before
+    /// the contract form) or by kube-up.sh (RSA cluster CA and `MASTER_KEY`, etcd-apiserver CA =
+    /// etcd peer CA, `ETCD_CA_KEY` in kube-env). Each key must match its certificate.
     pub fn from_metadata(kube_env: &KeyValues, master_certs: &KeyValues) -> Result<ClusterCas> {
         let cluster = CertPair {
             cert_pem: kube_env.pem(CA_CERT)?,
@@ -161,7 +220,7 @@ impl ClusterCas {
         };
         let etcd_peer = CertPair {
             cert_pem: kube_env.pem(ETCD_CA_CERT)?,
-            key_pem: master_certs.pem(ETCD_CA_KEY)?,
+            key_pem: ke::etcd_ca_key(kube_env, master_certs)?,
         };
         let etcd_client = CertPair::read(master_certs, ETCD_APISERVER_CA_CERT, ETCD_APISERVER_CA_KEY)?;
         for (name, pair) in [
@@ -172,21 +231,57 @@ impl ClusterCas {
             pair.check_key_matches()
                 .with_context(|| format!("{name} in metadata"))?;
         }
+        let master_key = kube_env.pem(MASTER_KEY)?;
+        KeyPair::from_pem(&master_key).with_context(|| format!("{MASTER_KEY} is not a private key"))?;
+        if kube_env.get(MASTER_CERT).is_some() {
+            CertPair {
+                cert_pem: kube_env.pem(MASTER_CERT)?,
+                key_pem: master_key.clone(),
+            }
+            .check_key_matches()
+            .with_context(|| format!("{MASTER_CERT} and {MASTER_KEY} in metadata"))?;
+        }
         Ok(ClusterCas {
             cluster,
             etcd_peer,
             etcd_client,
+            master_key,
         })
     }
 
-    /// Store the CAs: certs in kube-env / kube-master-certs as SPEC §2, keys in kube-master-certs.
+    /// Store the shared material where the contract has it: `CA_CERT`, `ETCD_CA_CERT`,
+    /// `ETCD_CA_KEY` and `MASTER_KEY` in kube-env; `CA_KEY` and `ETCD_APISERVER_CA_*` in
+    /// kube-master-certs. Values that already hold the same PEM in the contract encoding are kept
+    /// as they are (a replica copies kube-up.sh's bytes); the old form is rewritten, and an
+    /// `ETCD_CA_KEY` left in kube-master-certs is dropped there.
     pub fn write_metadata(&self, kube_env: &mut KeyValues, master_certs: &mut KeyValues) {
-        kube_env.set_pem(CA_CERT, &self.cluster.cert_pem);
-        master_certs.set_pem(CA_KEY, &self.cluster.key_pem);
-        kube_env.set_pem(ETCD_CA_CERT, &self.etcd_peer.cert_pem);
-        master_certs.set_pem(ETCD_CA_KEY, &self.etcd_peer.key_pem);
+        kube_env.ensure_pem(CA_CERT, &self.cluster.cert_pem);
+        master_certs.ensure_pem(CA_KEY, &self.cluster.key_pem);
+        self.etcd_peer.ensure(kube_env, ETCD_CA_CERT, ETCD_CA_KEY);
+        if master_certs.remove(ETCD_CA_KEY).is_some() {
+            tracing::debug!(
+                "{ETCD_CA_KEY} moved from {} to {}",
+                ke::Map::MasterCerts,
+                ke::Map::KubeEnv
+            );
+        }
         self.etcd_client
-            .write(master_certs, ETCD_APISERVER_CA_CERT, ETCD_APISERVER_CA_KEY);
+            .ensure(master_certs, ETCD_APISERVER_CA_CERT, ETCD_APISERVER_CA_KEY);
+        kube_env.ensure_pem(MASTER_KEY, &self.master_key);
+    }
+
+    /// Whether the etcd-apiserver CA is the etcd peer CA (clusters made by kube-up.sh).
+    pub fn etcd_cas_shared(&self) -> bool {
+        self.etcd_peer.cert_pem == self.etcd_client.cert_pem
+    }
+}
+
+impl ClusterClients {
+    /// Store them in kube-master-certs (`KUBEAPISERVER_*`) and kube-env (`KUBELET_*`), as kube-up.
+    pub fn write_metadata(&self, kube_env: &mut KeyValues, master_certs: &mut KeyValues) {
+        self.kube_apiserver
+            .write(master_certs, KUBEAPISERVER_CERT, KUBEAPISERVER_KEY);
+        self.kubelet.write(kube_env, KUBELET_CERT, KUBELET_KEY);
     }
 }
 
@@ -222,7 +317,8 @@ impl ReplicaCerts {
     }
 }
 
-/// Issue a replica's leaves, signed by the cluster CAs (SPEC §3 table).
+/// Issue a replica's leaves, signed by the cluster CAs, in the shapes of the module doc's table.
+/// The serving certificate certifies the cluster's [`ClusterCas::master_key`].
 pub fn issue_replica_certs(cas: &ClusterCas, id: &ReplicaIdentity, now: OffsetDateTime) -> Result<ReplicaCerts> {
     let window = Window::back_dated(now, CLOCK_SKEW, REPLICA_CERT_VALIDITY);
     let loopback = Ipv4Addr::LOCALHOST;
@@ -238,42 +334,74 @@ pub fn issue_replica_certs(cas: &ClusterCas, id: &ReplicaIdentity, now: OffsetDa
         San::Ip(id.internal_ip),
         San::Ip(loopback),
     ];
+    let etcd_server = format!("etcd-{}", id.replica);
     let server = [ExtendedKeyUsagePurpose::ServerAuth];
     let both = [ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     let client = [ExtendedKeyUsagePurpose::ClientAuth];
+    let master_key =
+        KeyPair::from_pem(&cas.master_key).with_context(|| format!("{MASTER_KEY} is not a private key"))?;
     Ok(ReplicaCerts {
-        apiserver: issue_leaf(
-            &cas.cluster,
-            &Subject::cn(APISERVER_CN),
-            &apiserver_sans,
-            &server,
-            window,
-        )
-        .context("apiserver serving certificate")?,
+        apiserver: CertPair {
+            cert_pem: sign_leaf(
+                &cas.cluster,
+                &master_key,
+                &Subject::cn(&id.master_name),
+                &apiserver_sans,
+                &server,
+                window,
+            )
+            .context("apiserver serving certificate")?,
+            key_pem: cas.master_key.clone(),
+        },
         etcd_peer: issue_leaf(
             &cas.etcd_peer,
             &Subject::cn(&id.replica),
-            &[San::Ip(id.internal_ip), San::Dns(id.replica.clone()), San::Ip(loopback)],
+            &[San::Dns(id.replica.clone()), San::Ip(loopback), San::Ip(id.internal_ip)],
             &both,
             window,
         )
         .context("etcd peer certificate")?,
         etcd_server: issue_leaf(
             &cas.etcd_client,
-            &Subject::cn(&format!("etcd-{}", id.replica)),
-            &[San::Ip(id.internal_ip), San::Ip(loopback)],
+            &Subject::cn(&etcd_server),
+            &[
+                San::Dns(etcd_server.clone()),
+                San::Ip(loopback),
+                San::Ip(id.internal_ip),
+            ],
             &both,
             window,
         )
         .context("etcd server certificate")?,
-        etcd_client: issue_leaf(
-            &cas.etcd_client,
-            &Subject::cn(&format!("etcd-client-{}", id.replica)),
+        etcd_client: issue_leaf(&cas.etcd_client, &Subject::cn(ETCD_CLIENT_CN), &[], &client, window)
+            .context("etcd client certificate")?,
+    })
+}
+
+/// The cluster-wide client certificates of a first master (cluster CA, 5 years, clientAuth).
+pub fn issue_cluster_clients(cas: &ClusterCas, now: OffsetDateTime) -> Result<ClusterClients> {
+    let window = Window::back_dated(now, CLOCK_SKEW, REPLICA_CERT_VALIDITY);
+    let client = [ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(ClusterClients {
+        kube_apiserver: issue_leaf(
+            &cas.cluster,
+            &Subject::cn(KUBEAPISERVER_CLIENT_CN),
             &[],
             &client,
             window,
         )
-        .context("etcd client certificate")?,
+        .context("kube-apiserver client certificate")?,
+        kubelet: issue_leaf(
+            &cas.cluster,
+            &Subject {
+                cn: KUBELET_CLIENT_CN.to_string(),
+                org: Some(KUBELET_CLIENT_ORG.to_string()),
+            },
+            &[],
+            &client,
+            window,
+        )
+        .context("kubelet client certificate")?,
     })
 }
 
@@ -413,6 +541,22 @@ fn issue_leaf(
     ekus: &[ExtendedKeyUsagePurpose],
     window: Window,
 ) -> Result<CertPair> {
+    let key = KeyPair::generate().context("generating a key")?;
+    Ok(CertPair {
+        cert_pem: sign_leaf(ca, &key, subject, sans, ekus, window)?,
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A leaf certifying `key`'s public key, signed by `ca`; returns the certificate PEM.
+fn sign_leaf(
+    ca: &CertPair,
+    key: &KeyPair,
+    subject: &Subject,
+    sans: &[San],
+    ekus: &[ExtendedKeyUsagePurpose],
+    window: Window,
+) -> Result<String> {
     let ca_key = KeyPair::from_pem(&ca.key_pem).context("CA key is not PKCS#8 PEM")?;
     let ca_not_after = not_after(&ca.cert_pem)?;
     if ca_not_after <= window.not_before {
@@ -430,14 +574,10 @@ fn issue_leaf(
     params.use_authority_key_identifier_extension = true;
     params.not_before = window.not_before;
     params.not_after = window.not_after.min(ca_not_after);
-    let key = KeyPair::generate().context("generating a key")?;
     let cert = params
-        .signed_by(&key, &issuer)
+        .signed_by(key, &issuer)
         .with_context(|| format!("signing {}", subject.cn))?;
-    Ok(CertPair {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    Ok(cert.pem())
 }
 
 /// The DER of the first certificate in a PEM text.
@@ -460,8 +600,23 @@ fn common_name(cert: &X509Certificate<'_>) -> String {
         .to_string()
 }
 
+/// For the crate's tests: replica `replica` of cluster `kubernetes-master`, internal IP
+/// `10.132.0.<last>`, static IP `34.1.2.3`, service IP `10.0.0.1`, `cluster.local`.
+#[cfg(test)]
+pub(crate) fn test_identity(replica: &str, last: u8) -> ReplicaIdentity {
+    ReplicaIdentity {
+        master_name: "kubernetes-master".into(),
+        replica: replica.into(),
+        internal_ip: Ipv4Addr::new(10, 132, 0, last),
+        static_ip: Ipv4Addr::new(34, 1, 2, 3),
+        service_ip: Ipv4Addr::new(10, 0, 0, 1),
+        dns_domain: "cluster.local".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_identity as identity;
     use super::*;
     use std::collections::BTreeSet;
     use x509_parser::extensions::GeneralName;
@@ -469,17 +624,6 @@ mod tests {
     fn now() -> OffsetDateTime {
         // 2026-03-01 12:00:00 UTC
         OffsetDateTime::from_unix_timestamp(1_772_366_400).expect("valid timestamp")
-    }
-
-    fn identity(replica: &str, last: u8) -> ReplicaIdentity {
-        ReplicaIdentity {
-            master_name: "kubernetes-master".into(),
-            replica: replica.into(),
-            internal_ip: Ipv4Addr::new(10, 132, 0, last),
-            static_ip: Ipv4Addr::new(34, 1, 2, 3),
-            service_ip: Ipv4Addr::new(10, 0, 0, 1),
-            dns_domain: "cluster.local".into(),
-        }
     }
 
     /// What a test wants to know about one certificate, read back with x509-parser.
@@ -577,7 +721,7 @@ mod tests {
         let rows: [Row<'_>; 4] = [
             (
                 &certs.apiserver,
-                "CN=kube-apiserver",
+                "CN=kubernetes-master",
                 &cluster_ca,
                 set(&[
                     "IP:34.1.2.3",
@@ -606,18 +750,11 @@ mod tests {
                 &certs.etcd_server,
                 "CN=etcd-kubernetes-master-a1b",
                 &client_ca,
-                set(&["IP:10.132.0.7", "IP:127.0.0.1"]),
+                set(&["DNS:etcd-kubernetes-master-a1b", "IP:127.0.0.1", "IP:10.132.0.7"]),
                 true,
                 true,
             ),
-            (
-                &certs.etcd_client,
-                "CN=etcd-client-kubernetes-master-a1b",
-                &client_ca,
-                set(&[]),
-                false,
-                true,
-            ),
+            (&certs.etcd_client, "CN=client", &client_ca, set(&[]), false, true),
         ];
         for (pair, subject, issuer, sans, server_auth, client_auth) in rows {
             let p = parse(&pair.cert_pem);
@@ -678,6 +815,7 @@ mod tests {
             [
                 CA_CERT,
                 ETCD_CA_CERT,
+                ETCD_CA_KEY,
                 ETCD_PEER_CERT,
                 ETCD_PEER_KEY,
                 MASTER_CERT,
@@ -694,11 +832,11 @@ mod tests {
                 ETCD_APISERVER_CLIENT_KEY,
                 ETCD_APISERVER_SERVER_CERT,
                 ETCD_APISERVER_SERVER_KEY,
-                ETCD_CA_KEY
             ]
         );
-        // Values are base64 of PEM, not PEM (kube-up's convention).
+        // Values are base64 of PEM, not PEM (kube-up's convention); the pair passes the contract.
         assert!(!env.require(CA_CERT).expect("ca").contains("BEGIN"));
+        ke::check_vm_metadata(&env, &master).expect("contract");
 
         let env = KeyValues::from_yaml(&env.to_yaml()).expect("yaml");
         let master = KeyValues::from_yaml(&master.to_yaml()).expect("yaml");
@@ -719,13 +857,133 @@ mod tests {
         let b = ClusterCas::generate("k", now()).expect("b");
         let (mut env, mut master) = (KeyValues::default(), KeyValues::default());
         a.write_metadata(&mut env, &mut master);
-        master.set_pem(ETCD_CA_KEY, &b.etcd_peer.key_pem);
+        env.set_pem(ETCD_CA_KEY, &b.etcd_peer.key_pem);
         let err = ClusterCas::from_metadata(&env, &master).expect_err("mismatch");
         assert!(format!("{err:#}").contains("etcd peer CA"), "{err:#}");
+        env.set_pem(ETCD_CA_KEY, &a.etcd_peer.key_pem);
+
+        let leaves = issue_replica_certs(&a, &identity("m", 2), now()).expect("issue");
+        env.set_pem(MASTER_CERT, &leaves.apiserver.cert_pem);
+        env.set_pem(MASTER_KEY, &b.master_key);
+        let err = ClusterCas::from_metadata(&env, &master).expect_err("serving key mismatch");
+        assert!(format!("{err:#}").contains("MASTER_CERT and MASTER_KEY"), "{err:#}");
+        env.set_pem(MASTER_KEY, &a.master_key);
 
         master.0.remove(CA_KEY);
         let err = ClusterCas::from_metadata(&env, &master).expect_err("missing");
         assert!(format!("{err:#}").contains("CA_KEY is missing"), "{err:#}");
+    }
+
+    #[test]
+    fn every_replica_certifies_the_clusters_serving_key_with_its_own_sans() {
+        let cas = ClusterCas::generate("k", now()).expect("cas");
+        let a = issue_replica_certs(&cas, &identity("kubernetes-master", 2), now()).expect("a");
+        let b = issue_replica_certs(&cas, &identity("kubernetes-master-b2c", 3), now()).expect("b");
+        assert_eq!(a.apiserver.key_pem, cas.master_key);
+        assert_eq!(b.apiserver.key_pem, cas.master_key);
+        assert_ne!(a.apiserver.cert_pem, b.apiserver.cert_pem);
+        a.apiserver.check_key_matches().expect("a certifies the shared key");
+        b.apiserver.check_key_matches().expect("b certifies the shared key");
+        assert!(parse(&b.apiserver.cert_pem).sans.contains("IP:10.132.0.3"));
+        assert!(!parse(&a.apiserver.cert_pem).sans.contains("IP:10.132.0.3"));
+        // Every other leaf has a key of its own.
+        assert_ne!(a.etcd_peer.key_pem, b.etcd_peer.key_pem);
+        assert_ne!(a.etcd_server.key_pem, b.etcd_server.key_pem);
+
+        // Read back from metadata, the next replica still gets the same key.
+        let (mut env, mut master) = (KeyValues::default(), KeyValues::default());
+        cas.write_metadata(&mut env, &mut master);
+        a.write_metadata(&mut env, &mut master);
+        let back = ClusterCas::from_metadata(&env, &master).expect("read back");
+        assert_eq!(back.master_key, cas.master_key);
+        let c = issue_replica_certs(&back, &identity("kubernetes-master-x9z", 4), now()).expect("c");
+        assert_eq!(c.apiserver.key_pem, cas.master_key);
+    }
+
+    /// A self-signed RSA CA as easy-rsa makes kube-up's cluster CA.
+    fn rsa_ca(cn: &str) -> CertPair {
+        let key = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).expect("rsa key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = Subject::cn(cn).distinguished_name();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = now() - Duration::days(1);
+        params.not_after = now() + Duration::days(3650);
+        CertPair {
+            cert_pem: params.self_signed(&key).expect("self-sign").pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    #[test]
+    fn clusters_made_by_kube_up_read_back_with_one_etcd_ca_and_rsa_keys() {
+        // kube-up.sh's shape: RSA cluster CA and MASTER_KEY (easy-rsa), one ECDSA etcd CA serving
+        // as both the peer and the etcd-apiserver CA (cfssl), ETCD_CA_KEY in kube-env.
+        let cluster = rsa_ca("34.1.2.3@1700000000");
+        let etcd = self_signed_ca("Kubernetes", "kubernetes.io", now()).expect("etcd CA");
+        let master_key = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).expect("rsa");
+        let master_cert = sign_leaf(
+            &cluster,
+            &master_key,
+            &Subject::cn("kubernetes-master"),
+            &[
+                San::Ip(Ipv4Addr::new(34, 1, 2, 3)),
+                San::Dns("kubernetes-master".into()),
+            ],
+            &[ExtendedKeyUsagePurpose::ServerAuth],
+            Window::back_dated(now(), CLOCK_SKEW, REPLICA_CERT_VALIDITY),
+        )
+        .expect("kube-up's MASTER_CERT");
+        let (mut env, mut master) = (KeyValues::default(), KeyValues::default());
+        env.set_pem(CA_CERT, &cluster.cert_pem);
+        master.set_pem(CA_KEY, &cluster.key_pem);
+        env.set_pem(MASTER_CERT, &master_cert);
+        env.set_pem(MASTER_KEY, &master_key.serialize_pem());
+        env.set_pem(ETCD_CA_CERT, &etcd.cert_pem);
+        env.set_pem(ETCD_CA_KEY, &etcd.key_pem);
+        master.set_pem(ETCD_APISERVER_CA_CERT, &etcd.cert_pem);
+        master.set_pem(ETCD_APISERVER_CA_KEY, &etcd.key_pem);
+
+        let cas = ClusterCas::from_metadata(&env, &master).expect("kube-up's metadata");
+        assert!(cas.etcd_cas_shared());
+        let certs = issue_replica_certs(&cas, &identity("kubernetes-master-a1b", 7), now()).expect("sign");
+        assert_eq!(
+            parse(&certs.apiserver.cert_pem).issuer,
+            parse(&cluster.cert_pem).subject
+        );
+        assert_eq!(certs.apiserver.key_pem, cas.master_key, "kube-up's serving key, kept");
+        for leaf in [&certs.etcd_peer, &certs.etcd_server, &certs.etcd_client] {
+            assert_eq!(parse(&leaf.cert_pem).issuer, parse(&etcd.cert_pem).subject);
+        }
+
+        // Written back, the shared values are kept byte for byte.
+        let before = (env.clone(), master.clone());
+        cas.write_metadata(&mut env, &mut master);
+        assert_eq!((env, master), before);
+    }
+
+    #[test]
+    fn cluster_clients_are_client_certificates_of_the_cluster_ca() {
+        let cas = ClusterCas::generate("k", now()).expect("cas");
+        let clients = issue_cluster_clients(&cas, now()).expect("clients");
+        let cluster_ca = parse(&cas.cluster.cert_pem).subject;
+        for (pair, subject) in [
+            (&clients.kube_apiserver, "CN=kube-apiserver"),
+            (&clients.kubelet, "O=system:nodes, CN=kubelet"),
+        ] {
+            let p = parse(&pair.cert_pem);
+            assert_eq!(p.subject, subject);
+            assert_eq!(p.issuer, cluster_ca);
+            assert!(p.client_auth && !p.server_auth, "{subject}");
+            assert!(p.sans.is_empty(), "{subject}");
+        }
+        let (mut env, mut master) = (KeyValues::default(), KeyValues::default());
+        clients.write_metadata(&mut env, &mut master);
+        assert_eq!(
+            master.pem(KUBEAPISERVER_CERT).expect("cert"),
+            clients.kube_apiserver.cert_pem
+        );
+        assert_eq!(env.pem(KUBELET_KEY).expect("key"), clients.kubelet.key_pem);
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! `instances` (zonal): insert (boot disks from `initializeParams`, attached disks, `networkIP`
 //! and access configs with static or ephemeral IPs), delete (releases addresses, detaches disks,
-//! deletes `autoDelete` ones), addAccessConfig, deleteAccessConfig, setMetadata, setLabels.
+//! deletes `autoDelete` ones), addAccessConfig, deleteAccessConfig, setMetadata, setLabels,
+//! setDiskAutoDelete.
 
 use std::net::Ipv4Addr;
 
 use serde_json::{Map, Value, json};
 
 use super::{
-    Commit, Effect, IpChoice, add_user, check_fingerprint, disks, new_resource, rel_path, release_ip, remove_user,
-    reserved_address, users, validate_name,
+    Commit, Effect, IpChoice, add_user, check_fingerprint, disks, metadata, new_resource, projects, rel_path,
+    release_ip, remove_user, reserved_address, users, validate_name,
 };
 use crate::error::ApiError;
 use crate::ips::Range;
@@ -298,6 +299,10 @@ pub(super) fn plan_insert(w: &World, project: &str, key: &ResourceKey, base: Val
         .and_then(|m| m.get("items"))
         .cloned()
         .unwrap_or_else(|| json!([]));
+    metadata::check_limits(
+        items.as_array().map(Vec::as_slice).unwrap_or_default(),
+        "resource.metadata",
+    )?;
     map.insert(
         "metadata".into(),
         json!({"kind": "compute#metadata", "fingerprint": fingerprint(), "items": items}),
@@ -306,10 +311,23 @@ pub(super) fn plan_insert(w: &World, project: &str, key: &ResourceKey, base: Val
     if let Some(tags) = map.get_mut("tags") {
         object_mut(tags).insert("fingerprint".into(), json!(fingerprint()));
     }
-    map.entry("scheduling").or_insert(json!({
-        "onHostMaintenance": "MIGRATE", "automaticRestart": true, "preemptible": false,
-        "provisioningModel": "STANDARD"
-    }));
+    // GCE fills in what the request's scheduling leaves out (gcloud sends only some fields)
+    let scheduling = object_mut(map.entry("scheduling").or_insert(json!({})));
+    for (k, v) in [
+        ("onHostMaintenance", json!("MIGRATE")),
+        ("automaticRestart", json!(true)),
+        ("preemptible", json!(false)),
+        ("provisioningModel", json!("STANDARD")),
+    ] {
+        scheduling.entry(k).or_insert(v);
+    }
+    // service account `default` is the project's Compute Engine default service account
+    let default_account = w.projects.get(project).map(|p| projects::default_service_account(p.id));
+    if let (Some(Value::Array(accounts)), Some(email)) = (map.get_mut("serviceAccounts"), default_account) {
+        for account in accounts.iter_mut().filter(|a| str_field(a, "email") == Some("default")) {
+            object_mut(account).insert("email".into(), json!(email));
+        }
+    }
     map.entry("canIpForward").or_insert(json!(false));
     map.entry("deletionProtection").or_insert(json!(false));
     map.insert("status".into(), json!("RUNNING"));
@@ -538,6 +556,7 @@ pub(super) fn validated_items(metadata: &Value) -> Result<Value, ApiError> {
             )));
         }
     }
+    metadata::check_limits(items, "metadata")?;
     Ok(Value::Array(items.clone()))
 }
 
@@ -549,10 +568,11 @@ pub(super) fn plan_set_metadata(
 ) -> Result<Commit, ApiError> {
     let instance = w.require(project, key)?;
     let current = instance.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    // GCE: "You must always provide an up-to-date fingerprint", even over empty metadata
     check_fingerprint(
         str_field(&current, "fingerprint"),
         str_field(metadata, "fingerprint"),
-        !array(&current, "items").is_empty(),
+        true,
         "metadata",
     )?;
     let items = validated_items(metadata)?;
@@ -595,6 +615,37 @@ pub(super) fn plan_set_labels(w: &World, project: &str, key: &ResourceKey, body:
                 map.insert("labels".into(), Value::Object(labels));
             }
             map.insert("labelFingerprint".into(), json!(fingerprint()));
+        }
+        Ok(())
+    }))
+}
+
+/// `setDiskAutoDelete`: the attached disk with that `deviceName` gets `autoDelete`.
+pub(super) fn plan_set_disk_auto_delete(
+    w: &World,
+    project: &str,
+    key: &ResourceKey,
+    device_name: &str,
+    auto_delete: bool,
+) -> Result<Commit, ApiError> {
+    let instance = w.require(project, key)?;
+    let index = array(instance, "disks")
+        .iter()
+        .position(|d| str_field(d, "deviceName") == Some(device_name))
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Invalid value for field 'deviceName': '{device_name}'. No disk with device name '{device_name}' is attached to instance '{}'.",
+                key.path(project)
+            ))
+        })?;
+    let (project, key) = (project.to_string(), key.clone());
+    Ok(Box::new(move |w: &mut World, _: &mut Vec<Effect>| {
+        if let Some(disk) = w
+            .get_mut(&project, &key)
+            .and_then(|i| i.get_mut("disks"))
+            .and_then(|d| d.get_mut(index))
+        {
+            object_mut(disk).insert("autoDelete".into(), json!(auto_delete));
         }
         Ok(())
     }))

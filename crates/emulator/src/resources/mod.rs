@@ -12,6 +12,7 @@ mod disks;
 mod firewalls;
 mod forwarding_rules;
 mod instances;
+mod metadata;
 mod projects;
 mod target_pools;
 
@@ -73,6 +74,15 @@ pub enum Mutation {
         /// The Metadata body.
         metadata: Value,
     },
+    /// `instances.setDiskAutoDelete` (gcloud's `instances delete --delete-disks` calls it first).
+    SetDiskAutoDelete {
+        /// The instance.
+        key: ResourceKey,
+        /// `deviceName` query parameter.
+        device_name: String,
+        /// `autoDelete` query parameter.
+        auto_delete: bool,
+    },
     /// `instances.setLabels`.
     SetLabels {
         /// The instance.
@@ -110,6 +120,7 @@ impl Mutation {
             Mutation::AddAccessConfig { .. } => "addAccessConfig",
             Mutation::DeleteAccessConfig { .. } => "deleteAccessConfig",
             Mutation::SetMetadata { .. } => "setMetadata",
+            Mutation::SetDiskAutoDelete { .. } => "setDiskAutoDelete",
             Mutation::SetLabels { .. } => "setLabels",
             Mutation::AddPoolInstances { .. } => "addInstance",
             Mutation::RemovePoolInstances { .. } => "removeInstance",
@@ -126,10 +137,30 @@ impl Mutation {
             | Mutation::DeleteAccessConfig { key, .. }
             | Mutation::SetMetadata { key, .. }
             | Mutation::SetLabels { key, .. }
+            | Mutation::SetDiskAutoDelete { key, .. }
             | Mutation::AddPoolInstances { key, .. }
             | Mutation::RemovePoolInstances { key, .. } => Some(key),
             Mutation::SetCommonInstanceMetadata { .. } => None,
         }
+    }
+
+    /// The collection of its target (`projects` for project metadata), as latencies name it.
+    pub fn collection(&self) -> &'static str {
+        self.target().map(|k| k.kind.collection()).unwrap_or("projects")
+    }
+
+    /// For a metadata write (`instances.setMetadata`, `projects.setCommonInstanceMetadata`): the
+    /// keys it adds, removes or rewrites over the metadata in `w`, sorted. `None` for other calls.
+    pub fn metadata_keys_changed(&self, w: &World, project: &str) -> Option<Vec<String>> {
+        static NONE: Value = Value::Null;
+        let (current, new) = match self {
+            Mutation::SetMetadata { key, metadata } => (w.get(project, key).and_then(|i| i.get("metadata")), metadata),
+            Mutation::SetCommonInstanceMetadata { metadata } => {
+                (w.projects.get(project).map(|p| &p.metadata), metadata)
+            }
+            _ => return None,
+        };
+        Some(metadata::keys_changed(current.unwrap_or(&NONE), new))
     }
 
     /// Names it creates: they conflict from the moment the call is accepted.
@@ -237,6 +268,11 @@ pub fn plan(w: &World, project: &str, m: &Mutation) -> Result<Commit, ApiError> 
         }
         Mutation::SetMetadata { key, metadata } => instances::plan_set_metadata(w, project, key, metadata),
         Mutation::SetLabels { key, body } => instances::plan_set_labels(w, project, key, body),
+        Mutation::SetDiskAutoDelete {
+            key,
+            device_name,
+            auto_delete,
+        } => instances::plan_set_disk_auto_delete(w, project, key, device_name, *auto_delete),
         Mutation::AddPoolInstances { key, instances } => target_pools::plan_add(w, project, key, instances),
         Mutation::RemovePoolInstances { key, instances } => target_pools::plan_remove(w, project, key, instances),
         Mutation::SetCommonInstanceMetadata { metadata } => projects::plan_set_common_metadata(w, project, metadata),

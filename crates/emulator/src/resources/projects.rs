@@ -21,12 +21,21 @@ pub fn project_json(w: &World, project: &str) -> Value {
         "creationTimestamp": created,
         "selfLink": w.project_url(project),
         "commonInstanceMetadata": metadata,
-        "defaultServiceAccount": format!("{}-compute@developer.gserviceaccount.com", id % 1_000_000_000_000),
+        "defaultServiceAccount": default_service_account(id),
         "defaultNetworkTier": "PREMIUM",
         "xpnProjectStatus": "UNSPECIFIED_XPN_PROJECT_STATUS",
         "vmDnsSetting": "ZONAL_ONLY",
         "quotas": [],
     })
+}
+
+/// The project's Compute Engine default service account (`<number>-compute@…`), which an
+/// instance asking for service account `default` gets.
+pub(super) fn default_service_account(project_id: u64) -> String {
+    format!(
+        "{}-compute@developer.gserviceaccount.com",
+        project_id % 1_000_000_000_000
+    )
 }
 
 pub(super) fn plan_set_common_metadata(w: &World, project: &str, metadata: &Value) -> Result<Commit, ApiError> {
@@ -35,14 +44,11 @@ pub(super) fn plan_set_common_metadata(w: &World, project: &str, metadata: &Valu
         .get(project)
         .map(|p| p.metadata.clone())
         .unwrap_or_else(|| json!({}));
-    let has_items = current
-        .get("items")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
+    // GCE: "You must always provide an up-to-date fingerprint", even over empty metadata
     check_fingerprint(
         str_field(&current, "fingerprint"),
         str_field(metadata, "fingerprint"),
-        has_items,
+        true,
         "metadata",
     )?;
     let items = validated_items(metadata)?;
