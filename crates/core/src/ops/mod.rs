@@ -179,6 +179,9 @@ async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()
     }
     for _ in 0..LOCK_ATTEMPTS {
         let (snapshot, observed) = observe(cfg, &gce).await?;
+        if let Some(w) = take_over_missed(cfg, &snapshot) {
+            once.say(w);
+        }
         let mut plan = plan::plan_command(cfg, command, &snapshot)?;
         if command == Command::Up {
             plan.notes.extend(expiring(&observed));
@@ -264,6 +267,23 @@ async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()
         };
     }
     Err(anyhow!("project metadata kept changing while taking the lock; rerun"))
+}
+
+/// `KUBE_HA_TAKE_OVER_LOCK` that names no current holder takes nothing over: say so, so a stale
+/// line pasted later is seen to have done nothing.
+fn take_over_missed(cfg: &Config, s: &Snapshot) -> Option<String> {
+    let named = cfg.take_over_lock.as_ref()?;
+    let now = match &s.lock {
+        LockState::Held {
+            staleness: plan::lock::Staleness::TakenOver,
+            ..
+        } => return None,
+        LockState::Held { record, .. } => format!("held by {}", record.owner),
+        LockState::Free => "free".to_string(),
+    };
+    Some(format!(
+        "warning: KUBE_HA_TAKE_OVER_LOCK={named} names no current lock holder (the lock is {now}); nothing was taken over"
+    ))
 }
 
 /// Hand the lock over after SIGINT/SIGTERM (intent kept, anyone may resume at once) and return
