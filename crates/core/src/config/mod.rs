@@ -399,11 +399,14 @@ fn unknown_vars(raw: &RawEnv, command: Command) -> Result<Vec<String>, Refusal> 
     if notes.is_empty() || command == Command::Status || vars::KUBE_HA_ALLOW_UNKNOWN_VARS.or_default(raw)? {
         return Ok(notes);
     }
-    let names: Vec<&str> = raw.near_misses().iter().map(|(n, _)| n.as_str()).collect();
+    let typos: Vec<String> = raw
+        .near_misses()
+        .iter()
+        .map(|(n, known)| format!("{n} is not a kube-ha variable (did you mean {known}?)"))
+        .collect();
     Err(Refusal::new(format!(
-        "{}; kube-ha ignores a mistyped variable, so fix the name (unset {}), or set {}=true if it belongs to another tool",
-        notes.join("; "),
-        names.join(" "),
+        "{}, and kube-ha would ignore it: fix the name, or set {}=true if it belongs to another tool",
+        typos.join("; "),
         vars::KUBE_HA_ALLOW_UNKNOWN_VARS.name()
     )))
 }
