@@ -290,7 +290,9 @@ mod tests {
             ("/livez", true, StatusCode::OK),
         ] {
             let app = router(nowhere()).layer(Extension(ClientCert(cert)));
-            let request = axum::http::Request::get(path).body(axum::body::Body::empty()).expect("request");
+            let request = axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .expect("request");
             let status = app.oneshot(request).await.expect("response").status();
             assert_eq!(status, want, "{path} with a certificate: {cert}");
         }

@@ -64,7 +64,13 @@ pub async fn run(ctx: BootContext) {
     let started = Instant::now();
     match boot(&ctx).await {
         Ok(Some(api)) => {
-            let pids: Vec<u32> = ctx.members.lock().unwrap_or_else(PoisonError::into_inner).iter().map(EtcdMember::pid).collect();
+            let pids: Vec<u32> = ctx
+                .members
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(EtcdMember::pid)
+                .collect();
             tracing::info!(vm = %ctx.key, etcd_pids = ?pids, "booted in {:?}: etcd started, API on :443", started.elapsed());
             let _api = api;
             std::future::pending::<()>().await;
@@ -76,7 +82,10 @@ pub async fn run(ctx: BootContext) {
 
 /// An instance attribute from the VM's metadata server (`None`: 404, not set).
 async fn attribute(http: &reqwest::Client, key: &str) -> Result<Option<String>> {
-    let url = format!("http://{}/computeMetadata/v1/instance/attributes/{key}", metadata::ADDRESS);
+    let url = format!(
+        "http://{}/computeMetadata/v1/instance/attributes/{key}",
+        metadata::ADDRESS
+    );
     let reply = http
         .get(&url)
         .header(metadata::FLAVOR, "Google")

@@ -337,7 +337,10 @@ pub async fn exec(target: &ExecTarget, vm: Option<&str>, project: Option<&str>, 
     let hosts = fetch_hosts(&endpoint).await?;
     let (pid, netns, what) = pick_host(&hosts, vm, project).map_err(|m| anyhow::Error::new(Refusal::new(m)))?;
     if ns::net_inode_of(pid) != netns {
-        return Err(Refusal::new(format!("{what} just stopped (its holder pid {pid} is gone); check `kube-ha status`")).into());
+        return Err(Refusal::new(format!(
+            "{what} just stopped (its holder pid {pid} is gone); check `kube-ha status`"
+        ))
+        .into());
     }
     let namespaces = match vm {
         Some(_) => Namespaces::host_of(pid),
@@ -348,7 +351,9 @@ pub async fn exec(target: &ExecTarget, vm: Option<&str>, project: Option<&str>, 
     cmd.args(args);
     let child = ns::spawn_in(cmd, &namespaces).with_context(|| format!("starting {program} in {what}"))?;
     drop(namespaces);
-    let status = ns::wait_child(child).await.with_context(|| format!("waiting for {program}"))?;
+    let status = ns::wait_child(child)
+        .await
+        .with_context(|| format!("waiting for {program}"))?;
     Ok(ns::exit_code(status))
 }
 
@@ -396,7 +401,11 @@ async fn fetch_hosts(endpoint: &str) -> Result<Value> {
 }
 
 /// The (pid, netns inode, description) of the host to enter, or why there is none.
-fn pick_host(hosts: &Value, vm: Option<&str>, project: Option<&str>) -> std::result::Result<(u32, u64, String), String> {
+fn pick_host(
+    hosts: &Value,
+    vm: Option<&str>,
+    project: Option<&str>,
+) -> std::result::Result<(u32, u64, String), String> {
     let numbers = |v: &Value| -> Option<(u32, u64)> {
         Some((u32::try_from(v.get("pid")?.as_u64()?).ok()?, v.get("netns")?.as_u64()?))
     };
@@ -420,13 +429,23 @@ fn pick_host(hosts: &Value, vm: Option<&str>, project: Option<&str>) -> std::res
             let running: Vec<&str> = vms.iter().filter_map(|v| v["name"].as_str()).collect();
             Err(format!(
                 "no running VM named {name} in the sandbox (running: {}); see `kube-ha status`",
-                if running.is_empty() { "none".to_string() } else { running.join(", ") }
+                if running.is_empty() {
+                    "none".to_string()
+                } else {
+                    running.join(", ")
+                }
             ))
         }
         several => {
             let places: Vec<String> = several
                 .iter()
-                .map(|v| format!("{}/{}", v["project"].as_str().unwrap_or("?"), v["zone"].as_str().unwrap_or("?")))
+                .map(|v| {
+                    format!(
+                        "{}/{}",
+                        v["project"].as_str().unwrap_or("?"),
+                        v["zone"].as_str().unwrap_or("?")
+                    )
+                })
                 .collect();
             Err(format!(
                 "several VMs are named {name} ({}): set PROJECT to the one you mean",
@@ -651,7 +670,11 @@ mod tests {
         assert_eq!(pick_host(&hosts, Some("m"), None).map(|h| (h.0, h.1)), Ok((11, 101)));
         let missing = pick_host(&hosts, Some("n"), None).expect_err("unknown");
         assert!(missing.contains("running: m, x, x"), "{missing}");
-        assert!(pick_host(&hosts, Some("x"), None).expect_err("ambiguous").contains("PROJECT"));
+        assert!(
+            pick_host(&hosts, Some("x"), None)
+                .expect_err("ambiguous")
+                .contains("PROJECT")
+        );
         assert_eq!(pick_host(&hosts, Some("x"), Some("r")).map(|h| h.0), Ok(13));
     }
 

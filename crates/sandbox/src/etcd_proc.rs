@@ -587,7 +587,11 @@ mod tests {
             InitialClusterState::New,
         );
         cfg.local_clients = true;
-        let args: Vec<String> = cfg.args().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = cfg
+            .args()
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let at = args.iter().position(|a| a == "--listen-client-urls").expect("flag");
         assert_eq!(args[at + 1], "https://198.18.3.2:4002,https://127.0.0.1:4002");
         let at = args.iter().position(|a| a == "--advertise-client-urls").expect("flag");

@@ -189,9 +189,7 @@ fn link_machine_entries(machine_dir: &Path, vm_dir: &Path, inside: &str, owned: 
 /// and the project. Nothing answers DNS in the sandbox, so a name missing from `/etc/hosts` fails
 /// at once (port unreachable) instead of leaving the VM.
 pub fn resolv_conf(zone: &str, project: &str) -> String {
-    format!(
-        "nameserver 169.254.169.254\nsearch {zone}.c.{project}.internal c.{project}.internal google.internal\n"
-    )
+    format!("nameserver 169.254.169.254\nsearch {zone}.c.{project}.internal c.{project}.internal google.internal\n")
 }
 
 /// One line of a VM's `/etc/hosts`: an instance of the project.
@@ -266,8 +264,12 @@ mod tests {
         );
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines.contains(&"169.254.169.254\tmetadata.google.internal metadata"));
-        let own = lines.iter().position(|l| l.starts_with("198.18.1.3\tm.europe-west1-c.c.p.internal m"));
-        let other = lines.iter().position(|l| l.starts_with("198.18.1.2\tm.europe-west1-b.c.p.internal m"));
+        let own = lines
+            .iter()
+            .position(|l| l.starts_with("198.18.1.3\tm.europe-west1-c.c.p.internal m"));
+        let other = lines
+            .iter()
+            .position(|l| l.starts_with("198.18.1.2\tm.europe-west1-b.c.p.internal m"));
         assert!(own.is_some() && own < other, "{text}");
     }
 

@@ -132,7 +132,11 @@ impl Cidr {
 }
 
 fn mask(prefix: u8) -> u32 {
-    if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) }
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
 }
 
 /// `networks` without any network another one contains (nftables refuses overlapping set
@@ -155,7 +159,11 @@ fn strings(rule: &Value, key: &str) -> Vec<String> {
 /// The nftables match for one `allowed`/`denied` entry; `None` for one that matches nothing
 /// (an unknown protocol).
 fn protocol_match(entry: &Value) -> Option<String> {
-    let protocol = entry.get("IPProtocol").and_then(Value::as_str).unwrap_or("all").to_ascii_lowercase();
+    let protocol = entry
+        .get("IPProtocol")
+        .and_then(Value::as_str)
+        .unwrap_or("all")
+        .to_ascii_lowercase();
     let ports: Vec<String> = strings(entry, "ports");
     let named = match protocol.as_str() {
         "6" => "tcp",
@@ -192,12 +200,7 @@ pub fn ruleset(me: &InstanceFacts, instances: &[InstanceFacts], firewalls: &[Val
         .iter()
         .filter(|r| r.get("disabled") != Some(&Value::Bool(true)))
         .filter(|r| r.get("direction").and_then(Value::as_str).unwrap_or("INGRESS") == "INGRESS")
-        .filter(|r| {
-            r.get("network")
-                .and_then(Value::as_str)
-                .map_or("default", last_segment)
-                == me.network
-        })
+        .filter(|r| r.get("network").and_then(Value::as_str).map_or("default", last_segment) == me.network)
         .filter(|r| {
             let tags = strings(r, "targetTags");
             let accounts = strings(r, "targetServiceAccounts");

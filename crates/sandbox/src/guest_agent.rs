@@ -142,7 +142,9 @@ fn key_blob(key: &str) -> Option<(&str, &str, String)> {
 
 /// Whether a key's `google-ssh` expiry has passed or cannot be read (the agent drops both).
 fn expired(key: &str, now: OffsetDateTime) -> bool {
-    let Some((_, _, comment)) = key_blob(key) else { return true };
+    let Some((_, _, comment)) = key_blob(key) else {
+        return true;
+    };
     let Some(json) = comment.strip_prefix("google-ssh") else {
         return false;
     };
@@ -217,7 +219,11 @@ fn add_account(files: &VmFiles, user: &str) -> Result<(u32, u32)> {
     let mut used: BTreeSet<u32> = ids(&passwd);
     used.extend(ids(&group));
     let id = next_id(&used);
-    let shell = if Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" };
+    let shell = if Path::new("/bin/bash").exists() {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    };
     let days = OffsetDateTime::now_utc().unix_timestamp() / 86_400;
     let append = |text: &str, line: String| {
         let mut t = text.to_string();
@@ -228,7 +234,11 @@ fn add_account(files: &VmFiles, user: &str) -> Result<(u32, u32)> {
         t
     };
     replace_file(&etc.join("group"), &append(&group, format!("{user}:x:{id}:\n")), 0o644)?;
-    replace_file(&etc.join("shadow"), &append(&shadow, format!("{user}:*:{days}:0:99999:7:::\n")), 0o640)?;
+    replace_file(
+        &etc.join("shadow"),
+        &append(&shadow, format!("{user}:*:{days}:0:99999:7:::\n")),
+        0o640,
+    )?;
     replace_file(
         &etc.join("passwd"),
         &append(&passwd, format!("{user}:x:{id}:{id}::/home/{user}:{shell}\n")),
@@ -264,7 +274,11 @@ fn merge_authorized_keys(current: &str, keys: &[String]) -> String {
 
 /// Make the VM's accounts match `desired` (module doc); `managed` is every user the agent has
 /// written keys for, kept across calls. Blocking.
-pub fn apply_accounts(files: &VmFiles, desired: &BTreeMap<String, Vec<String>>, managed: &mut BTreeSet<String>) -> Result<()> {
+pub fn apply_accounts(
+    files: &VmFiles,
+    desired: &BTreeMap<String, Vec<String>>,
+    managed: &mut BTreeSet<String>,
+) -> Result<()> {
     let users: BTreeSet<String> = desired.keys().chain(managed.iter()).cloned().collect();
     for user in users {
         let keys = desired.get(&user).cloned().unwrap_or_default();
@@ -329,8 +343,13 @@ pub fn generate_host_keys(files: &VmFiles, hostname: &str) -> Result<Vec<(String
         }
         let path = key.to_string_lossy().into_owned();
         let comment = format!("root@{hostname}");
-        ns::run(None, "ssh-keygen", &["-q", "-t", kind, "-N", "", "-C", &comment, "-f", &path], None)
-            .with_context(|| format!("making the {kind} host key"))?;
+        ns::run(
+            None,
+            "ssh-keygen",
+            &["-q", "-t", kind, "-N", "", "-C", &comment, "-f", &path],
+            None,
+        )
+        .with_context(|| format!("making the {kind} host key"))?;
         let line = fs::read_to_string(&public).with_context(|| format!("reading {}", public.display()))?;
         let mut words = line.split_whitespace();
         match (words.next(), words.next()) {
@@ -363,9 +382,18 @@ impl MetadataClient {
     async fn poll(&self, etag: Option<&str>, hang: Duration) -> Result<(Value, String)> {
         let mut url = format!("{}/?recursive=true&alt=json", self.base);
         if let Some(tag) = etag {
-            url.push_str(&format!("&wait_for_change=true&last_etag={tag}&timeout_sec={}", hang.as_secs().max(1)));
+            url.push_str(&format!(
+                "&wait_for_change=true&last_etag={tag}&timeout_sec={}",
+                hang.as_secs().max(1)
+            ));
         }
-        let reply = self.http.get(url).header(metadata::FLAVOR, "Google").send().await?.error_for_status()?;
+        let reply = self
+            .http
+            .get(url)
+            .header(metadata::FLAVOR, "Google")
+            .send()
+            .await?
+            .error_for_status()?;
         let tag = reply
             .headers()
             .get(reqwest::header::ETAG)
@@ -454,7 +482,9 @@ pub async fn run(files: VmFiles, hostname: String, mut faults: watch::Receiver<G
             host_key_generation = current.host_key_generation;
             let (f, n) = (files.clone(), hostname.clone());
             match tokio::task::spawn_blocking(move || generate_host_keys(&f, &n)).await {
-                Ok(Ok(_)) => tracing::info!(vm = %hostname, "guest agent: host keys regenerated (fault), not published"),
+                Ok(Ok(_)) => {
+                    tracing::info!(vm = %hostname, "guest agent: host keys regenerated (fault), not published")
+                }
                 Ok(Err(e)) => tracing::warn!(vm = %hostname, "guest agent: host keys: {e:#}"),
                 Err(e) => tracing::warn!(vm = %hostname, "guest agent: host keys: {e}"),
             }
@@ -534,16 +564,32 @@ mod tests {
         );
         assert_eq!(users(&blocked), vec![("i".into(), 1)]);
         let legacy = view(&[("sshKeys", "l:ssh-ed25519 AAAA4")], &project);
-        assert_eq!(users(&legacy), vec![("l".into(), 1)], "legacy sshKeys blocks project keys");
+        assert_eq!(
+            users(&legacy),
+            vec![("l".into(), 1)],
+            "legacy sshKeys blocks project keys"
+        );
     }
 
     #[test]
     fn expiry_follows_google_ssh_and_bad_lines_are_skipped() {
         let line = |json: &str| format!("u:{KEY} google-ssh {json}");
         let cases = [
-            (line(r#"{"userName":"u","expireOn":"2027-01-01T00:00:00+0000"}"#), 1, "future, Go's -0700 form"),
-            (line(r#"{"userName":"u","expireOn":"2027-01-01T00:00:00Z"}"#), 1, "future, RFC 3339"),
-            (line(r#"{"userName":"u","expireOn":"2026-01-01T00:00:00Z"}"#), 0, "expired"),
+            (
+                line(r#"{"userName":"u","expireOn":"2027-01-01T00:00:00+0000"}"#),
+                1,
+                "future, Go's -0700 form",
+            ),
+            (
+                line(r#"{"userName":"u","expireOn":"2027-01-01T00:00:00Z"}"#),
+                1,
+                "future, RFC 3339",
+            ),
+            (
+                line(r#"{"userName":"u","expireOn":"2026-01-01T00:00:00Z"}"#),
+                0,
+                "expired",
+            ),
             (line(r#"{"userName":"u","expireOn":"tomorrow"}"#), 0, "unparsable"),
             (line(r#"{"userName":"u"}"#), 0, "no expiry in a google-ssh comment"),
             (format!("u:{KEY} google-ssh"), 0, "google-ssh without JSON"),
@@ -555,7 +601,9 @@ mod tests {
         ];
         for (value, want, why) in cases {
             let v = view(&[("ssh-keys", &value)], &[]);
-            let got = desired_keys(&v, datetime!(2026-12-01 12:00 UTC)).get("u").map_or(0, Vec::len);
+            let got = desired_keys(&v, datetime!(2026-12-01 12:00 UTC))
+                .get("u")
+                .map_or(0, Vec::len);
             assert_eq!(got, want, "{why}: {value}");
         }
     }
@@ -564,7 +612,10 @@ mod tests {
     fn google_keys_are_replaced_and_the_users_own_kept() {
         let current = format!("ssh-rsa AAAAmine me@laptop\n{GOOGLE_MARK}\n{KEY} old\n");
         let merged = merge_authorized_keys(&current, &[format!("{KEY} new")]);
-        assert_eq!(merged, format!("ssh-rsa AAAAmine me@laptop\n{GOOGLE_MARK}\n{KEY} new\n"));
+        assert_eq!(
+            merged,
+            format!("ssh-rsa AAAAmine me@laptop\n{GOOGLE_MARK}\n{KEY} new\n")
+        );
         assert_eq!(merge_authorized_keys(&merged, &[]), "ssh-rsa AAAAmine me@laptop\n");
     }
 
@@ -574,7 +625,11 @@ mod tests {
         let files = VmFiles::new(dir.path());
         fs::create_dir_all(files.etc()).expect("etc");
         fs::create_dir_all(files.home()).expect("home");
-        fs::write(files.etc().join("passwd"), "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n").expect("passwd");
+        fs::write(
+            files.etc().join("passwd"),
+            "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+        )
+        .expect("passwd");
         fs::write(files.etc().join("group"), "root:x:0:\nalice:x:1000:\n").expect("group");
         fs::write(files.etc().join("shadow"), "root:*:1:0:99999:7:::\n").expect("shadow");
         let mut managed = BTreeSet::new();
@@ -589,17 +644,32 @@ mod tests {
         let shadow = fs::read_to_string(files.etc().join("shadow")).expect("shadow");
         assert!(shadow.lines().any(|l| l.starts_with("bob:*:")), "not locked: {shadow}");
         let keys = files.home().join("bob/.ssh/authorized_keys");
-        assert_eq!(fs::read_to_string(&keys).expect("keys"), format!("{GOOGLE_MARK}\n{KEY} bob\n"));
+        assert_eq!(
+            fs::read_to_string(&keys).expect("keys"),
+            format!("{GOOGLE_MARK}\n{KEY} bob\n")
+        );
         let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode(&keys), 0o600);
         assert_eq!(mode(&files.home().join("bob/.ssh")), 0o700);
         use std::os::unix::fs::MetadataExt as _;
         assert_eq!(fs::metadata(&keys).expect("stat").uid(), 1001);
-        assert!(!dir.path().join("root").exists(), "root's home is the machine's: left alone");
+        assert!(
+            !dir.path().join("root").exists(),
+            "root's home is the machine's: left alone"
+        );
         assert_eq!(managed, ["bob".to_string()].into());
 
         apply_accounts(&files, &BTreeMap::new(), &mut managed).expect("apply");
-        assert_eq!(fs::read_to_string(&keys).expect("keys"), "", "keys no longer in metadata are removed");
-        assert!(fs::read_to_string(files.etc().join("passwd")).expect("passwd").contains("bob:"), "the account stays");
+        assert_eq!(
+            fs::read_to_string(&keys).expect("keys"),
+            "",
+            "keys no longer in metadata are removed"
+        );
+        assert!(
+            fs::read_to_string(files.etc().join("passwd"))
+                .expect("passwd")
+                .contains("bob:"),
+            "the account stays"
+        );
     }
 }

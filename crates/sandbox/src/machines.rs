@@ -486,7 +486,12 @@ impl Actor {
             gateway: Some(self.vpc.plan().gateway()),
         };
         let facts: Vec<InstanceFacts> = project.instances.values().map(InstanceFacts::from_instance).collect();
-        let firewall = firewall::ruleset(&InstanceFacts::from_instance(&me), &facts, &project.firewalls, self.vpc.plan());
+        let firewall = firewall::ruleset(
+            &InstanceFacts::from_instance(&me),
+            &facts,
+            &project.firewalls,
+            self.vpc.plan(),
+        );
         let entries: Vec<HostEntry> = project
             .instances
             .iter()
@@ -555,7 +560,11 @@ impl Actor {
                 None => false,
             },
             None => {
-                self.projects.entry(project.to_string()).or_default().faults.apply(fault);
+                self.projects
+                    .entry(project.to_string())
+                    .or_default()
+                    .faults
+                    .apply(fault);
                 for (_, vm) in self.vms.iter().filter(|(k, _)| k.project == project) {
                     vm.faults.send_modify(|f| f.apply(fault));
                 }

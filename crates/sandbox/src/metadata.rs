@@ -97,7 +97,12 @@ fn items(metadata: &Value) -> Map<String, Value> {
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .filter_map(|i| Some((i.get("key")?.as_str()?.to_string(), i.get("value").cloned().unwrap_or(json!("")))))
+                .filter_map(|i| {
+                    Some((
+                        i.get("key")?.as_str()?.to_string(),
+                        i.get("value").cloned().unwrap_or(json!("")),
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -193,7 +198,12 @@ fn tree(view: &GuestView) -> Value {
         }
         accounts.insert(email.to_string(), entry);
     }
-    let machine_type = instance["machineType"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default();
+    let machine_type = instance["machineType"]
+        .as_str()
+        .unwrap_or_default()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
     let id: Value = instance["id"]
         .as_str()
         .and_then(|s| s.parse::<u64>().ok())
@@ -265,7 +275,13 @@ fn text(node: &Value) -> String {
     match node {
         Value::Object(map) => map
             .iter()
-            .map(|(k, v)| if v.is_object() || v.is_array() && k != "tags" && k != "scopes" && k != "aliases" { format!("{k}/\n") } else { format!("{k}\n") })
+            .map(|(k, v)| {
+                if v.is_object() || v.is_array() && k != "tags" && k != "scopes" && k != "aliases" {
+                    format!("{k}/\n")
+                } else {
+                    format!("{k}\n")
+                }
+            })
             .collect(),
         Value::Array(items) if items.iter().all(Value::is_string) => items
             .iter()
@@ -297,11 +313,21 @@ fn reply(status: StatusCode, content_type: &'static str, body: String, etag_valu
 }
 
 fn not_found() -> Response {
-    reply(StatusCode::NOT_FOUND, "text/html; charset=UTF-8", "Not Found\n".into(), None)
+    reply(
+        StatusCode::NOT_FOUND,
+        "text/html; charset=UTF-8",
+        "Not Found\n".into(),
+        None,
+    )
 }
 
 /// What one GET would answer now: status, content type, body.
-fn answer(view: &GuestView, parts: &[&str], slash: bool, q: &BTreeMap<String, String>) -> Result<(&'static str, String), Response> {
+fn answer(
+    view: &GuestView,
+    parts: &[&str],
+    slash: bool,
+    q: &BTreeMap<String, String>,
+) -> Result<(&'static str, String), Response> {
     // The token is made on request, not part of the tree.
     if let ["instance", "service-accounts", account, "token"] = parts {
         let known = tree(view)["instance"]["service-accounts"].get(*account).is_some();
@@ -313,7 +339,8 @@ fn answer(view: &GuestView, parts: &[&str], slash: bool, q: &BTreeMap<String, St
     }
     let root = tree(view);
     let node = lookup(&root, parts).ok_or_else(not_found)?;
-    let is_dir = node.is_object() || (node.is_array() && !node.as_array().is_some_and(|a| a.iter().all(Value::is_string)));
+    let is_dir =
+        node.is_object() || (node.is_array() && !node.as_array().is_some_and(|a| a.iter().all(Value::is_string)));
     let recursive = q.get("recursive").is_some_and(|v| v == "true");
     if is_dir && !slash && !recursive {
         let mut location = format!("/computeMetadata/v1/{}/", parts.join("/"));
@@ -321,7 +348,12 @@ fn answer(view: &GuestView, parts: &[&str], slash: bool, q: &BTreeMap<String, St
             location.push('?');
             location.push_str(&query);
         }
-        let mut r = reply(StatusCode::MOVED_PERMANENTLY, "text/html; charset=UTF-8", String::new(), None);
+        let mut r = reply(
+            StatusCode::MOVED_PERMANENTLY,
+            "text/html; charset=UTF-8",
+            String::new(),
+            None,
+        );
         if let Ok(v) = HeaderValue::from_str(&location) {
             r.headers_mut().insert(header::LOCATION, v);
         }
@@ -340,10 +372,7 @@ fn answer(view: &GuestView, parts: &[&str], slash: bool, q: &BTreeMap<String, St
 /// `alt=text` of a recursive directory: `path value` per leaf.
 fn flatten(node: &Value, prefix: &str) -> String {
     match node {
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| flatten(v, &format!("{prefix}{k}/")))
-            .collect(),
+        Value::Object(map) => map.iter().map(|(k, v)| flatten(v, &format!("{prefix}{k}/"))).collect(),
         Value::Array(items) if !items.iter().all(Value::is_string) => items
             .iter()
             .enumerate()
@@ -387,7 +416,12 @@ async fn handle(
         return guest_attributes(&server, &method, tail, body);
     }
     if method != Method::GET {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/html; charset=UTF-8", String::new(), None);
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/html; charset=UTF-8",
+            String::new(),
+            None,
+        );
     }
     let wait = q.get("wait_for_change").is_some_and(|v| v == "true");
     let hang = q
@@ -433,12 +467,20 @@ fn guest_attributes(server: &Server, method: &Method, tail: &[&str], body: Bytes
     let entries = server.guest.list();
     match (method, tail) {
         (&Method::PUT, [namespace, key]) => {
-            server.guest.put(namespace, key, String::from_utf8_lossy(&body).into_owned());
+            server
+                .guest
+                .put(namespace, key, String::from_utf8_lossy(&body).into_owned());
             reply(StatusCode::OK, "application/text", String::new(), None)
         }
         (&Method::GET, []) => {
-            let namespaces: std::collections::BTreeSet<String> = entries.iter().map(|e| format!("{}/\n", e.namespace)).collect();
-            reply(StatusCode::OK, "application/text", namespaces.into_iter().collect(), None)
+            let namespaces: std::collections::BTreeSet<String> =
+                entries.iter().map(|e| format!("{}/\n", e.namespace)).collect();
+            reply(
+                StatusCode::OK,
+                "application/text",
+                namespaces.into_iter().collect(),
+                None,
+            )
         }
         (&Method::GET, [namespace]) => {
             let keys: String = entries
@@ -446,7 +488,11 @@ fn guest_attributes(server: &Server, method: &Method, tail: &[&str], body: Bytes
                 .filter(|e| e.namespace == *namespace)
                 .map(|e| format!("{}\n", e.key))
                 .collect();
-            if keys.is_empty() { not_found() } else { reply(StatusCode::OK, "application/text", keys, None) }
+            if keys.is_empty() {
+                not_found()
+            } else {
+                reply(StatusCode::OK, "application/text", keys, None)
+            }
         }
         (&Method::GET, [namespace, key]) => entries
             .into_iter()
@@ -487,19 +533,30 @@ mod tests {
     #[test]
     fn leaves_directories_and_recursive_json_look_like_gce() {
         let v = view();
-        assert_eq!(get(&v, "instance/attributes/kube-env", &[]).expect("leaf").1, "A: 'b'\n");
+        assert_eq!(
+            get(&v, "instance/attributes/kube-env", &[]).expect("leaf").1,
+            "A: 'b'\n"
+        );
         assert_eq!(get(&v, "instance/name", &[]).expect("leaf").1, "m");
         assert_eq!(get(&v, "instance/hostname", &[]).expect("leaf").1, "m.z.c.p.internal");
         assert_eq!(get(&v, "instance/zone", &[]).expect("leaf").1, "projects/p/zones/z");
         assert_eq!(get(&v, "instance/id", &[]).expect("leaf").1, "123");
         assert_eq!(
-            get(&v, "instance/network-interfaces/0/access-configs/0/external-ip", &[]).expect("leaf").1,
+            get(&v, "instance/network-interfaces/0/access-configs/0/external-ip", &[])
+                .expect("leaf")
+                .1,
             "198.19.1.1"
         );
-        assert_eq!(get(&v, "instance/network-interfaces/0/gateway", &[]).expect("leaf").1, "198.18.1.1");
+        assert_eq!(
+            get(&v, "instance/network-interfaces/0/gateway", &[]).expect("leaf").1,
+            "198.18.1.1"
+        );
         assert_eq!(get(&v, "project/project-id", &[]).expect("leaf").1, "p");
         let listing = get(&v, "instance/", &[]).expect("dir").1;
-        assert!(listing.contains("attributes/\n") && listing.contains("network-interfaces/\n"), "{listing}");
+        assert!(
+            listing.contains("attributes/\n") && listing.contains("network-interfaces/\n"),
+            "{listing}"
+        );
         assert_eq!(get(&v, "instance", &[]).map(|_| ()), Err(StatusCode::MOVED_PERMANENTLY));
         assert_eq!(get(&v, "instance/nope", &[]).map(|_| ()), Err(StatusCode::NOT_FOUND));
         let (ct, json_text) = get(&v, "instance/", &[("recursive", "true")]).expect("recursive");
@@ -510,7 +567,9 @@ mod tests {
         assert_eq!(doc["serviceAccounts"]["default"]["email"], "sa@p");
         assert_eq!(doc["id"], 123);
         assert_eq!(get(&v, "instance/name", &[("alt", "json")]).expect("json").1, "\"m\"");
-        let token = get(&v, "instance/service-accounts/default/token", &[]).expect("token").1;
+        let token = get(&v, "instance/service-accounts/default/token", &[])
+            .expect("token")
+            .1;
         assert!(token.contains("access_token"), "{token}");
         let root: Value = serde_json::from_str(&get(&v, "", &[("recursive", "true")]).expect("root").1).expect("json");
         assert_eq!(root["project"]["attributes"]["ssh-keys"], "u:ssh-ed25519 AAAA");

@@ -204,10 +204,7 @@ pub async fn wait_child(mut child: Child) -> io::Result<ExitStatus> {
 
 /// The exit code a shell would report for `status` (128 + signal for a killed process).
 pub fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(1)
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1)
 }
 
 /// A process that creates namespaces and keeps them alive for as long as it runs; SIGKILLed and

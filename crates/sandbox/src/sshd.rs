@@ -58,7 +58,9 @@ pub fn knows_penalties() -> bool {
     *KNOWN.get_or_init(|| {
         // `sshd -V` prints e.g. "OpenSSH_9.2p1 Debian-2+deb12u10, OpenSSL …" on stderr, exit 0.
         let out = Command::new(SSHD).arg("-V").output();
-        let text = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
+        let text = out
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default();
         let version = text
             .split_whitespace()
             .find_map(|w| w.strip_prefix("OpenSSH_"))

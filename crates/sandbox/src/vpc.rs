@@ -76,7 +76,15 @@ impl Vpc {
             .with_context(|| format!("opening {}", log.display()))?;
         let mut holder = Command::new("unshare");
         holder
-            .args(["--net", "--fork", "--kill-child", "--", "sh", "-c", "echo ready; exec sleep infinity"])
+            .args([
+                "--net",
+                "--fork",
+                "--kill-child",
+                "--",
+                "sh",
+                "-c",
+                "echo ready; exec sleep infinity",
+            ])
             .arg("vpc-router")
             .arg(sandbox_dir);
         let holder = Holder::start(holder, log, HOLDER_READY_WITHIN).context("starting the VPC router")?;
@@ -94,9 +102,19 @@ impl Vpc {
         );
         ns::run(Some(&ns), "ip", &["-batch", "-"], Some(&router)).context("configuring the VPC router")?;
         ns::run(Some(&ns), "nft", &["-f", "-"], Some(&nat_ruleset(plan, &[]))).context("the router's NAT table")?;
-        // /proc/sys/net is that of the network namespace of the process that opens it.
-        ns::run(Some(&ns), "sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"], None)
-            .context("enabling forwarding in the VPC router")?;
+        // /proc/sys/net is that of the network namespace of the process that opens it. An address
+        // nobody owns answers "unreachable" at once, every time: the kernel's default ICMP rate
+        // limit would turn most of a poller's attempts into silent timeouts.
+        ns::run(
+            Some(&ns),
+            "sh",
+            &[
+                "-c",
+                "echo 1 > /proc/sys/net/ipv4/ip_forward && echo 0 > /proc/sys/net/ipv4/icmp_ratelimit",
+            ],
+            None,
+        )
+        .context("enabling forwarding in the VPC router")?;
         let runtime = NetnsRuntime::start("vpc-router", &ns)?;
         tracing::info!(
             link = %machine_link(plan),
@@ -154,7 +172,8 @@ impl Vpc {
              link set eth0 up\n\
              route add default via {g} dev eth0 onlink\n"
         );
-        ns::run(Some(vm), "ip", &["-batch", "-"], Some(&inside)).with_context(|| format!("configuring eth0 of {ip}"))?;
+        ns::run(Some(vm), "ip", &["-batch", "-"], Some(&inside))
+            .with_context(|| format!("configuring eth0 of {ip}"))?;
         Ok(link)
     }
 
@@ -167,8 +186,13 @@ impl Vpc {
 
     /// Make the router's NAT the 1:1 NAT of `pairs` (external, internal). Blocking.
     pub fn apply_nat(&self, pairs: &[(Ipv4Addr, Ipv4Addr)]) -> Result<()> {
-        ns::run(Some(&self.ns), "nft", &["-f", "-"], Some(&nat_ruleset(self.plan, pairs)))
-            .context("updating the router's NAT")?;
+        ns::run(
+            Some(&self.ns),
+            "nft",
+            &["-f", "-"],
+            Some(&nat_ruleset(self.plan, pairs)),
+        )
+        .context("updating the router's NAT")?;
         Ok(())
     }
 
@@ -184,7 +208,8 @@ impl Vpc {
         }
         let new: String = add.iter().map(|ip| format!("addr replace {ip}/32 dev lo\n")).collect();
         if !new.is_empty() {
-            ns::run(Some(&self.ns), "ip", &["-batch", "-"], Some(&new)).context("forwarding-rule addresses on the router")?;
+            ns::run(Some(&self.ns), "ip", &["-batch", "-"], Some(&new))
+                .context("forwarding-rule addresses on the router")?;
         }
         Ok(())
     }
@@ -198,7 +223,18 @@ fn link_machine(plan: AddressPlan, router_pid: u32) -> Result<()> {
         match ns::run(
             None,
             "ip",
-            &["link", "add", &link, "type", "veth", "peer", "name", UPLINK, "netns", &router_pid.to_string()],
+            &[
+                "link",
+                "add",
+                &link,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                UPLINK,
+                "netns",
+                &router_pid.to_string(),
+            ],
             None,
         ) {
             Ok(_) => break,
@@ -207,7 +243,10 @@ fn link_machine(plan: AddressPlan, router_pid: u32) -> Result<()> {
             }
             Err(e) => {
                 return Err(e).with_context(|| {
-                    format!("creating {link}: another sandbox uses block {}, or a link is left over", plan.block())
+                    format!(
+                        "creating {link}: another sandbox uses block {}, or a link is left over",
+                        plan.block()
+                    )
                 });
             }
         }
@@ -262,11 +301,11 @@ mod tests {
     #[test]
     fn one_to_one_nat_is_dnat_in_and_snat_out() {
         let plan = AddressPlan::new(5);
-        let rules = nat_ruleset(
-            plan,
-            &[(Ipv4Addr::new(198, 19, 5, 1), Ipv4Addr::new(198, 18, 5, 2))],
+        let rules = nat_ruleset(plan, &[(Ipv4Addr::new(198, 19, 5, 1), Ipv4Addr::new(198, 18, 5, 2))]);
+        assert!(
+            rules.starts_with("table ip vpc_nat\ndelete table ip vpc_nat\n"),
+            "{rules}"
         );
-        assert!(rules.starts_with("table ip vpc_nat\ndelete table ip vpc_nat\n"), "{rules}");
         assert_eq!(rules.matches("ip daddr 198.19.5.1 dnat to 198.18.5.2").count(), 2);
         assert!(rules.contains("ip saddr 198.18.5.2 ct status dnat snat to 198.19.5.1"));
         assert!(rules.contains("ip saddr 198.18.5.2 ip daddr != 198.18.5.0/24 snat to 198.19.5.1"));

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 pub mod cluster;
 pub mod emulator;
 pub mod etcd;
+pub mod hosts;
 pub mod sandbox;
 
 /// The `kube-ha` binary under test: `KUBE_HA_BIN` when set, else the one Cargo built next to the
