@@ -361,7 +361,7 @@ pub async fn create_master_firewalls(gce: &Gce) {
     ] {
         let mut fw = model::Firewall::default();
         fw.name = Some(name);
-        fw.network = Some(format!("projects/{PROJECT}/global/networks/default"));
+        fw.network = Some(format!("projects/{}/global/networks/default", gce.project()));
         let mut allowed = model::firewall::Allowed::default();
         allowed.ip_protocol = Some("tcp".into());
         allowed.ports = ports;
@@ -374,6 +374,19 @@ pub async fn create_master_firewalls(gce: &Gce) {
         fw.target_tags = vec![MASTER.into()];
         gce.insert_firewall(fw).await.expect("create firewall rule");
     }
+}
+
+/// A rule like kube-up's `<network>-default-ssh`: tcp:22 from anywhere, to every instance.
+pub async fn allow_ssh(gce: &Gce) {
+    let mut fw = model::Firewall::default();
+    fw.name = Some("default-default-ssh".into());
+    fw.network = Some(format!("projects/{}/global/networks/default", gce.project()));
+    let mut allowed = model::firewall::Allowed::default();
+    allowed.ip_protocol = Some("tcp".into());
+    allowed.ports = vec!["22".into()];
+    fw.allowed = vec![allowed];
+    fw.source_ranges = vec!["0.0.0.0/0".into()];
+    gce.insert_firewall(fw).await.expect("create the ssh firewall rule");
 }
 
 /// What `kube-ha up` creates for the first master: firewall rules, static IP, internal IP, data
