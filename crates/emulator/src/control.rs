@@ -50,14 +50,19 @@ async fn add_faults(State(state): State<AppState>, body: Bytes) -> Result<Json<V
         Err(e) => return Err(ApiError::BadRequest(format!("invalid fault: {e}"))),
     };
     let mut api: Vec<Fault> = Vec::new();
-    let mut guest: Vec<(String, Option<(String, String)>, GuestFault)> = Vec::new();
+    let mut guest: Vec<GuestTarget> = Vec::new();
     for item in items {
         match Posted::parse(item)? {
             Posted::Api(f) => api.push(f),
             Posted::Guest(g) => guest.push(guest_target(&state, &g)?),
         }
     }
-    for (project, instance, fault) in guest {
+    for GuestTarget {
+        project,
+        instance,
+        fault,
+    } in guest
+    {
         let target = instance.as_ref().map(|(z, n)| (z.as_str(), n.as_str()));
         if !state.machines().guest_fault(&project, target, fault) {
             return Err(ApiError::BadRequest(
@@ -72,16 +77,24 @@ async fn add_faults(State(state): State<AppState>, body: Bytes) -> Result<Json<V
     Ok(Json(json!(queue.list())))
 }
 
+/// Where a guest fault applies: a project, and one instance (zone, name) or all of them.
+struct GuestTarget {
+    project: String,
+    instance: Option<(String, String)>,
+    fault: GuestFault,
+}
+
 /// The project and (zone, name) a guest fault names, looked up among the instances (404 when the
 /// instance does not exist).
-fn guest_target(
-    state: &AppState,
-    g: &GuestFaultRequest,
-) -> Result<(String, Option<(String, String)>, GuestFault), ApiError> {
+fn guest_target(state: &AppState, g: &GuestFaultRequest) -> Result<GuestTarget, ApiError> {
     let fault = g.action.fault();
     let Some(name) = &g.instance else {
         // Posted::parse required a project for a project-wide fault
-        return Ok((g.project.clone().unwrap_or_default(), None, fault));
+        return Ok(GuestTarget {
+            project: g.project.clone().unwrap_or_default(),
+            instance: None,
+            fault,
+        });
     };
     let world = state.world();
     let found = world
@@ -95,7 +108,11 @@ fn guest_target(
                 && g.zone.as_ref().is_none_or(|z| k.scope == Scope::Zone(z.clone()))
         })
         .and_then(|(p, k)| match &k.scope {
-            Scope::Zone(z) => Some((p.clone(), Some((z.clone(), k.name.clone())), fault)),
+            Scope::Zone(z) => Some(GuestTarget {
+                project: p.clone(),
+                instance: Some((z.clone(), k.name.clone())),
+                fault,
+            }),
             _ => None,
         });
     found.ok_or_else(|| {

@@ -321,24 +321,61 @@ fn not_found() -> Response {
     )
 }
 
-/// What one GET would answer now: status, content type, body.
+/// Why a GET has no value to answer.
+#[derive(Debug, PartialEq, Eq)]
+enum Miss {
+    /// 404.
+    NotFound,
+    /// 301 to this location (a directory asked for without its slash).
+    Moved(String),
+}
+
+impl Miss {
+    fn response(self) -> Response {
+        match self {
+            Miss::NotFound => not_found(),
+            Miss::Moved(location) => {
+                let mut r = reply(
+                    StatusCode::MOVED_PERMANENTLY,
+                    "text/html; charset=UTF-8",
+                    String::new(),
+                    None,
+                );
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn status(&self) -> StatusCode {
+        match self {
+            Miss::NotFound => StatusCode::NOT_FOUND,
+            Miss::Moved(_) => StatusCode::MOVED_PERMANENTLY,
+        }
+    }
+}
+
+/// What one GET would answer now: content type and body.
 fn answer(
     view: &GuestView,
     parts: &[&str],
     slash: bool,
     q: &BTreeMap<String, String>,
-) -> Result<(&'static str, String), Response> {
+) -> Result<(&'static str, String), Miss> {
     // The token is made on request, not part of the tree.
     if let ["instance", "service-accounts", account, "token"] = parts {
         let known = tree(view)["instance"]["service-accounts"].get(*account).is_some();
         if !known {
-            return Err(not_found());
+            return Err(Miss::NotFound);
         }
         let token = json!({"access_token": "sandbox-fake-token", "expires_in": 3599, "token_type": "Bearer"});
         return Ok(("application/json", token.to_string()));
     }
     let root = tree(view);
-    let node = lookup(&root, parts).ok_or_else(not_found)?;
+    let node = lookup(&root, parts).ok_or(Miss::NotFound)?;
     let is_dir =
         node.is_object() || (node.is_array() && !node.as_array().is_some_and(|a| a.iter().all(Value::is_string)));
     let recursive = q.get("recursive").is_some_and(|v| v == "true");
@@ -348,16 +385,7 @@ fn answer(
             location.push('?');
             location.push_str(&query);
         }
-        let mut r = reply(
-            StatusCode::MOVED_PERMANENTLY,
-            "text/html; charset=UTF-8",
-            String::new(),
-            None,
-        );
-        if let Ok(v) = HeaderValue::from_str(&location) {
-            r.headers_mut().insert(header::LOCATION, v);
-        }
-        return Err(r);
+        return Err(Miss::Moved(location));
     }
     let alt = q.get("alt").map(String::as_str);
     let verbatim = matches!(parts.last(), Some(&"attributes") | Some(&"service-accounts"));
@@ -437,7 +465,7 @@ async fn handle(
         let view = rx.borrow_and_update().clone();
         let (content_type, body) = match answer(&view, &parts, slash, &q) {
             Ok(v) => v,
-            Err(response) => return response,
+            Err(miss) => return miss.response(),
         };
         let tag = etag(&body);
         // Without last_etag GCE waits for the next change of the value as it is now.
@@ -527,7 +555,7 @@ mod tests {
         let q: BTreeMap<String, String> = q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let slash = path.ends_with('/');
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-        answer(v, &parts, slash, &q).map_err(|r| r.status())
+        answer(v, &parts, slash, &q).map_err(|m| m.status())
     }
 
     #[test]
