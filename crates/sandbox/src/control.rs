@@ -8,11 +8,11 @@
 //! <dir>/emulator.log   its stdout and stderr, appended across runs
 //! <dir>/lock           flock'ed while a start or stop is in progress (two `start`s at once
 //!                      would otherwise both start one)
-//! <dir>/vms/           the emulator's --sandbox-dir: VM files and disks (see layout.rs)
+//! <dir>/vms/           the emulator's --sandbox-dir: VM files, disks, the VPC's log (see layout.rs)
 //! ```
 //!
 //! The emulator runs in its own session (`setsid`), so it survives the shell and the command
-//! that started it; its etcd processes die with it (PDEATHSIG). "Running" means: the pid file
+//! that started it; its VMs (holders, and everything inside them) die with it (PDEATHSIG). "Running" means: the pid file
 //! names a live process whose command line is an emulator for this directory (so a recycled
 //! pid is never mistaken for it).
 //!
