@@ -35,6 +35,15 @@ async fn exec_when_up(endpoint: &str, vm: &str, command: &[&str]) -> Exec {
     .await
 }
 
+/// `curl -sf -H 'Metadata-Flavor: Google' [extra…] <url>` inside the VM, as an on-VM agent asks its
+/// metadata server.
+async fn metadata_get(endpoint: &str, vm: &str, extra: &[&str], url: &str) -> Exec {
+    let mut command = vec!["curl", "-sf", "-H", "Metadata-Flavor: Google"];
+    command.extend_from_slice(extra);
+    command.push(url);
+    sandbox_exec(endpoint, Some(vm), &command).await
+}
+
 /// Set one item of an instance's metadata (read-modify-write with the fingerprint), through the
 /// official client.
 async fn set_item(c: &Clients, project: &str, zone: &str, name: &str, key: &str, value: &str) {
@@ -123,6 +132,30 @@ async fn ssh(
         .await
         .expect("ssh finished within 30 s")
         .expect("run ssh")
+}
+
+/// Poll (bounded) until `ssh` as `user` with `key` succeeds.
+async fn logs_in_within(key: &Path, user: &str, ip: Ipv4Addr, within: Duration, when: &str) {
+    eventually(&format!("ssh {user}@{ip} logs in {when}"), within, || async {
+        ssh(key, user, ip, None, &[], "true")
+            .await
+            .status
+            .success()
+            .then_some(())
+    })
+    .await
+}
+
+/// `instances.getGuestAttributes(queryPath=hostkeys/)` of the master, through the official client.
+async fn host_keys(c: &Clients) -> Result<model::GuestAttributes, google_cloud_gax::error::Error> {
+    c.instances
+        .get_guest_attributes()
+        .set_project(PROJECT)
+        .set_zone(ZONE)
+        .set_instance(MASTER)
+        .set_query_path("hostkeys/")
+        .send()
+        .await
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -230,12 +263,7 @@ async fn the_metadata_server_wants_the_flavor_header_and_serves_the_instances_ku
     )
     .await;
     assert_eq!(refused.stdout, "403", "without Metadata-Flavor");
-    let served = sandbox_exec(
-        &emu.endpoint,
-        Some(MASTER),
-        &["curl", "-sf", "-H", "Metadata-Flavor: Google", url],
-    )
-    .await;
+    let served = metadata_get(&emu.endpoint, MASTER, &[], url).await;
     assert_eq!(served.code, 0, "{served:?}");
     let instance = c
         .instances
@@ -252,16 +280,11 @@ async fn the_metadata_server_wants_the_flavor_header_and_serves_the_instances_ku
         .and_then(|i| i.value)
         .expect("kube-env in GCE");
     assert_eq!(served.stdout, kube_env, "the instance's kube-env, as GCE has it");
-    let id = sandbox_exec(
+    let id = metadata_get(
         &emu.endpoint,
-        Some(MASTER),
-        &[
-            "curl",
-            "-sf",
-            "-H",
-            "Metadata-Flavor: Google",
-            "http://169.254.169.254/computeMetadata/v1/instance/id",
-        ],
+        MASTER,
+        &[],
+        "http://169.254.169.254/computeMetadata/v1/instance/id",
     )
     .await;
     assert_eq!(Some(id.stdout), instance.id.map(|n| n.to_string()), "its own id");
@@ -272,12 +295,8 @@ async fn a_wait_for_change_returns_when_set_metadata_lands() {
     let emu = Emulator::start(&[]);
     let (_gce, _m, c) = master_with_ssh(&emu).await;
     let url = "http://169.254.169.254/computeMetadata/v1/instance/attributes/?recursive=true";
-    let first = exec_when_up(
-        &emu.endpoint,
-        MASTER,
-        &["curl", "-sf", "-D", "-", "-H", "Metadata-Flavor: Google", url],
-    )
-    .await;
+    exec_when_up(&emu.endpoint, MASTER, &["true"]).await;
+    let first = metadata_get(&emu.endpoint, MASTER, &["-D", "-"], url).await;
     let etag = first
         .stdout
         .lines()
@@ -286,14 +305,7 @@ async fn a_wait_for_change_returns_when_set_metadata_lands() {
         .unwrap_or_else(|| panic!("no ETag in {}", first.stdout));
     let waiting_url = format!("{url}&wait_for_change=true&last_etag={etag}&timeout_sec=120");
     let endpoint = emu.endpoint.clone();
-    let waiter = tokio::spawn(async move {
-        sandbox_exec(
-            &endpoint,
-            Some(MASTER),
-            &["curl", "-sf", "-H", "Metadata-Flavor: Google", &waiting_url],
-        )
-        .await
-    });
+    let waiter = tokio::spawn(async move { metadata_get(&endpoint, MASTER, &[], &waiting_url).await });
     set_item(&c, PROJECT, ZONE, MASTER, "probe", "landed").await;
     let changed = tokio::time::timeout(Duration::from_secs(60), waiter)
         .await
@@ -362,15 +374,7 @@ async fn openssh_logs_in_with_a_metadata_key_forwards_to_the_vms_loopback_and_is
     let _ = tunnel.kill().await;
 
     // Without enable-guest-attributes, the VM published no host keys.
-    let published = c
-        .instances
-        .get_guest_attributes()
-        .set_project(PROJECT)
-        .set_zone(ZONE)
-        .set_instance(MASTER)
-        .set_query_path("hostkeys/")
-        .send()
-        .await;
+    let published = host_keys(&c).await;
     assert_eq!(published.expect_err("nothing published").http_status_code(), Some(404));
 
     let refused = eventually(
@@ -410,16 +414,7 @@ async fn the_host_key_sshd_presents_is_the_one_in_guest_attributes_until_it_chan
     set_item(&c, PROJECT, ZONE, MASTER, "ssh-keys", &format!("tester:{public}")).await;
 
     let published = eventually("host keys in guest attributes", BOOT_WITHIN, || async {
-        let reply = c
-            .instances
-            .get_guest_attributes()
-            .set_project(PROJECT)
-            .set_zone(ZONE)
-            .set_instance(MASTER)
-            .set_query_path("hostkeys/")
-            .send()
-            .await
-            .ok()?;
+        let reply = host_keys(&c).await.ok()?;
         let items = reply.query_value?.items;
         items
             .into_iter()
@@ -467,6 +462,20 @@ async fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> Output {
         .expect("run kubectl")
 }
 
+/// `kubeconfig` with its user's client certificate and key replaced by `credentials` (lines).
+fn with_credentials(kubeconfig: &str, credentials: &str) -> String {
+    let mut out = String::new();
+    for line in kubeconfig.lines() {
+        if line.contains("client-certificate-data:") {
+            out.push_str(credentials);
+        } else if !line.contains("client-key-data:") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_version_works_with_the_kubeconfig_up_writes_and_fails_without_a_client_certificate() {
     let sb = Sandbox::start(&[]);
@@ -482,19 +491,8 @@ async fn kubectl_version_works_with_the_kubeconfig_up_writes_and_fails_without_a
     // The same kubeconfig with a bearer token where the certificate was (with no credentials at
     // all kubectl would prompt for a password instead of asking the server).
     let full = std::fs::read_to_string(sb.kubeconfig()).expect("kubeconfig");
-    let anonymous: String = full
-        .lines()
-        .filter(|l| !l.contains("client-key-data"))
-        .map(|l| {
-            if l.contains("client-certificate-data") {
-                "    token: no-client-certificate\n".to_string()
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
     let without = home.path().join("anonymous.kubeconfig");
-    std::fs::write(&without, anonymous).expect("write");
+    std::fs::write(&without, with_credentials(&full, "    token: no-client-certificate\n")).expect("write");
     let refused = kubectl(&without, home.path(), &["version", "-o", "json"]).await;
     assert!(
         !refused.status.success(),
@@ -512,20 +510,13 @@ async fn kubectl_version_works_with_the_kubeconfig_up_writes_and_fails_without_a
     let other = kube_ha_core::pki::issue_admin_client(&stranger, OffsetDateTime::now_utc()).expect("cert");
     use base64::Engine as _;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let forged: String = full
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("client-certificate-data:") {
-                format!("    client-certificate-data: {}\n", b64(&other.cert_pem))
-            } else if l.trim_start().starts_with("client-key-data:") {
-                format!("    client-key-data: {}\n", b64(&other.key_pem))
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
+    let forged = format!(
+        "    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64(&other.cert_pem),
+        b64(&other.key_pem)
+    );
     let forged_path = home.path().join("forged.kubeconfig");
-    std::fs::write(&forged_path, forged).expect("write");
+    std::fs::write(&forged_path, with_credentials(&full, &forged)).expect("write");
     let refused = kubectl(&forged_path, home.path(), &["version", "-o", "json"]).await;
     assert!(!refused.status.success(), "a certificate from another CA was accepted");
 }
@@ -682,16 +673,11 @@ async fn guest_faults_make_keys_arrive_late_or_not_at_all_until_cleared() {
     fault(json!({"kind": "ssh_keys_never"})).await;
     let (key, public) = key_pair(dir.path(), "never");
     set_item(&c, PROJECT, ZONE, MASTER, "ssh-keys", &format!("never:{public}")).await;
-    let served = sandbox_exec(
+    let served = metadata_get(
         &emu.endpoint,
-        Some(MASTER),
-        &[
-            "curl",
-            "-sf",
-            "-H",
-            "Metadata-Flavor: Google",
-            "http://169.254.169.254/computeMetadata/v1/instance/attributes/ssh-keys",
-        ],
+        MASTER,
+        &[],
+        "http://169.254.169.254/computeMetadata/v1/instance/attributes/ssh-keys",
     )
     .await;
     assert!(served.stdout.contains(&public), "{served:?}");
@@ -700,16 +686,12 @@ async fn guest_faults_make_keys_arrive_late_or_not_at_all_until_cleared() {
     let refused = ssh(&key, "never", m.static_ip, None, &[], "true").await;
     assert!(!refused.status.success(), "a key the agent never applied let ssh in");
     fault(json!({"kind": "guest_clear"})).await;
-    eventually(
-        "the key works once the agent applies changes again",
+    logs_in_within(
+        &key,
+        "never",
+        m.static_ip,
         BOOT_WITHIN,
-        || async {
-            ssh(&key, "never", m.static_ip, None, &[], "true")
-                .await
-                .status
-                .success()
-                .then_some(())
-        },
+        "once the agent applies changes again",
     )
     .await;
 
@@ -719,12 +701,12 @@ async fn guest_faults_make_keys_arrive_late_or_not_at_all_until_cleared() {
     set_item(&c, PROJECT, ZONE, MASTER, "ssh-keys", &format!("late:{public}")).await;
     let early = ssh(&key, "late", m.static_ip, None, &[], "true").await;
     assert!(!early.status.success(), "a key applied 8 s late worked at once");
-    eventually("the late key arrives", Duration::from_secs(40), || async {
-        ssh(&key, "late", m.static_ip, None, &[], "true")
-            .await
-            .status
-            .success()
-            .then_some(())
-    })
+    logs_in_within(
+        &key,
+        "late",
+        m.static_ip,
+        Duration::from_secs(40),
+        "once the late key arrives",
+    )
     .await;
 }

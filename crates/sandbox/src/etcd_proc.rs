@@ -299,11 +299,7 @@ impl EtcdMember {
         if let Some(parent) = config.log_file.parent() {
             fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&config.log_file)
-            .with_context(|| format!("opening {}", config.log_file.display()))?;
+        let log = ns::append_log(&config.log_file)?;
         let mut command = Command::new(&config.binary);
         command
             .args(config.args())

@@ -14,7 +14,6 @@
 //! Processes are started inside with [`Host::spawn`] (see `ns.rs`): etcd, one `sshd -i` per SSH
 //! connection, `kube-ha sandbox exec --vm`.
 
-use std::fs::OpenOptions;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -79,11 +78,7 @@ impl Host {
             std::fs::create_dir_all(disk).with_context(|| format!("creating {}", disk.display()))?;
         }
         let log_path = files.logs().join("host.log");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
+        let log = ns::append_log(&log_path)?;
         let mut command = Command::new("unshare");
         command
             .args([

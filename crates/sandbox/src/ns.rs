@@ -449,6 +449,15 @@ fn spawn_in_pid_ns(command: &mut Command, target: RawFd, own: &OwnedFd) -> io::R
     spawned
 }
 
+/// `path` opened for appending (created if missing): a child's stdout or stderr.
+pub fn append_log(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 /// Whether this process may create the sandbox's namespaces, links and firewall rules: it must be
 /// root (`CAP_SYS_ADMIN` and `CAP_NET_ADMIN` in the machine's namespaces).
 pub fn is_root() -> bool {

@@ -9,7 +9,6 @@
 //! agent writes homes and keys with the right owners and modes), `AllowTcpForwarding local` with
 //! `PermitOpen` limited to the VM's etcd (`127.0.0.1:2379`, `:4002`) and API (`127.0.0.1:443`).
 
-use std::fs::OpenOptions;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -117,11 +116,7 @@ fn start(stream: tokio::net::TcpStream, host: &Namespaces, log: &std::path::Path
     stream.set_nonblocking(false).context("the connection")?;
     let socket = OwnedFd::from(stream);
     let out = socket.try_clone().context("duplicating the connection")?;
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
+    let log = ns::append_log(log)?;
     let mut command = Command::new(SSHD);
     command
         .args(["-i", "-e", "-f", SSHD_CONFIG])

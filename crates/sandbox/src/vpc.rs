@@ -23,7 +23,6 @@
 //! the kernel destroys its namespace, the veth pair with it, and the machine's routes with the
 //! link. No `ip netns add`: its bind-mounted namespace files would survive a SIGKILL.
 
-use std::fs::OpenOptions;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
@@ -69,11 +68,7 @@ impl Vpc {
     /// Create the router and link it to the machine. Blocking. `sandbox_dir` appears on the
     /// holder's command line (so `sandbox stop` can find it); `log` gets its stderr.
     pub fn create(plan: AddressPlan, sandbox_dir: &Path, log: &Path) -> Result<Vpc> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("opening {}", log.display()))?;
+        let log = ns::append_log(log)?;
         let mut holder = Command::new("unshare");
         holder
             .args([
