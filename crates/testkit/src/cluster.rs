@@ -279,15 +279,23 @@ impl Sandbox {
         }
     }
 
-    /// `GET https://<static IP>/kv/<key>`.
+    /// `GET https://<static IP>/kv/<key>`. A connection that fails is retried for a few seconds:
+    /// right after an operation moved the static IP, the sandbox's router may still be catching
+    /// up (GCE takes its time too), which is not what the callers assert on.
     pub async fn get(&self, key: &str) -> Option<String> {
         let ip = self.static_ip().await;
-        let r = self
-            .api()
-            .get(format!("https://{ip}/kv/{key}"))
-            .send()
-            .await
-            .expect("GET /kv");
+        let api = self.api();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let r = loop {
+            match api.get(format!("https://{ip}/kv/{key}")).send().await {
+                Ok(r) => break r,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("GET /kv/{key}: {e:?}"),
+            }
+        };
         if r.status().as_u16() == 404 {
             return None;
         }
