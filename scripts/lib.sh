@@ -10,6 +10,7 @@ ensure_packages() {
   [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v nft >/dev/null || missing+=(nftables)
   command -v ip >/dev/null || missing+=(iproute2)
+  command -v curl >/dev/null || missing+=(curl)   # the tests ask VMs' metadata servers with it
   [ "${#missing[@]}" -eq 0 ] && return
   echo "installing ${missing[*]} (apt-get)" >&2
   local sudo=""
