@@ -582,7 +582,7 @@ async fn deleting_the_https_rule_cuts_the_static_ip_and_deleting_the_etcd_rule_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sandbox_exec_runs_in_the_sandbox_network_or_one_vm_and_passes_the_exit_status_through() {
+async fn sandbox_exec_enters_the_network_or_a_vm_passes_the_exit_status_and_nothing_there_leaves_the_machine() {
     let emu = Emulator::start(&[]);
     let (_gce, m, _c) = master_with_ssh(&emu).await;
     let hostname = exec_when_up(&emu.endpoint, MASTER, &["hostname"]).await;
@@ -614,6 +614,20 @@ async fn sandbox_exec_runs_in_the_sandbox_network_or_one_vm_and_passes_the_exit_
     )
     .await;
     assert_eq!(anonymous.stdout, "401", "{anonymous:?}");
+
+    // Nothing leaves the sandbox: an address it does not own is unreachable at once from a VM
+    // (curl: "couldn't connect", not a timeout, and never a connection the machine's own
+    // network would have made), and the router has no route for it.
+    let outside = sandbox_exec(
+        &emu.endpoint,
+        Some(MASTER),
+        &["curl", "-sS", "--connect-timeout", "10", "http://203.0.113.7/"],
+    )
+    .await;
+    assert_eq!(outside.code, 7, "{outside:?}");
+    let route = sandbox_exec(&emu.endpoint, None, &["ip", "route", "get", "203.0.113.7"]).await;
+    assert_ne!(route.code, 0, "{route:?}");
+    assert!(route.stderr.contains("unreachable"), "{route:?}");
 
     let status = sandbox_exec(&emu.endpoint, Some(MASTER), &["sh", "-c", "exit 7"]).await;
     assert_eq!(status.code, 7);
