@@ -35,7 +35,8 @@ const TABLE: &str = "gce_firewall";
 /// The comment of the pre-SSH accommodation rule, which lets the machine (`198.18.N.254`, where
 /// kube-ha runs today) reach etcd (2379, 4002) and the API (443) on a VM's internal IP. It goes
 /// when kube-ha reaches etcd over SSH; nothing else of the operator's traffic bypasses the rules.
-pub const ACCOMMODATION: &str = "pre-SSH accommodation (temporary): kube-ha on the machine reaches etcd and the API";
+pub const ACCOMMODATION: &str =
+    "pre-SSH accommodation, to be removed when kube-ha reaches etcd over SSH: the machine reaches etcd and the API";
 
 /// The ports of the accommodation.
 const ACCOMMODATION_PORTS: &str = "443, 2379, 4002";
