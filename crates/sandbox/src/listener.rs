@@ -121,20 +121,28 @@ mod tests {
         let listener = ListenerTask::spawn(addr, "test".into(), echo_once);
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(holder);
+        // The whole exchange is retried: a child another test forks in this process holds a copy
+        // of the dropped socket until it execs, and a connection that lands there is reset.
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut stream = loop {
-            match TcpStream::connect(addr).await {
-                Ok(s) => break s,
+        loop {
+            let mut buf = [0u8; 4];
+            let echoed = async {
+                let mut stream = TcpStream::connect(addr).await?;
+                stream.write_all(b"ping").await?;
+                stream.read_exact(&mut buf).await.map(|_| ())
+            }
+            .await;
+            match echoed {
+                Ok(()) => {
+                    assert_eq!(&buf, b"ping");
+                    break;
+                }
                 Err(e) => {
                     assert!(Instant::now() < deadline, "never bound: {e}");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
-        };
-        stream.write_all(b"ping").await.expect("write");
-        let mut buf = [0u8; 4];
-        stream.read_exact(&mut buf).await.expect("read");
-        assert_eq!(&buf, b"ping");
+        }
         listener.close().await;
         assert!(TcpStream::connect(addr).await.is_err(), "closed listener still accepts");
     }
