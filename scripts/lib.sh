@@ -14,6 +14,7 @@ ensure_packages() {
   command -v ip >/dev/null || missing+=(iproute2)
   python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
   command -v kubectl >/dev/null || missing+=(kubernetes-client)
+  command -v curl >/dev/null || missing+=(curl)   # the tests ask VMs' metadata servers with it
   [ "${#missing[@]}" -eq 0 ] && return
   echo "installing ${missing[*]} (apt-get)" >&2
   local sudo=""
@@ -22,14 +23,10 @@ ensure_packages() {
     || { $sudo apt-get update >/dev/null && $sudo apt-get install -y "${missing[@]}" >/dev/null; }
 }
 
-# The sandbox serves the API stand-in on <ip>:443 like a master; as non-root that needs the
-# kernel to allow unprivileged binds below 1024.
-ensure_low_ports() {
+# The sandbox's VMs are hosts of their own (network namespaces, veth links, nftables rules), which
+# needs root; say so up front instead of failing in the middle.
+ensure_root() {
   [ "$(id -u)" -eq 0 ] && return
-  local start
-  start=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null || echo 0)
-  if [ "$start" -gt 443 ]; then
-    echo "allowing unprivileged binds to port 443 (sysctl net.ipv4.ip_unprivileged_port_start=443)" >&2
-    sudo sysctl -q -w net.ipv4.ip_unprivileged_port_start=443
-  fi
+  echo "error: the sandbox's VMs need root (network namespaces, veth links, nftables): run this as root, e.g. sudo -E bash $0" >&2
+  exit 2
 }

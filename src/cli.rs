@@ -119,7 +119,8 @@ pub struct EmulatorArgs {
     /// How long a simulated VM takes to boot after its insert is DONE.
     #[arg(long, default_value_t = 0)]
     pub boot_delay_ms: u64,
-    /// Draw addresses from 127.N.0.0/16 (default: a free N).
+    /// Claim address block N (its marker is 127.N.255.254:4999; VPC 198.18.N.0/24, external
+    /// 198.19.N.0/24); default: a free N.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=254))]
     pub ip_block: Option<u8>,
 }
@@ -133,6 +134,20 @@ pub enum SandboxAction {
     Stop,
     /// Print `export` lines for eval.
     Env,
+    /// Run a command inside the sandbox network, or inside one VM (exit status passed through).
+    Exec(ExecArgs),
+}
+
+/// Flags of `sandbox exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Run inside this VM (its network, files, hostname and processes), as `gcloud compute ssh
+    /// --command` would; without it, inside the sandbox network.
+    #[arg(long)]
+    pub vm: Option<String>,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 /// The top-level entry point after parsing: one function per mode.
@@ -159,6 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 SandboxAction::Start => control::start(&dir).await,
                 SandboxAction::Stop => control::stop(&dir).await,
                 SandboxAction::Env => control::print_env(&dir).await,
+                SandboxAction::Exec(a) => sandbox_exec(dir, a).await,
             }
         }
         CliCommand::Help(h) => help(&h),
@@ -241,12 +257,9 @@ fn help(h: &HelpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `kube-ha emulator`: the emulator in the foreground, with simulated VMs under `--sandbox-dir`.
+/// `kube-ha emulator`: the emulator in the foreground, with simulated VMs under `--sandbox-dir`
+/// (their network is built on the address block the emulator claims).
 async fn emulator(a: EmulatorArgs) -> anyhow::Result<()> {
-    let machines: Arc<dyn Machines> = match &a.sandbox_dir {
-        Some(dir) => Arc::new(SandboxMachines::new(dir)?),
-        None => Arc::new(NoMachines),
-    };
     let mut op_latencies = MethodLatencies::new();
     for more in &a.op_latency {
         op_latencies.merge(more);
@@ -258,7 +271,27 @@ async fn emulator(a: EmulatorArgs) -> anyhow::Result<()> {
         boot_delay: std::time::Duration::from_millis(a.boot_delay_ms),
         ip_block: a.ip_block,
     };
-    kube_ha_emulator::serve(opts, machines).await
+    let sandbox_dir = a.sandbox_dir;
+    kube_ha_emulator::serve_with(opts, move |plan| -> anyhow::Result<Arc<dyn Machines>> {
+        Ok(match &sandbox_dir {
+            Some(dir) => Arc::new(SandboxMachines::new(dir, plan)?),
+            None => Arc::new(NoMachines),
+        })
+    })
+    .await
+}
+
+/// `kube-ha sandbox exec`: the emulator of `KUBE_HA_COMPUTE_ENDPOINT` when set (a test's), else
+/// the sandbox's; exits with the command's status.
+async fn sandbox_exec(dir: PathBuf, a: ExecArgs) -> anyhow::Result<()> {
+    let raw = RawEnv::from_process();
+    let target = match vars::KUBE_HA_COMPUTE_ENDPOINT.set(&raw)? {
+        Some(endpoint) => control::ExecTarget::Endpoint(endpoint),
+        None => control::ExecTarget::Dir(dir),
+    };
+    let project = vars::PROJECT.set(&raw)?;
+    let code = control::exec(&target, a.vm.as_deref(), project.as_deref(), &a.command).await?;
+    std::process::exit(code)
 }
 
 /// The sandbox state directory: `KUBE_HA_SANDBOX` when it names one (read through the env

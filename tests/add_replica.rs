@@ -123,7 +123,7 @@ async fn unsafe_or_wrong_adds_are_refused_with_zero_mutating_calls() {
     let etcd = sb.etcd().await;
     let replicas = sb.replicas().await;
     let endpoint = EtcdCluster::Main.client_url(Sandbox::internal_ip(&replicas[0]));
-    let stray = format!("https://127.{}.1.250:2380", sb.emu.ip_block);
+    let stray = format!("https://198.18.{}.250:2380", sb.emu.ip_block);
     let learner = loop {
         match etcd.member_add(&endpoint, std::slice::from_ref(&stray), true).await {
             Ok(m) => break m,

@@ -341,15 +341,19 @@ async fn addresses_come_from_the_emulator_block_and_start_reserved() {
     let n = emu.ip_block;
     ok_op(insert_address(&c, REGION, Address::new().set_name("master-ip")).await);
     ok_op(insert_address(&c, REGION, internal("master-internal")).await);
-    let requested = format!("127.{n}.5.5");
+    let requested = format!("198.18.{n}.200");
     ok_op(insert_address(&c, REGION, internal("pinned").set_address(requested.clone())).await);
     let external = get_address(&c, REGION, "master-ip").await.expect("external");
-    assert_eq!(external.address, Some(format!("127.{n}.128.1")));
+    assert_eq!(external.address, Some(format!("198.19.{n}.1")));
     assert_eq!(external.status, Some(model::address::Status::Reserved));
     assert_eq!(external.address_type, Some(model::address::AddressType::External));
     assert!(external.users.is_empty());
     let internal = get_address(&c, REGION, "master-internal").await.expect("internal");
-    assert_eq!(internal.address, Some(format!("127.{n}.1.1")));
+    assert_eq!(
+        internal.address,
+        Some(format!("198.18.{n}.2")),
+        "198.18.N.1 is the VPC gateway"
+    );
     let pinned = get_address(&c, REGION, "pinned").await.expect("pinned");
     assert_eq!(pinned.address, Some(requested.clone()));
     let taken = insert_address(&c, REGION, Address::new().set_name("copy").set_address(requested)).await;
@@ -464,8 +468,8 @@ async fn an_instance_is_running_with_nic0_boot_disk_static_ips_and_metadata() {
     // an instance without networkIP/natIP gets fresh ones from the block
     ok_op(insert_instance(&c, ZONE, instance("master-x1z", ZONE)).await);
     let other = get_instance(&c, ZONE, "master-x1z").await.expect("second");
-    assert_eq!(other.network_interfaces[0].network_ip, Some(format!("127.{n}.1.2")));
-    assert_eq!(nat_ip(&other), Some(format!("127.{n}.128.2")));
+    assert_eq!(other.network_interfaces[0].network_ip, Some(format!("198.18.{n}.3")));
+    assert_eq!(nat_ip(&other), Some(format!("198.19.{n}.2")));
 
     let list = c
         .instances
@@ -1287,7 +1291,7 @@ async fn moving_the_static_ip_between_access_configs() {
     ok_op(add_config(AccessConfig::new().set_name("External NAT")).await);
     let ephemeral = nat_ip(&get_instance(&c, ZONE, "master").await.expect("vm")).expect("nat ip");
     assert_ne!(ephemeral, static_ip);
-    assert!(ephemeral.starts_with(&format!("127.{n}.128.")), "{ephemeral}");
+    assert!(ephemeral.starts_with(&format!("198.19.{n}.")), "{ephemeral}");
     let twice = add_config(AccessConfig::new().set_name("second")).await;
     assert_eq!(
         failure(twice),

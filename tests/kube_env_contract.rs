@@ -299,6 +299,8 @@ async fn a_first_master_with_the_bootstrap_of_a_release_tree_boots_and_carries_e
         nat_ip: Some(static_ip),
         metadata,
     });
+    // Its firewall rules, as `kube-ha up` makes them: the sandbox enforces them like GCE.
+    create_master_firewalls(&gce).await;
     gce.insert_instance(ZONE, inst).await.expect("create instance");
 
     // The sandbox boots it (its boot ignores user-data and configure-sh) …

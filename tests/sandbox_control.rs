@@ -9,7 +9,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kube_ha_core::gce::Gce;
-use support::sandbox::{api_client, create_first_master, etcd_mentioning, processes_mentioning, wait_healthz};
+use support::hosts::vm_etcd;
+use support::sandbox::{api_client, create_first_master, processes_mentioning, wait_healthz};
 
 fn sandbox(dir: &Path, action: &str) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_kube-ha"))
@@ -79,7 +80,9 @@ async fn start_env_and_stop_leave_no_process_behind() {
         .expect("connect");
     let m = create_first_master(&gce).await;
     wait_healthz(&api_client(&m.cas.cluster.cert_pem), m.static_ip).await;
-    assert_eq!(etcd_mentioning(&dir).len(), 2, "main and events etcd of the VM");
+    assert_eq!(vm_etcd(&dir).len(), 2, "main and events etcd of the VM");
+    let network = support::hosts::machine_network();
+    assert!(network.contains("khvpc"), "the sandbox's link is up: {network}");
 
     let t0 = Instant::now();
     let stopped = sandbox(&dir, "stop");
@@ -90,6 +93,7 @@ async fn start_env_and_stop_leave_no_process_behind() {
         text(&stopped.stderr)
     );
     assert_eq!(processes_mentioning(&dir), vec![], "processes left by sandbox stop");
+    assert_eq!(vm_etcd(&dir), vec![], "etcd left by sandbox stop");
     assert!(!dir.join("emulator.pid").exists() && !dir.join("endpoint").exists());
     assert!(dir.join("emulator.log").exists(), "the log is kept");
 

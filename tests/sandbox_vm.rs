@@ -2,7 +2,7 @@
 //! driven through the official Compute client to create what `kube-ha up` creates, observed with
 //! the real `etcdctl`, HTTPS that trusts only the cluster CA, and `/proc`.
 //!
-//! Each test runs its own emulator, hence its own `127.N.0.0/16`, so they run in parallel.
+//! Each test runs its own emulator, hence its own address block and VPC, so they run in parallel.
 
 use kube_ha_testkit as support;
 
@@ -15,6 +15,7 @@ use kube_ha_core::etcd::{EtcdClient, EtcdError, Member};
 use kube_ha_core::names::EtcdCluster;
 use kube_ha_core::ops::cluster::{initial_cluster, replica_metadata};
 use kube_ha_core::pki::{ClusterCas, issue_tool_client};
+use support::hosts::{admin_client, still_running, vm_etcd};
 use support::sandbox::*;
 use time::OffsetDateTime;
 
@@ -53,7 +54,7 @@ async fn booted_master() -> (Emulator, kube_ha_core::gce::Gce, Replica, reqwest:
     let emu = Emulator::start(&[]);
     let gce = emu.gce().await;
     let m = create_first_master(&gce).await;
-    let api = api_client(&m.cas.cluster.cert_pem);
+    let api = admin_client(&m.cas);
     wait_healthz(&api, m.internal_ip).await;
     (emu, gce, m, api)
 }
@@ -65,7 +66,7 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
     let t0 = Instant::now();
     let m = create_first_master(&gce).await;
     let created = t0.elapsed();
-    let api = api_client(&m.cas.cluster.cert_pem);
+    let api = admin_client(&m.cas);
     wait_healthz(&api, m.static_ip).await;
     eprintln!(
         "measured: instance insert took {created:?}; insert to /healthz 200 on the static IP: {:?}",
@@ -87,8 +88,8 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
     let stranger_cert = issue_tool_client(&stranger, OffsetDateTime::now_utc()).expect("cert");
     assert!(etcdctl_member_list(&m.cas, &stranger_cert, &etcd_endpoint(EtcdCluster::Main, m.internal_ip)).is_err());
 
-    // Files: certificates under the VM dir (keys private), etcd data on the disk.
-    let pki = emu.vm_dir(MASTER).join("pki");
+    // Files: certificates in the VM's /etc/srv/kubernetes (keys private), etcd data on the disk.
+    let pki = emu.vm_dir(MASTER).join("etc/srv/kubernetes");
     for key in [
         "server.key",
         "etcd-peer.key",
@@ -101,7 +102,7 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
     let etcd_data = emu.disk_dir(&format!("{MASTER}-pd")).join("var/etcd");
     assert!(etcd_data.join("data/member").is_dir(), "main data on the disk");
     assert!(etcd_data.join("data-events/member").is_dir(), "events data on the disk");
-    assert_eq!(etcd_mentioning(&emu.dir).len(), 2, "main and events etcd");
+    assert_eq!(vm_etcd(&emu.dir).len(), 2, "main and events etcd");
 
     // The API: the VM's own cert verifies against the cluster CA on the static and internal IPs,
     // and not against another CA.
@@ -119,7 +120,7 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
         Ok(404)
     );
 
-    // The external listener follows the access config.
+    // The external IP follows the access config (1:1 NAT in the sandbox's router).
     gce.delete_access_config(ZONE, MASTER, "nic0", "External NAT")
         .await
         .expect("delete access config");
@@ -163,8 +164,10 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
         Ok((200, "one".to_string()))
     );
 
-    // Crash: etcd is killed, nothing answers, the files stay; the GCE record stays RUNNING.
-    let pids = etcd_mentioning(&emu.dir);
+    // Crash: every process of the VM is killed, nothing answers, the files stay; the GCE record
+    // stays RUNNING.
+    let pids: Vec<u32> = emu.children().into_iter().map(|(pid, _)| pid).collect();
+    assert!(pids.len() >= 3, "holder, its PID 1, two etcd: {pids:?}");
     let reply = emu
         .control(
             &format!("/_emulator/instances/{ZONE}/{MASTER}/crash"),
@@ -174,16 +177,19 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
     assert_eq!(reply["crashed"], true);
     // The crash call returns once the processes are dead.
     assert_eq!(
-        etcd_mentioning(&emu.dir),
-        vec![],
-        "etcd left after crash (was {pids:?})"
+        still_running(&pids),
+        Vec::<u32>::new(),
+        "processes left after the crash"
     );
     assert!(get(&api, m.internal_ip, "healthz").await.is_err());
     assert!(
         get(&api, m.static_ip, "healthz").await.is_err(),
         "the LB found a backend"
     );
-    assert!(emu.vm_dir(MASTER).join("pki").is_dir(), "a crash keeps the files");
+    assert!(
+        emu.vm_dir(MASTER).join("etc/srv/kubernetes").is_dir(),
+        "a crash keeps the files"
+    );
     let unknown = emu
         .control(
             &format!("/_emulator/instances/{ZONE}/{MASTER}/crash"),
@@ -215,7 +221,7 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
 async fn a_vm_recreated_on_its_disk_restarts_etcd_with_its_data() {
     let (emu, gce, m, api) = booted_master().await;
     assert_eq!(put(&api, m.internal_ip, "survives", "yes").await, 200);
-    let before = etcd_mentioning(&emu.dir);
+    let before = vm_etcd(&emu.dir);
 
     gce.delete_instance(ZONE, MASTER).await.expect("delete instance");
     create_instance(
@@ -232,7 +238,7 @@ async fn a_vm_recreated_on_its_disk_restarts_etcd_with_its_data() {
         get(&api, m.internal_ip, "kv/survives").await,
         Ok((200, "yes".to_string()))
     );
-    let after = etcd_mentioning(&emu.dir);
+    let after = vm_etcd(&emu.dir);
     assert_eq!(after.len(), 2);
     assert!(
         after.iter().all(|p| !before.contains(p)),
@@ -356,20 +362,29 @@ async fn instances_that_do_not_boot_run_nothing() {
 async fn sigterm_stops_every_etcd_and_sigkill_leaves_none_either() {
     for signal in [libc::SIGTERM, libc::SIGKILL] {
         let (mut emu, _gce, m, _api) = booted_master().await;
-        assert_eq!(etcd_mentioning(&emu.dir).len(), 2);
+        assert_eq!(vm_etcd(&emu.dir).len(), 2);
+        let pids: Vec<u32> = emu.children().into_iter().map(|(pid, _)| pid).collect();
         let t0 = Instant::now();
         let status = emu.signal_and_wait(signal, Duration::from_secs(30));
         if signal == libc::SIGTERM {
             assert!(status.success(), "emulator exit on SIGTERM: {status:?}");
             // Shutdown stopped them before the emulator exited.
-            assert_eq!(etcd_mentioning(&emu.dir), vec![]);
+            assert_eq!(still_running(&pids), Vec::<u32>::new());
         }
-        eventually("no etcd outlives the emulator", Duration::from_secs(5), || async {
-            etcd_mentioning(&emu.dir).is_empty().then_some(())
-        })
+        eventually(
+            "no VM process outlives the emulator",
+            Duration::from_secs(5),
+            || async { still_running(&pids).is_empty().then_some(()) },
+        )
         .await;
         eprintln!("measured: signal {signal} to no etcd left: {:?}", t0.elapsed());
-        assert!(tcp_refused(m.internal_ip).await);
+        // The sandbox's network went with it (once the routes are gone, the address would go to
+        // the machine's default route: nothing of the sandbox can answer there).
+        let vpc = format!("198.18.{}.0/24", m.internal_ip.octets()[2]);
+        eventually("the sandbox's routes are gone", Duration::from_secs(10), || async {
+            (!support::hosts::machine_network().contains(&vpc)).then_some(())
+        })
+        .await;
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, default_status_for};
-use super::machines::Boot;
+use super::machines::{Boot, GuestFault};
 
 /// One fault rule, as posted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +79,95 @@ pub enum FaultAction {
 
 fn bad_request() -> u16 {
     400
+}
+
+/// A fault of a simulated VM's guest environment, as posted: applied at once through
+/// [`crate::Machines::guest_fault`], not queued for API calls. `instance` absent: every instance
+/// of `project`, present and future (then `project` is required); `zone` and `project` may be
+/// left out for an instance whose name is unique.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestFaultRequest {
+    /// The project (looked up from `instance` when absent).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// The instance's zone (looked up from `instance` when absent).
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// The instance; absent: the whole project.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// What goes wrong.
+    pub action: GuestAction,
+}
+
+/// The `action` of a [`GuestFaultRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GuestAction {
+    /// [`GuestFault::SshKeysLate`].
+    SshKeysLate {
+        /// The extra delay, milliseconds.
+        ms: u64,
+    },
+    /// [`GuestFault::SshKeysNever`].
+    SshKeysNever,
+    /// [`GuestFault::HostKeyChanged`].
+    HostKeyChanged,
+    /// [`GuestFault::Clear`].
+    GuestClear,
+}
+
+impl GuestAction {
+    /// The `kind`s that name a guest fault (every other `kind` is an API fault).
+    pub const KINDS: [&'static str; 4] = ["ssh_keys_late", "ssh_keys_never", "host_key_changed", "guest_clear"];
+
+    /// The fault the machines are given.
+    pub fn fault(self) -> GuestFault {
+        match self {
+            GuestAction::SshKeysLate { ms } => GuestFault::SshKeysLate {
+                delay: Duration::from_millis(ms),
+            },
+            GuestAction::SshKeysNever => GuestFault::SshKeysNever,
+            GuestAction::HostKeyChanged => GuestFault::HostKeyChanged,
+            GuestAction::GuestClear => GuestFault::Clear,
+        }
+    }
+}
+
+/// One posted fault object: an API fault for the queue, or a guest fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Posted {
+    /// Queued for the API calls it matches.
+    Api(Fault),
+    /// Applied to the simulated VMs at once.
+    Guest(GuestFaultRequest),
+}
+
+impl Posted {
+    /// Parse one posted object; its `action.kind` decides which kind it is.
+    pub fn parse(value: serde_json::Value) -> Result<Posted, ApiError> {
+        let guest = value
+            .pointer("/action/kind")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|kind| GuestAction::KINDS.contains(&kind));
+        let parsed = if guest {
+            serde_json::from_value(value).map(Posted::Guest)
+        } else {
+            serde_json::from_value(value).map(Posted::Api)
+        };
+        let posted = parsed.map_err(|e| ApiError::BadRequest(format!("invalid fault: {e}")))?;
+        match &posted {
+            Posted::Api(f) => f.validate()?,
+            Posted::Guest(g) if g.instance.is_none() && g.project.is_none() => {
+                return Err(ApiError::BadRequest(
+                    "a guest fault without \"instance\" applies to a whole project: give \"project\"".into(),
+                ));
+            }
+            Posted::Guest(_) => {}
+        }
+        Ok(posted)
+    }
 }
 
 /// How an operation whose call matched a fault ends.
@@ -289,6 +378,34 @@ mod tests {
         assert_eq!(f.boot, Some(Boot::Never));
         assert_eq!(f.outcome, OpOutcome::Apply);
         assert!(q.list().is_empty());
+    }
+
+    #[test]
+    fn guest_faults_are_told_apart_by_their_kind() {
+        let late = Posted::parse(json!({"action": {"kind": "ssh_keys_late", "ms": 5000}, "instance": "m"}))
+            .expect("guest fault");
+        let Posted::Guest(late) = late else {
+            panic!("not a guest fault")
+        };
+        assert_eq!(late.instance.as_deref(), Some("m"));
+        assert_eq!(
+            late.action.fault(),
+            GuestFault::SshKeysLate {
+                delay: Duration::from_millis(5000)
+            }
+        );
+        let project_wide = Posted::parse(json!({"action": {"kind": "host_key_changed"}, "project": "p"}));
+        assert!(matches!(project_wide, Ok(Posted::Guest(_))));
+        assert!(
+            Posted::parse(json!({"action": {"kind": "ssh_keys_never"}})).is_err(),
+            "no target"
+        );
+        assert!(Posted::parse(json!({"action": {"kind": "guest_clear"}, "instance": "m", "count": 2})).is_err());
+        assert!(matches!(
+            Posted::parse(json!({"action": {"kind": "never_boot"}})),
+            Ok(Posted::Api(_))
+        ));
+        assert!(Posted::parse(json!({"action": {"kind": "http_error", "code": 200}})).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{AppState, Boot, LbRule, Machines, Settings, router};
+use super::{AppState, Boot, GuestAttribute, GuestFault, LbRule, Machines, Settings, router};
 
 /// One hook call.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +19,10 @@ enum Hook {
     Lb(Vec<LbRule>),
     DiskDeleted(String),
     Crash(String),
+    Changed(String, Value),
+    ProjectMetadata(Value),
+    Firewalls(Vec<String>),
+    GuestFault(Option<(String, String)>, GuestFault),
 }
 
 #[derive(Default)]
@@ -56,6 +60,34 @@ impl Machines for Recorder {
         true
     }
     fn shutdown(&self) {}
+    fn instance_changed(&self, _: &str, _: &str, instance: &Value) {
+        let name = instance["name"].as_str().unwrap_or("?").to_string();
+        self.push(Hook::Changed(name, instance["metadata"]["items"].clone()));
+    }
+    fn project_metadata_changed(&self, _: &str, metadata: &Value) {
+        self.push(Hook::ProjectMetadata(metadata["items"].clone()));
+    }
+    fn firewalls_changed(&self, _: &str, firewalls: &[Value]) {
+        let names = firewalls
+            .iter()
+            .map(|f| f["name"].as_str().unwrap_or("?").to_string())
+            .collect();
+        self.push(Hook::Firewalls(names));
+    }
+    fn guest_attributes(&self, _: &str, _: &str, name: &str) -> Option<Vec<GuestAttribute>> {
+        (name == "m1").then(|| {
+            vec![GuestAttribute {
+                namespace: "hostkeys".into(),
+                key: "ssh-ed25519".into(),
+                value: "AAAAC3".into(),
+            }]
+        })
+    }
+    fn guest_fault(&self, _: &str, instance: Option<(&str, &str)>, fault: GuestFault) -> bool {
+        let instance = instance.map(|(z, n)| (z.to_string(), n.to_string()));
+        self.push(Hook::GuestFault(instance, fault));
+        true
+    }
 }
 
 struct Local {
@@ -149,7 +181,7 @@ async fn hooks_run_when_operations_complete_with_boot_modes_from_faults() {
     };
     assert_eq!(
         rec.take(),
-        [Hook::Created("m1".into(), normal, Some("127.9.1.1".into()))]
+        [Hook::Created("m1".into(), normal, Some("198.18.9.2".into()))]
     );
 
     emu.call(
@@ -197,9 +229,9 @@ async fn load_balancer_external_ip_delete_and_crash_hooks() {
     let rule = json!({"name": "lb", "IPAddress": "regions/us-central1/addresses/ip",
                       "portRange": "443", "target": "regions/us-central1/targetPools/pool"});
     emu.change("regions/us-central1/forwardingRules", rule).await;
-    let lb_ip = Ipv4Addr::new(127, 9, 128, 3);
-    let m1 = Ipv4Addr::new(127, 9, 1, 1);
-    let m2 = Ipv4Addr::new(127, 9, 1, 2);
+    let lb_ip = Ipv4Addr::new(198, 19, 9, 3);
+    let m1 = Ipv4Addr::new(198, 18, 9, 2);
+    let m2 = Ipv4Addr::new(198, 18, 9, 3);
     let rule_with = |backends: Vec<Ipv4Addr>| LbRule {
         ip: lb_ip,
         ports: (443, 443),
@@ -221,7 +253,10 @@ async fn load_balancer_external_ip_delete_and_crash_hooks() {
         )
         .await;
     emu.wait(&op).await;
-    assert_eq!(rec.take(), [Hook::ExternalIp("m1".into(), None)]);
+    let [Hook::ExternalIp(name, None), Hook::Changed(changed, _)] = &rec.take()[..] else {
+        panic!("deleteAccessConfig: the external IP, then the instance's new record")
+    };
+    assert_eq!((name.as_str(), changed.as_str()), ("m1", "m1"));
     let op = emu
         .call(
             reqwest::Method::POST,
@@ -231,8 +266,8 @@ async fn load_balancer_external_ip_delete_and_crash_hooks() {
         .await;
     emu.wait(&op).await;
     assert_eq!(
-        rec.take(),
-        [Hook::ExternalIp("m1".into(), Some(Ipv4Addr::new(127, 9, 128, 4)))]
+        rec.take()[0],
+        Hook::ExternalIp("m1".into(), Some(Ipv4Addr::new(198, 19, 9, 4)))
     );
 
     let crashed = emu
@@ -285,4 +320,127 @@ async fn wait_returns_a_stalled_operation_still_running_at_its_limit() {
     assert_eq!(waited["status"], "RUNNING");
     assert!(started.elapsed() >= Duration::from_millis(150));
     assert!(rec.take().is_empty(), "a stalled insert never creates the VM");
+}
+
+#[tokio::test]
+async fn changed_records_reach_the_machines_once_applied() {
+    let rec = Arc::new(Recorder::default());
+    let emu = Local::start(0, rec.clone()).await;
+    emu.change("zones/us-central1-b/instances", vm("m1")).await;
+    rec.take();
+
+    let instance = emu
+        .call(
+            reqwest::Method::GET,
+            "/compute/v1/projects/p/zones/us-central1-b/instances/m1",
+            None,
+        )
+        .await;
+    let fingerprint = instance["metadata"]["fingerprint"].clone();
+    emu.change(
+        "zones/us-central1-b/instances/m1/setMetadata",
+        json!({"fingerprint": fingerprint, "items": [{"key": "ssh-keys", "value": "u:ssh-ed25519 AAAA"}]}),
+    )
+    .await;
+    assert_eq!(
+        rec.take(),
+        [Hook::Changed(
+            "m1".into(),
+            json!([{"key": "ssh-keys", "value": "u:ssh-ed25519 AAAA"}])
+        )]
+    );
+
+    let project = emu.call(reqwest::Method::GET, "/compute/v1/projects/p", None).await;
+    let fingerprint = project["commonInstanceMetadata"]["fingerprint"].clone();
+    let op = emu
+        .call(
+            reqwest::Method::POST,
+            "/compute/v1/projects/p/setCommonInstanceMetadata",
+            Some(json!({"fingerprint": fingerprint, "items": [{"key": "k", "value": "v"}]})),
+        )
+        .await;
+    emu.wait(&op).await;
+    assert_eq!(rec.take(), [Hook::ProjectMetadata(json!([{"key": "k", "value": "v"}]))]);
+
+    emu.change(
+        "global/firewalls",
+        json!({"name": "fw-a", "allowed": [{"IPProtocol": "tcp"}]}),
+    )
+    .await;
+    emu.change(
+        "global/firewalls",
+        json!({"name": "fw-b", "allowed": [{"IPProtocol": "udp"}]}),
+    )
+    .await;
+    emu.delete("global/firewalls/fw-a").await;
+    assert_eq!(
+        rec.take(),
+        [
+            Hook::Firewalls(vec!["fw-a".into()]),
+            Hook::Firewalls(vec!["fw-a".into(), "fw-b".into()]),
+            Hook::Firewalls(vec!["fw-b".into()]),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn guest_attributes_and_guest_faults_go_through_the_machines() {
+    let rec = Arc::new(Recorder::default());
+    let emu = Local::start(0, rec.clone()).await;
+    emu.change("zones/us-central1-b/instances", vm("m1")).await;
+    emu.change("zones/us-central1-b/instances", vm("m2")).await;
+    rec.take();
+
+    let path = "/compute/v1/projects/p/zones/us-central1-b/instances/m1/getGuestAttributes?queryPath=hostkeys/";
+    let reply = emu.call(reqwest::Method::GET, path, None).await;
+    assert_eq!(reply["kind"], "compute#guestAttributes");
+    assert_eq!(
+        reply["queryValue"]["items"],
+        json!([{"namespace": "hostkeys", "key": "ssh-ed25519", "value": "AAAAC3"}])
+    );
+    for (missing, why) in [
+        ("m2/getGuestAttributes?queryPath=hostkeys/", "nothing written"),
+        ("m1/getGuestAttributes?queryPath=other/", "nothing under that path"),
+        ("nope/getGuestAttributes?queryPath=hostkeys/", "no such instance"),
+    ] {
+        let url = format!(
+            "{}/compute/v1/projects/p/zones/us-central1-b/instances/{missing}",
+            emu.base
+        );
+        let status = emu.http.get(url).send().await.expect("reachable").status();
+        assert_eq!(status, 404, "{why}");
+    }
+
+    emu.call(
+        reqwest::Method::POST,
+        "/_emulator/faults",
+        Some(
+            json!([{"action": {"kind": "ssh_keys_late", "ms": 5000}, "instance": "m2"},
+                    {"action": {"kind": "host_key_changed"}, "project": "p"}]),
+        ),
+    )
+    .await;
+    assert_eq!(
+        rec.take(),
+        [
+            Hook::GuestFault(
+                Some(("us-central1-b".into(), "m2".into())),
+                GuestFault::SshKeysLate {
+                    delay: Duration::from_millis(5000)
+                }
+            ),
+            Hook::GuestFault(None, GuestFault::HostKeyChanged),
+        ]
+    );
+    let unknown = emu
+        .http
+        .post(format!("{}/_emulator/faults", emu.base))
+        .json(&json!({"action": {"kind": "guest_clear"}, "instance": "nope"}))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(unknown.status(), 404);
+    assert!(rec.take().is_empty(), "nothing applied for an unknown instance");
+    let faults = emu.call(reqwest::Method::GET, "/_emulator/faults", None).await;
+    assert_eq!(faults, json!([]), "guest faults are not queued for API calls");
 }

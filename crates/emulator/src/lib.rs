@@ -19,7 +19,8 @@
 //! real names, unknown ones are 404); `images` (list, get, getFromFamily: a few public images of
 //! `cos-cloud`, `debian-cloud`, `ubuntu-os-cloud`; read-only); `projects` get and `setCommonInstanceMetadata`;
 //! `instances` (insert, get, list, aggregatedList, delete, addAccessConfig, deleteAccessConfig,
-//! setMetadata, setLabels, setDiskAutoDelete); `disks` (insert, get, list, aggregatedList, delete); `addresses`,
+//! setMetadata, setLabels, setDiskAutoDelete, getGuestAttributes — values from
+//! [`Machines::guest_attributes`]); `disks` (insert, get, list, aggregatedList, delete); `addresses`,
 //! `targetPools` (+ addInstance, removeInstance), `forwardingRules` (regional: insert, get,
 //! list, aggregatedList, delete); `firewalls` (global); `operations` of each scope (get, wait).
 //! Lists honour `filter` (see `filter.rs`), `maxResults` and `pageToken`.
@@ -50,10 +51,13 @@
 //! A repeated call with the same `requestId` returns the same operation and changes nothing.
 //!
 //! # Addresses
-//! Each emulator owns a loopback block `127.N.0.0/16` ([`crate::ipblock::IpBlock`]):
-//! internal IPs (`networkIP`, INTERNAL addresses) come from `127.N.1.1`–`127.N.63.254`, external
-//! ones (EXTERNAL addresses, ephemeral NAT and forwarding-rule IPs) from `127.N.128.1` up; no IP
-//! is handed out twice in one run.
+//! Each emulator owns block N, claimed with a marker socket on loopback
+//! ([`crate::ipblock::IpBlock`]), so parallel emulators never share addresses. Internal IPs
+//! (`networkIP`, INTERNAL addresses) come from `198.18.N.0/24`, external ones (EXTERNAL
+//! addresses, ephemeral NAT and forwarding-rule IPs) from `198.19.N.0/24` (RFC 2544's
+//! benchmarking range, never routed on real networks), skipping the few the sandbox uses for
+//! its links; a released IP is handed out again only once every fresh one has been
+//! ([`ips::AddressPlan`], `ips.rs`).
 //!
 //! # Control endpoints (not logged as API calls)
 //! - `GET /_emulator/calls`: every `/compute/…` call in arrival order, each
@@ -84,6 +88,18 @@
 //!
 //!   `http_error` and `delay` match any API call; `operation_error` and `stall_operation` only
 //!   calls that create an operation, once validated; boot faults only instance inserts.
+//!
+//!   A **guest fault** is not queued: it is applied at once to a simulated VM's guest
+//!   environment ([`Machines::guest_fault`]) and lasts until cleared:
+//!   ```json
+//!   {"action": {"kind": "ssh_keys_late", "ms": 5000}, "instance": "kubernetes-master"}
+//!   ```
+//!   with `"zone"` and `"project"` optional (looked up from the instance's name; 404 when it does
+//!   not exist), or without `"instance"` and with `"project"` for every instance of the project,
+//!   present and future. Kinds: `ssh_keys_late` (`ms`: the guest agent applies `ssh-keys`
+//!   changes that much later), `ssh_keys_never` (it stops applying them), `host_key_changed`
+//!   (the VM's SSH host keys are regenerated; guest attributes keep the old ones),
+//!   `guest_clear` (back to normal). 400 when nothing is simulated (no `--sandbox-dir`).
 //! - `GET /_emulator/latency`: `{"defaultMs": 0, "methods": {"instances.insert": 15000}}`.
 //!   `POST` merges an update of that shape (`defaultMs` replaces the default; each `methods` key
 //!   is a collection or `collection.method` set to milliseconds, `null` removes it; an unknown key
@@ -92,6 +108,9 @@
 //! - `GET /_emulator/state`: `{"ipBlock": N, "loadBalancers": [...], "projects": {p:
 //!   {"commonInstanceMetadata", "instances": [...], "disks", "addresses", "targetPools",
 //!   "forwardingRules", "firewalls", "pendingOperations": [...], "pendingNames": [...]}}}`.
+//! - `GET /_emulator/hosts`: where the simulated hosts run ([`Machines::hosts`]; its shape is
+//!   the sandbox's, see `kube_ha_sandbox`), what `kube-ha sandbox exec` enters; 404 without
+//!   simulated machines.
 //! - `POST /_emulator/instances/{zone}/{name}/crash[?project=p]`: calls [`Machines::crash`]
 //!   (404 if no such instance); the instance stays RUNNING in GCE (a failed replica).
 //!   Returns `{"project", "zone", "name", "crashed": bool}`.
@@ -106,7 +125,7 @@ mod error;
 mod faults;
 mod filter;
 pub mod ipblock;
-mod ips;
+pub mod ips;
 mod json;
 pub mod latency;
 pub mod machines;
@@ -144,17 +163,29 @@ pub struct EmulatorOptions {
     pub op_latencies: MethodLatencies,
     /// Boot time of a simulated VM.
     pub boot_delay: Duration,
-    /// 127.N.0.0/16 block to draw addresses from.
+    /// Block N to claim (default: a free one); addresses follow [`ips::AddressPlan`].
     pub ip_block: Option<u8>,
 }
 
 /// Claim the address block, bind, print `listening on http://ADDR` then `ip block 127.N.0.0/16`
+/// (the loopback block whose marker proves ownership of N, see [`ipblock`])
 /// on stdout (flushed), serve until SIGTERM or SIGINT, then call [`Machines::shutdown`].
 pub async fn serve(opts: EmulatorOptions, machines: Arc<dyn Machines>) -> anyhow::Result<()> {
+    serve_with(opts, move |_| Ok(machines)).await
+}
+
+/// [`serve`], with the machines built once the address block is claimed and before the API
+/// listens: the sandbox builds its network from the block's [`ips::AddressPlan`], and an error
+/// there (e.g. no privilege for network namespaces) stops the emulator before it serves.
+pub async fn serve_with(
+    opts: EmulatorOptions,
+    machines: impl FnOnce(ips::AddressPlan) -> anyhow::Result<Arc<dyn Machines>>,
+) -> anyhow::Result<()> {
     let block = match opts.ip_block {
         Some(n) => IpBlock::claim(n)?,
         None => IpBlock::claim_free()?,
     };
+    let machines = machines(ips::AddressPlan::new(block.n()))?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;

@@ -113,6 +113,13 @@ pub trait Machines: Send + Sync + 'static {
     fn guest_fault(&self, _project: &str, _instance: Option<(&str, &str)>, _fault: GuestFault) -> bool {
         false
     }
+
+    /// Where the simulated hosts run, for `GET /_emulator/hosts` (what `kube-ha sandbox exec`
+    /// enters): a JSON document of the implementation's choosing; `None` when nothing is
+    /// simulated. Called without the emulator's state lock.
+    fn hosts(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// The hooks when nothing is simulated: GCE records only.

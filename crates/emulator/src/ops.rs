@@ -23,7 +23,7 @@ use super::faults::{OpFailure, OpOutcome};
 use super::json::{new_id, now};
 use super::machines::Boot;
 use super::resources::{self, Effect, Mutation};
-use super::scope::Scope;
+use super::scope::{Kind, Scope};
 use super::state::{AppState, World};
 
 /// The error an operation ended with.
@@ -287,6 +287,9 @@ impl AppState {
             self.calls().set_metadata_keys(seq, keys);
         }
         self.tell_machines(world, &project, effects, boot);
+        if result.is_ok() {
+            self.tell_machines_changed(world, &project, &mutation);
+        }
         let project_url = world.project_url(&project);
         let proj = world.project_mut(&project);
         match proj.operations.get_mut(&op_name) {
@@ -297,6 +300,33 @@ impl AppState {
                 op.render(&project_url, false)
             }
             None => json!({"name": op_name, "status": "DONE"}),
+        }
+    }
+
+    /// The hooks for changed records (after the change is applied): an instance's new JSON, the
+    /// project's metadata, the project's firewall list. Inserts and deletes of instances have
+    /// hooks of their own ([`Effect`]s).
+    fn tell_machines_changed(&self, world: &World, project: &str, mutation: &Mutation) {
+        let m = self.machines();
+        match mutation {
+            Mutation::SetMetadata { key, .. }
+            | Mutation::SetLabels { key, .. }
+            | Mutation::AddAccessConfig { key, .. }
+            | Mutation::DeleteAccessConfig { key, .. } => {
+                if let (Scope::Zone(zone), Some(instance)) = (&key.scope, world.get(project, key)) {
+                    m.instance_changed(project, zone, instance);
+                }
+            }
+            Mutation::SetCommonInstanceMetadata { .. } => {
+                if let Some(p) = world.projects.get(project) {
+                    m.project_metadata_changed(project, &p.metadata);
+                }
+            }
+            Mutation::Insert { key, .. } | Mutation::Delete { key } if key.kind == Kind::Firewall => {
+                let firewalls: Vec<Value> = world.of_kind(project, Kind::Firewall).map(|(_, v)| v.clone()).collect();
+                m.firewalls_changed(project, &firewalls);
+            }
+            _ => {}
         }
     }
 

@@ -62,7 +62,7 @@ fn api_router(state: AppState) -> Router {
         )
         .route(
             &format!("{P}/zones/{{zone}}/{{collection}}/{{name}}/{{action}}"),
-            post(item_action),
+            get(item_read_action).post(item_action),
         )
         .route(
             &format!("{P}/regions/{{region}}/{{collection}}"),
@@ -350,6 +350,36 @@ async fn item_delete(
     };
     let key = ResourceKey::new(kind, scope, param(&params, "name"));
     submit(&state, seq, &method, &uri, &project, Mutation::Delete { key }, &q)
+}
+
+/// Read-only actions on an item: `instances.getGuestAttributes` (answered from the simulated VM,
+/// [`crate::Machines::guest_attributes`], called without the state lock).
+async fn item_read_action(State(state): State<AppState>, Path(params): Params, uri: Uri) -> ApiResult {
+    let (project, scope) = location(&params);
+    let q = query(&uri)?;
+    let name = param(&params, "name");
+    let (Collection::Resource(Kind::Instance), "getGuestAttributes", Scope::Zone(zone)) = (
+        collection(&project, &scope, param(&params, "collection"))?,
+        param(&params, "action"),
+        &scope,
+    ) else {
+        return Err(ApiError::not_found(uri.path().to_string()));
+    };
+    let key = ResourceKey::new(Kind::Instance, scope.clone(), name);
+    let self_link = {
+        let world = state.world();
+        world.require(&project, &key)?;
+        format!("{}/getGuestAttributes", world.self_link(&project, &key))
+    };
+    let attributes = state.machines().guest_attributes(&project, zone, name);
+    resources::guest_attributes::reply(
+        &self_link,
+        &key.path(&project),
+        q.get("queryPath").map(String::as_str),
+        q.get("variableKey").map(String::as_str),
+        attributes,
+    )
+    .map(Json)
 }
 
 async fn item_action(

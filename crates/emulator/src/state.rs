@@ -30,7 +30,7 @@ pub const DEFAULT_WAIT_LIMIT: Duration = Duration::from_secs(60);
 pub struct Settings {
     /// `http://host:port`, the prefix of every `selfLink`.
     pub base_url: String,
-    /// N of the `127.N.0.0/16` block addresses come from.
+    /// N of the block addresses come from (see [`crate::ips::AddressPlan`]).
     pub ip_block: u8,
     /// PENDING → DONE time of each operation (0: applied synchronously, returned DONE), unless
     /// `op_latencies` has one for its collection or method.

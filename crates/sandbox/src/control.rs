@@ -1,5 +1,6 @@
-//! `kube-ha sandbox start|stop|env` and `KUBE_HA_SANDBOX`: the emulator, with simulated VMs, as
-//! a background service under a state directory.
+//! `kube-ha sandbox start|stop|env|exec` and `KUBE_HA_SANDBOX`: the emulator, with simulated VMs,
+//! as a background service under a state directory, and running commands inside its network or
+//! one of its VMs.
 //!
 //! ```text
 //! <dir>/emulator.pid   pid of the running emulator (only while it runs)
@@ -7,15 +8,25 @@
 //! <dir>/emulator.log   its stdout and stderr, appended across runs
 //! <dir>/lock           flock'ed while a start or stop is in progress (two `start`s at once
 //!                      would otherwise both start one)
-//! <dir>/vms/           the emulator's --sandbox-dir: VM files and disks (see layout.rs)
+//! <dir>/vms/           the emulator's --sandbox-dir: VM files, disks, the VPC's log (see layout.rs)
 //! ```
 //!
 //! The emulator runs in its own session (`setsid`), so it survives the shell and the command
-//! that started it; its etcd processes die with it (PDEATHSIG). "Running" means: the pid file
+//! that started it; its VMs (holders, and everything inside them) die with it (PDEATHSIG). "Running" means: the pid file
 //! names a live process whose command line is an emulator for this directory (so a recycled
 //! pid is never mistaken for it).
 //!
 //! Progress goes to stderr; `env` prints its `export` lines on stdout, for `eval`.
+//!
+//! `exec` ([`exec`]) asks the running emulator where its hosts are (`GET /_emulator/hosts`: the
+//! holder pid and network namespace of the VPC router and of each VM) and runs the command inside:
+//! without a VM, in the router's network namespace (it reaches every address the sandbox owns,
+//! internal and external, and nothing else; a bastion on the VPC would need a host of its own
+//! and an internal IP no GCE record explains), with the machine's files; with a VM, in all its
+//! namespaces (its network, files, hostname and processes), as `gcloud compute ssh --command`
+//! runs a command on a VM. The command's exit status is passed through.
+//!
+//! The sandbox needs root: `start`, `env` and `exec` refuse otherwise (one `error:` line).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Seek as _, SeekFrom};
@@ -25,6 +36,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use kube_ha_core::error::Refusal;
+
+use super::ns::{self, Namespaces};
 
 /// How long a starting emulator may take to print its endpoint (it binds at once; this covers
 /// a loaded machine).
@@ -133,7 +149,19 @@ pub async fn ensure_running(dir: &Path) -> Result<String> {
     Ok(endpoint)
 }
 
+/// The one-line refusal for a user who is not root.
+fn require_root() -> Result<()> {
+    if ns::is_root() {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        "the sandbox's VMs need root (network namespaces, veth links, nftables): run kube-ha as root, e.g. sudo -E kube-ha …",
+    )
+    .into())
+}
+
 async fn ensure(dir: &Path) -> Result<(String, Found)> {
+    require_root()?;
     let files = Files::create(dir)?;
     let _lock = files.lock_dir().await?;
     if let Some(pid) = files.running_pid() {
@@ -285,6 +313,148 @@ pub async fn print_env(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Which emulator `exec` asks: a sandbox dir's running one, or one at a Compute endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecTarget {
+    /// The sandbox under this state dir (`KUBE_HA_SANDBOX`, or the default).
+    Dir(PathBuf),
+    /// The emulator at this endpoint (`KUBE_HA_COMPUTE_ENDPOINT`, e.g. a test's).
+    Endpoint(String),
+}
+
+/// `sandbox exec [--vm NAME] -- COMMAND…`: run `command` inside the sandbox's network, or inside
+/// VM `vm` (see the module doc); its exit code. `project` picks among VMs of one name in several
+/// projects.
+pub async fn exec(target: &ExecTarget, vm: Option<&str>, project: Option<&str>, command: &[String]) -> Result<i32> {
+    require_root()?;
+    let Some((program, args)) = command.split_first() else {
+        return Err(Refusal::new("sandbox exec needs a command: kube-ha sandbox exec [--vm NAME] -- COMMAND…").into());
+    };
+    let endpoint = match target {
+        ExecTarget::Endpoint(e) => e.trim_end_matches('/').to_string(),
+        ExecTarget::Dir(dir) => running_endpoint(dir)?,
+    };
+    let hosts = fetch_hosts(&endpoint).await?;
+    let (pid, netns, what) = pick_host(&hosts, vm, project).map_err(|m| anyhow::Error::new(Refusal::new(m)))?;
+    if ns::net_inode_of(pid) != netns {
+        return Err(Refusal::new(format!(
+            "{what} just stopped (its holder pid {pid} is gone); check `kube-ha status`"
+        ))
+        .into());
+    }
+    let namespaces = match vm {
+        Some(_) => Namespaces::host_of(pid),
+        None => Namespaces::net_of(pid),
+    }
+    .with_context(|| format!("entering {what}"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    let child = ns::spawn_in(cmd, &namespaces).with_context(|| format!("starting {program} in {what}"))?;
+    drop(namespaces);
+    let status = ns::wait_child(child)
+        .await
+        .with_context(|| format!("waiting for {program}"))?;
+    Ok(ns::exit_code(status))
+}
+
+/// The endpoint of the emulator running for `dir`, or a refusal saying how to start one.
+fn running_endpoint(dir: &Path) -> Result<String> {
+    let refuse = || {
+        anyhow::Error::new(Refusal::new(format!(
+            "no sandbox runs at {}: start it with `kube-ha sandbox start`",
+            dir.display()
+        )))
+    };
+    if !dir.is_dir() {
+        return Err(refuse());
+    }
+    let files = Files::create(dir)?;
+    if files.running_pid().is_none() {
+        return Err(refuse());
+    }
+    fs::read_to_string(files.endpoint())
+        .map(|s| s.trim().to_string())
+        .map_err(|_| refuse())
+}
+
+/// `GET <endpoint>/_emulator/hosts`.
+async fn fetch_hosts(endpoint: &str) -> Result<Value> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(ANSWER_WITHIN)
+        .build()
+        .context("building an HTTP client")?;
+    let url = format!("{endpoint}/_emulator/hosts");
+    let reply = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {:#}", anyhow::Error::new(e)))?;
+    if reply.status().as_u16() == 404 {
+        return Err(Refusal::new(format!(
+            "the emulator at {endpoint} simulates no hosts: start it with --sandbox-dir (or `kube-ha sandbox start`)"
+        ))
+        .into());
+    }
+    let reply = reply.error_for_status().with_context(|| url.clone())?;
+    reply.json().await.with_context(|| format!("{url}: not JSON"))
+}
+
+/// The (pid, netns inode, description) of the host to enter, or why there is none.
+fn pick_host(
+    hosts: &Value,
+    vm: Option<&str>,
+    project: Option<&str>,
+) -> std::result::Result<(u32, u64, String), String> {
+    let numbers = |v: &Value| -> Option<(u32, u64)> {
+        Some((u32::try_from(v.get("pid")?.as_u64()?).ok()?, v.get("netns")?.as_u64()?))
+    };
+    let Some(name) = vm else {
+        return numbers(&hosts["network"])
+            .map(|(pid, netns)| (pid, netns, "the sandbox network".to_string()))
+            .ok_or_else(|| "the sandbox has no network yet".to_string());
+    };
+    let vms: Vec<&Value> = hosts["vms"].as_array().into_iter().flatten().collect();
+    let found: Vec<&Value> = vms
+        .iter()
+        .copied()
+        .filter(|v| v["name"] == name)
+        .filter(|v| project.is_none_or(|p| v["project"] == p))
+        .collect();
+    match found.as_slice() {
+        [one] => numbers(one)
+            .map(|(pid, netns)| (pid, netns, format!("VM {name}")))
+            .ok_or_else(|| format!("the emulator's record of VM {name} has no pid")),
+        [] => {
+            let running: Vec<&str> = vms.iter().filter_map(|v| v["name"].as_str()).collect();
+            Err(format!(
+                "no running VM named {name} in the sandbox (running: {}); see `kube-ha status`",
+                if running.is_empty() {
+                    "none".to_string()
+                } else {
+                    running.join(", ")
+                }
+            ))
+        }
+        several => {
+            let places: Vec<String> = several
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{}/{}",
+                        v["project"].as_str().unwrap_or("?"),
+                        v["zone"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            Err(format!(
+                "several VMs are named {name} ({}): set PROJECT to the one you mean",
+                places.join(", ")
+            ))
+        }
+    }
+}
+
 /// The endpoint from the first `listening on http://…` line written after `offset`.
 fn endpoint_line(log: &Path, offset: u64) -> Result<Option<String>> {
     let text = read_from(log, offset)?;
@@ -423,7 +593,9 @@ fn stragglers(files: &Files) -> Vec<u32> {
         let etcd_binary = super::etcd_proc::default_binary();
         let is_etcd = program == "etcd" || etcd_binary.file_name().is_some_and(|n| n.to_string_lossy() == program);
         let is_emulator = args.iter().any(|a| a == "emulator") && args.iter().any(|a| a == "--sandbox-dir");
-        if is_etcd || is_emulator {
+        // A VM's or the router's namespace holder (see host.rs, vpc.rs).
+        let is_holder = program == "unshare";
+        if is_etcd || is_emulator || is_holder {
             ours.push(pid);
         } else {
             eprintln!(
@@ -482,6 +654,28 @@ mod tests {
         files.forget_running().expect("forget");
         files.forget_running().expect("forget twice");
         assert!(!files.pid().exists());
+    }
+
+    #[test]
+    fn exec_picks_the_network_or_exactly_one_vm() {
+        let hosts = serde_json::json!({
+            "network": {"pid": 10, "netns": 100},
+            "vms": [
+                {"project": "p", "zone": "z", "name": "m", "pid": 11, "netns": 101},
+                {"project": "q", "zone": "z", "name": "x", "pid": 12, "netns": 102},
+                {"project": "r", "zone": "z", "name": "x", "pid": 13, "netns": 103}
+            ]
+        });
+        assert_eq!(pick_host(&hosts, None, None).map(|h| h.0), Ok(10));
+        assert_eq!(pick_host(&hosts, Some("m"), None).map(|h| (h.0, h.1)), Ok((11, 101)));
+        let missing = pick_host(&hosts, Some("n"), None).expect_err("unknown");
+        assert!(missing.contains("running: m, x, x"), "{missing}");
+        assert!(
+            pick_host(&hosts, Some("x"), None)
+                .expect_err("ambiguous")
+                .contains("PROJECT")
+        );
+        assert_eq!(pick_host(&hosts, Some("x"), Some("r")).map(|h| h.0), Ok(13));
     }
 
     #[test]

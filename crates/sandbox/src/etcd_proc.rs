@@ -1,12 +1,12 @@
 //! One real etcd member process, started with the flags kube-up's configure-helper gave the etcd
 //! static pod (reference/kube-up-ha-reference.md §5), but with explicit IPs instead of GCE DNS
-//! names. Used by the sandbox's simulated master VMs and by tests that need a real etcd.
+//! names. Used by the sandbox's simulated master VMs (inside the VM's namespaces, where it also
+//! listens on the VM's own `127.0.0.1`, [`EtcdMember::spawn_in`]) and by tests that need a real
+//! etcd (in the machine's namespaces, [`EtcdMember::spawn`]).
 //!
-//! Children die with their parent: every member is started with `PR_SET_PDEATHSIG = SIGKILL`, so
-//! a test binary or emulator killed by SIGKILL leaves no etcd behind. Caveat: Linux delivers that
-//! signal when the *thread* that forked the child exits, not the process. A child spawned from a
-//! short-lived thread (a tokio blocking-pool worker retires after 10 s idle) would be killed
-//! early. So every spawn is handed to one dedicated thread that lives as long as the process.
+//! Children die with their parent: every member is started by [`crate::ns`]'s spawner thread with
+//! `PR_SET_PDEATHSIG = SIGKILL`, so a test binary or emulator killed by SIGKILL leaves no etcd
+//! behind (see that module for why it must be one long-lived thread).
 //!
 //! The API is synchronous (spawn is a channel round trip; `stop` polls); async callers use
 //! [`EtcdMember::wait_exit_async`] or `spawn_blocking` for [`EtcdMember::stop`].
@@ -16,17 +16,18 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
 use kube_ha_core::names::EtcdCluster;
 use kube_ha_core::pki::{ClusterCas, ReplicaCerts};
+
+use crate::ns::{self, Namespaces};
 
 /// Environment variable naming the etcd binary (default: `etcd` on `PATH`).
 pub const ETCD_BINARY_ENV: &str = "KUBE_HA_ETCD_BINARY";
@@ -160,6 +161,9 @@ pub struct EtcdMemberConfig {
     pub cluster: EtcdCluster,
     /// The replica's internal IP: every listener binds to it.
     pub ip: Ipv4Addr,
+    /// Also serve clients on `127.0.0.1` (a VM's own loopback, where configure-helper's etcd
+    /// listens); off for a member in the machine's namespaces, whose loopback is shared.
+    pub local_clients: bool,
     /// `--data-dir` (created 0700).
     pub data_dir: PathBuf,
     /// Certificates and keys.
@@ -168,7 +172,8 @@ pub struct EtcdMemberConfig {
     pub initial_cluster: String,
     /// `--initial-cluster-state`.
     pub initial_state: InitialClusterState,
-    /// stdout and stderr go here (appended, so a restart keeps the earlier log).
+    /// stdout and stderr go here (appended, so a restart keeps the earlier log). Opened by this
+    /// process: a path of its view, also for a member inside a VM (whose other paths are the VM's).
     pub log_file: PathBuf,
     /// `--listen-metrics-urls http://<ip>:<port>` (configure-helper used 2382 for main).
     pub metrics_port: Option<u16>,
@@ -193,6 +198,7 @@ impl EtcdMemberConfig {
             replica: replica.to_string(),
             cluster,
             ip,
+            local_clients: false,
             data_dir: dir.join(cluster.data_dir_name()),
             tls,
             initial_cluster,
@@ -226,7 +232,12 @@ impl EtcdMemberConfig {
         flag("data-dir", self.data_dir.clone().into());
         flag("listen-peer-urls", peer.clone().into());
         flag("initial-advertise-peer-urls", peer.into());
-        flag("listen-client-urls", client.clone().into());
+        let listen = if self.local_clients {
+            format!("{client},{}", self.cluster.client_url(Ipv4Addr::LOCALHOST))
+        } else {
+            client.clone()
+        };
+        flag("listen-client-urls", listen.into());
         flag("advertise-client-urls", client.into());
         flag("initial-cluster", self.initial_cluster.clone().into());
         flag("initial-cluster-state", self.initial_state.as_str().into());
@@ -270,26 +281,32 @@ pub struct EtcdMember {
 }
 
 impl EtcdMember {
-    /// Start the member. Returns once the process exists; readiness is the caller's business
-    /// (e.g. [`kube_ha_core::etcd::EtcdClient::wait_healthy`]).
+    /// Start the member in this process's namespaces (its data dir is created 0700). Returns once
+    /// the process exists; readiness is the caller's business (e.g.
+    /// [`kube_ha_core::etcd::EtcdClient::wait_healthy`]).
     pub fn spawn(config: EtcdMemberConfig) -> Result<EtcdMember> {
         create_private_dir(&config.data_dir)?;
+        Self::start(config, ns::spawn)
+    }
+
+    /// Start the member inside a VM's namespaces. Its paths (data dir, certificates) are the VM's
+    /// view and must exist there already, except `log_file`, which this process opens.
+    pub fn spawn_in(config: EtcdMemberConfig, host: &Namespaces) -> Result<EtcdMember> {
+        Self::start(config, |command| ns::spawn_in(command, host))
+    }
+
+    fn start(config: EtcdMemberConfig, spawn: impl FnOnce(Command) -> io::Result<Child>) -> Result<EtcdMember> {
         if let Some(parent) = config.log_file.parent() {
             fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&config.log_file)
-            .with_context(|| format!("opening {}", config.log_file.display()))?;
+        let log = ns::append_log(&config.log_file)?;
         let mut command = Command::new(&config.binary);
         command
             .args(config.args())
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicating the log file")?)
             .stderr(log);
-        set_parent_death_signal(&mut command);
-        let child = spawn_from_long_lived_thread(command).with_context(|| {
+        let child = spawn(command).with_context(|| {
             format!(
                 "starting {} for {} ({})",
                 config.binary.display(),
@@ -419,56 +436,6 @@ impl Drop for EtcdMember {
     }
 }
 
-/// Ask the kernel to SIGKILL the child when the thread that forks it exits.
-fn set_parent_death_signal(command: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-    // (prctl, getppid) and builds errors without allocating.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died between fork and prctl: then no signal will ever come.
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-}
-
-/// A spawn request for the spawner thread.
-struct SpawnRequest {
-    command: Command,
-    reply: mpsc::Sender<io::Result<Child>>,
-}
-
-/// The one thread that forks etcd members (see the module doc for why). It lives as long as the
-/// process: its channel's sender sits in a static and is never dropped.
-static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
-
-fn spawn_from_long_lived_thread(command: Command) -> io::Result<Child> {
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        // If the thread cannot start, `rx` is dropped with the closure and every send below
-        // fails with a clear error instead of a panic.
-        let _ = std::thread::Builder::new().name("etcd-spawner".into()).spawn(move || {
-            for mut request in rx {
-                let _ = request.reply.send(request.command.spawn());
-            }
-        });
-        tx
-    });
-    let (reply, answer) = mpsc::channel();
-    spawner
-        .send(SpawnRequest { command, reply })
-        .map_err(|_| io::Error::other("the etcd spawner thread is not running"))?;
-    answer
-        .recv()
-        .map_err(|_| io::Error::other("the etcd spawner thread did not answer"))?
-}
-
 /// `mkdir -p` with mode 0700 (etcd warns about anything wider on its data dir; key dirs too).
 pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
@@ -587,15 +554,8 @@ mod tests {
         assert!(InitialClusterState::parse("old").is_err());
     }
 
-    fn sleeper() -> Command {
-        let mut command = Command::new("sleep");
-        command.arg("30");
-        set_parent_death_signal(&mut command);
-        command
-    }
-
     #[test]
-    fn a_missing_binary_is_an_error_and_the_spawner_survives_it() {
+    fn a_missing_binary_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = EtcdMemberConfig::new(
             EtcdCluster::Main,
@@ -608,32 +568,30 @@ mod tests {
         );
         cfg.binary = dir.path().join("no-such-etcd");
         assert!(EtcdMember::spawn(cfg).is_err());
-        let mut child = spawn_from_long_lived_thread(sleeper()).expect("spawn after a failure");
-        child.kill().expect("kill");
-        child.wait().expect("wait");
     }
 
-    /// The caveat in the module doc, demonstrated: PDEATHSIG follows the forking *thread*.
     #[test]
-    fn children_outlive_short_lived_threads_only_through_the_spawner() {
-        let mut direct = std::thread::spawn(|| sleeper().spawn().expect("spawn"))
-            .join()
-            .expect("join");
-        let mut via_spawner = std::thread::spawn(|| spawn_from_long_lived_thread(sleeper()).expect("spawn"))
-            .join()
-            .expect("join");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let killed = loop {
-            if let Some(status) = direct.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "forking thread exited, child lives on");
-            std::thread::sleep(EXIT_POLL);
-        };
-        assert_eq!(killed.signal(), Some(libc::SIGKILL));
-        assert!(via_spawner.try_wait().expect("try_wait").is_none());
-        via_spawner.kill().expect("kill");
-        via_spawner.wait().expect("wait");
+    fn a_member_in_a_vm_also_serves_the_vms_own_loopback() {
+        let dir = Path::new("/mnt/disks/master-pd/var/etcd");
+        let mut cfg = EtcdMemberConfig::new(
+            EtcdCluster::Events,
+            "m",
+            Ipv4Addr::new(198, 18, 3, 2),
+            dir,
+            EtcdTlsFiles::in_dir(Path::new("/etc/srv/kubernetes")),
+            String::new(),
+            InitialClusterState::New,
+        );
+        cfg.local_clients = true;
+        let args: Vec<String> = cfg
+            .args()
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = args.iter().position(|a| a == "--listen-client-urls").expect("flag");
+        assert_eq!(args[at + 1], "https://198.18.3.2:4002,https://127.0.0.1:4002");
+        let at = args.iter().position(|a| a == "--advertise-client-urls").expect("flag");
+        assert_eq!(args[at + 1], "https://198.18.3.2:4002", "advertised as before");
     }
 
     #[test]

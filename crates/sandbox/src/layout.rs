@@ -1,9 +1,9 @@
 //! Where the simulated machines keep their files under `--sandbox-dir`.
 //!
 //! ```text
-//! <sandbox-dir>/vms/<project>/<zone>/<instance>/pki/     certificates and keys, as configure-helper wrote them
-//! <sandbox-dir>/vms/<project>/<zone>/<instance>/logs/    etcd-main.log, etcd-events.log
-//! <sandbox-dir>/disks/<project>/<zone>/<disk>/var/etcd/  data, data-events (etcd's data dirs)
+//! <sandbox-dir>/vms/<project>/<zone>/<instance>/         the VM's own files: etc/, home/, run/, mnt/, logs/ (files.rs)
+//! <sandbox-dir>/disks/<project>/<zone>/<disk>/var/etcd/  data, data-events (etcd's data dirs; the VM's /mnt/disks/master-pd)
+//! <sandbox-dir>/vpc.log                                  the VPC router holder's stderr
 //! ```
 //!
 //! etcd's data lives with the *disk*, not the VM, because that is where it lives on GCE (the
@@ -98,7 +98,7 @@ impl Layout {
         &self.root
     }
 
-    /// A VM's own files (certificates, logs); removed when the VM is deleted.
+    /// A VM's own files (its /etc, /home, /run, logs); removed when the VM is deleted.
     pub fn vm_dir(&self, vm: &ZonalKey) -> PathBuf {
         self.zonal("vms", vm)
     }

@@ -107,37 +107,49 @@ mod tests {
         }
     }
 
+    /// An address of a loopback block of this test's own, so no parallel test can take the port.
+    fn own_address() -> (kube_ha_emulator::ipblock::IpBlock, SocketAddr) {
+        let block = kube_ha_emulator::ipblock::IpBlock::claim_free().expect("block");
+        let addr = SocketAddr::new(block.addr(1, 1).into(), 4000);
+        (block, addr)
+    }
+
     #[tokio::test]
     async fn an_address_taken_over_is_bound_once_its_owner_closes() {
-        let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = holder.local_addr().expect("addr");
+        let (_block, addr) = own_address();
+        let holder = std::net::TcpListener::bind(addr).expect("bind");
         let listener = ListenerTask::spawn(addr, "test".into(), echo_once);
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(holder);
+        // The whole exchange is retried: a child another test forks in this process holds a copy
+        // of the dropped socket until it execs, and a connection that lands there is reset.
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut stream = loop {
-            match TcpStream::connect(addr).await {
-                Ok(s) => break s,
+        loop {
+            let mut buf = [0u8; 4];
+            let echoed = async {
+                let mut stream = TcpStream::connect(addr).await?;
+                stream.write_all(b"ping").await?;
+                stream.read_exact(&mut buf).await.map(|_| ())
+            }
+            .await;
+            match echoed {
+                Ok(()) => {
+                    assert_eq!(&buf, b"ping");
+                    break;
+                }
                 Err(e) => {
                     assert!(Instant::now() < deadline, "never bound: {e}");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
-        };
-        stream.write_all(b"ping").await.expect("write");
-        let mut buf = [0u8; 4];
-        stream.read_exact(&mut buf).await.expect("read");
-        assert_eq!(&buf, b"ping");
+        }
         listener.close().await;
         assert!(TcpStream::connect(addr).await.is_err(), "closed listener still accepts");
     }
 
     #[tokio::test]
     async fn closing_a_listener_drops_its_open_connections() {
-        let addr: SocketAddr = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            probe.local_addr().expect("addr")
-        };
+        let (_block, addr) = own_address();
         let listener = ListenerTask::spawn(addr, "test".into(), |stream, _| async move {
             let _held = stream;
             std::future::pending::<()>().await;

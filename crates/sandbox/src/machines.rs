@@ -1,42 +1,59 @@
-//! [`SandboxMachines`]: the emulator's [`Machines`] hooks made real — simulated master VMs
-//! (see `vm.rs`) and load-balancer proxies (`proxy.rs`).
+//! [`SandboxMachines`]: the emulator's [`Machines`] hooks made real — VMs that are hosts of their
+//! own (`vm.rs`, `host.rs`) on the sandbox's VPC (`vpc.rs`), and load-balancer proxies
+//! (`proxy.rs`).
 //!
 //! The hooks are called with the emulator's state lock held and must return at once, so each
-//! one only sends a message to one actor task, which owns all sandbox state: the VMs (each a task
-//! of its own), the proxies, and what is still being stopped or removed. The actor and
-//! everything it starts run on a runtime of their own, on a dedicated thread. That is what lets
-//! [`Machines::crash`] and [`Machines::shutdown`] wait for their reply without risking a
-//! deadlock on the emulator's runtime (a task woken from a blocked worker cannot run until that
-//! worker is free again), so a `crash` call returns only once the VM's etcd is dead, and
-//! `shutdown` only once every etcd is gone.
+//! one only sends a message to one actor task, which owns all sandbox state: what GCE says about
+//! each project (instances, metadata, firewall rules), the VMs (each a task of its own), what is
+//! still being stopped or removed, and what the router should do (NAT, load balancers). After
+//! every change to a project the actor recomputes, for each of its VMs, what the VM sees: its
+//! metadata server's view, its `/etc/hosts`, its firewall chain (sending only what changed).
+//! The actor runs on a runtime of its own, on a dedicated thread: that lets [`Machines::crash`],
+//! [`Machines::guest_fault`] and [`Machines::shutdown`] wait for their reply without risking a
+//! deadlock on the emulator's runtime. [`Machines::guest_attributes`] and [`Machines::hosts`]
+//! read the shared [`Registry`] instead.
 //!
 //! # Guarantees
 //! - Messages are handled in the order the emulator sent them; per VM, in that order too.
 //! - No two etcd processes share a data dir: a VM booting on a disk (or under a name) whose
 //!   previous user is still stopping waits for it.
 //! - A disk's directory is removed only after every VM that used it has stopped.
-//! - No etcd outlives the emulator: `shutdown` stops them, and each was started with
-//!   `PR_SET_PDEATHSIG = SIGKILL`, so even a SIGKILLed emulator leaves none.
+//! - Nothing outlives the emulator: `shutdown` stops every VM, and every holder and process was
+//!   started with `PR_SET_PDEATHSIG = SIGKILL` (see `ns.rs`), so even a SIGKILLed emulator leaves
+//!   no process, namespace, link, route or rule.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures_util::FutureExt as _;
 use futures_util::future::join_all;
+use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::watch;
 
-use kube_ha_emulator::{Boot, LbRule, Machines};
+use kube_ha_core::error::Refusal;
+use kube_ha_emulator::ips::AddressPlan;
+use kube_ha_emulator::{Boot, GuestAttribute, GuestFault, LbRule, Machines};
 
+use super::files::{HostEntry, hosts_file};
+use super::firewall::{self, InstanceFacts};
+use super::guest_agent::GuestFaults;
 use super::layout::{Layout, ZonalKey, remove_dir_all_if_present};
+use super::metadata::GuestView;
 use super::proxy::LoadBalancers;
+use super::registry::Registry;
 use super::vm::{self, Done, Placement, Vm, VmCommand};
+use super::vpc::Vpc;
 
 /// How long `crash` waits for the VM's processes to die (a SIGKILL takes milliseconds).
 const CRASH_WITHIN: Duration = Duration::from_secs(10);
+
+/// How long a guest fault waits for the actor's answer.
+const FAULT_WITHIN: Duration = Duration::from_secs(10);
 
 /// How long `shutdown` waits for everything to stop: every VM stops at once, each within
 /// [`vm::STOP_GRACE`] plus a SIGKILL.
@@ -45,6 +62,7 @@ const SHUTDOWN_WITHIN: Duration = Duration::from_secs(20);
 /// The simulated machines of one emulator. See the module doc.
 pub struct SandboxMachines {
     tx: UnboundedSender<Message>,
+    registry: Arc<Registry>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -56,27 +74,42 @@ impl std::fmt::Debug for SandboxMachines {
 
 impl SandboxMachines {
     /// Start the sandbox under `dir` (created if missing; what an earlier emulator left in its
-    /// `vms/` and `disks/` is removed, see `layout.rs`).
-    pub fn new(dir: &Path) -> Result<SandboxMachines> {
+    /// `vms/` and `disks/` is removed, see `layout.rs`), with its VPC on `plan`'s addresses.
+    /// Refused (a [`Refusal`]) unless this process is root.
+    pub fn new(dir: &Path, plan: AddressPlan) -> Result<SandboxMachines> {
+        if !super::ns::is_root() {
+            return Err(Refusal::new(
+                "the sandbox's VMs need root (network namespaces, veth links, nftables): \
+                 run the sandbox as root, e.g. sudo -E kube-ha sandbox start",
+            )
+            .into());
+        }
         let layout = Layout::create(dir)?;
+        let vpc = Arc::new(Vpc::create(plan, layout.root(), &layout.root().join("vpc.log"))?);
+        let registry = Arc::new(Registry::default());
+        registry.set_network(vpc.pid(), vpc.namespaces().net_inode());
+        let (router_tx, router_rx) = watch::channel(RouterWanted::default());
+        vpc.runtime().handle().spawn(run_router(vpc.clone(), router_rx));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("sandbox-blocking")
             .build()
             .context("cannot start the sandbox runtime")?;
         let (tx, rx) = unbounded_channel();
+        let actor = Actor::new(layout, vpc, registry.clone(), router_tx);
         let thread = std::thread::Builder::new()
             .name("sandbox".into())
             .spawn(move || {
-                runtime.block_on(Actor::new(layout).run(rx));
-                // Blocking stops still running past the shutdown bound are abandoned; their etcd
-                // dies with the process (PDEATHSIG).
+                runtime.block_on(actor.run(rx));
+                // Blocking stops still running past the shutdown bound are abandoned; their
+                // processes die with the process (PDEATHSIG).
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })
             .context("cannot start the sandbox thread")?;
-        tracing::info!(dir = %dir.display(), "sandbox: simulated VMs enabled");
+        tracing::info!(dir = %dir.display(), block = plan.block(), "sandbox: VM hosts enabled");
         Ok(SandboxMachines {
             tx,
+            registry,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -88,14 +121,11 @@ impl SandboxMachines {
 }
 
 impl Machines for SandboxMachines {
-    fn instance_created(&self, project: &str, zone: &str, instance: &serde_json::Value, boot: Boot) {
-        let name = instance
-            .get("name")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
+    fn instance_created(&self, project: &str, zone: &str, instance: &Value, boot: Boot) {
+        let name = instance.get("name").and_then(Value::as_str).unwrap_or_default();
         self.send(Message::Created {
             key: ZonalKey::new(project, zone, name),
-            placement: Placement::from_instance(project, zone, instance),
+            instance: instance.clone(),
             boot,
         });
     }
@@ -106,12 +136,9 @@ impl Machines for SandboxMachines {
         });
     }
 
-    fn external_ip_changed(&self, project: &str, zone: &str, name: &str, ip: Option<Ipv4Addr>) {
-        self.send(Message::ExternalIp {
-            key: ZonalKey::new(project, zone, name),
-            ip,
-        });
-    }
+    /// [`Machines::instance_changed`] follows with the instance's new record, which is what the
+    /// sandbox goes by.
+    fn external_ip_changed(&self, _: &str, _: &str, _: &str, _: Option<Ipv4Addr>) {}
 
     fn load_balancers_changed(&self, rules: Vec<LbRule>) {
         self.send(Message::LoadBalancers(rules));
@@ -150,9 +177,50 @@ impl Machines for SandboxMachines {
             // The actor is gone: an earlier shutdown already stopped everything.
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                tracing::warn!("sandbox: shutdown did not finish in time; remaining etcd die with the emulator");
+                tracing::warn!("sandbox: shutdown did not finish in time; what remains dies with the emulator");
             }
         }
+    }
+
+    fn instance_changed(&self, project: &str, zone: &str, instance: &Value) {
+        let name = instance.get("name").and_then(Value::as_str).unwrap_or_default();
+        self.send(Message::Changed {
+            key: ZonalKey::new(project, zone, name),
+            instance: instance.clone(),
+        });
+    }
+
+    fn project_metadata_changed(&self, project: &str, metadata: &Value) {
+        self.send(Message::ProjectMetadata {
+            project: project.to_string(),
+            metadata: metadata.clone(),
+        });
+    }
+
+    fn firewalls_changed(&self, project: &str, firewalls: &[Value]) {
+        self.send(Message::Firewalls {
+            project: project.to_string(),
+            firewalls: firewalls.to_vec(),
+        });
+    }
+
+    fn guest_attributes(&self, project: &str, zone: &str, name: &str) -> Option<Vec<GuestAttribute>> {
+        self.registry.guest_attributes(&ZonalKey::new(project, zone, name))
+    }
+
+    fn guest_fault(&self, project: &str, instance: Option<(&str, &str)>, fault: GuestFault) -> bool {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.send(Message::GuestFault {
+            project: project.to_string(),
+            instance: instance.map(|(zone, name)| ZonalKey::new(project, zone, name)),
+            fault,
+            reply,
+        });
+        answer.recv_timeout(FAULT_WITHIN).unwrap_or(false)
+    }
+
+    fn hosts(&self) -> Option<Value> {
+        Some(self.registry.document())
     }
 }
 
@@ -160,15 +228,23 @@ impl Machines for SandboxMachines {
 enum Message {
     Created {
         key: ZonalKey,
-        placement: Placement,
+        instance: Value,
         boot: Boot,
+    },
+    Changed {
+        key: ZonalKey,
+        instance: Value,
     },
     Deleted {
         key: ZonalKey,
     },
-    ExternalIp {
-        key: ZonalKey,
-        ip: Option<Ipv4Addr>,
+    ProjectMetadata {
+        project: String,
+        metadata: Value,
+    },
+    Firewalls {
+        project: String,
+        firewalls: Vec<Value>,
     },
     LoadBalancers(Vec<LbRule>),
     DiskDeleted {
@@ -178,16 +254,37 @@ enum Message {
         key: ZonalKey,
         reply: std::sync::mpsc::Sender<bool>,
     },
+    GuestFault {
+        project: String,
+        instance: Option<ZonalKey>,
+        fault: GuestFault,
+        reply: std::sync::mpsc::Sender<bool>,
+    },
     Shutdown {
         reply: std::sync::mpsc::Sender<()>,
     },
 }
 
-/// A VM the actor knows: how to reach its task, and when that task is done.
+/// What GCE says about one project, as far as its VMs can tell.
+#[derive(Debug, Default)]
+struct ProjectRecord {
+    metadata: Value,
+    firewalls: Vec<Value>,
+    /// Every instance (booted or not), by (zone, name).
+    instances: BTreeMap<(String, String), Value>,
+    /// Project-wide guest faults, also for VMs created later.
+    faults: GuestFaults,
+}
+
+/// A VM the actor knows: how to reach its task, what it was last told, when it is done.
 struct VmHandle {
     commands: UnboundedSender<VmCommand>,
     disk: Option<ZonalKey>,
     done: Done,
+    view: watch::Sender<Arc<GuestView>>,
+    faults: watch::Sender<GuestFaults>,
+    firewall: String,
+    hosts: String,
 }
 
 /// A deleted VM whose task is still stopping its processes and removing its files.
@@ -197,23 +294,36 @@ struct Stopping {
     done: Done,
 }
 
+/// What the router should do: 1:1 NAT pairs (external, internal) and load balancers.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct RouterWanted {
+    nat: Vec<(Ipv4Addr, Ipv4Addr)>,
+    lb: Vec<LbRule>,
+}
+
 /// The owner of all sandbox state (see the module doc).
 struct Actor {
     layout: Layout,
+    vpc: Arc<Vpc>,
+    registry: Arc<Registry>,
+    router: watch::Sender<RouterWanted>,
+    projects: BTreeMap<String, ProjectRecord>,
     vms: HashMap<ZonalKey, VmHandle>,
     stopping: Vec<Stopping>,
     disk_removals: HashMap<ZonalKey, Done>,
-    load_balancers: LoadBalancers,
 }
 
 impl Actor {
-    fn new(layout: Layout) -> Actor {
+    fn new(layout: Layout, vpc: Arc<Vpc>, registry: Arc<Registry>, router: watch::Sender<RouterWanted>) -> Actor {
         Actor {
             layout,
+            vpc,
+            registry,
+            router,
+            projects: BTreeMap::new(),
             vms: HashMap::new(),
             stopping: Vec::new(),
             disk_removals: HashMap::new(),
-            load_balancers: LoadBalancers::default(),
         }
     }
 
@@ -221,16 +331,31 @@ impl Actor {
         while let Some(message) = messages.recv().await {
             self.forget_finished();
             match message {
-                Message::Created { key, placement, boot } => self.created(key, placement, boot),
-                Message::Deleted { key } => self.deleted(&key),
-                Message::ExternalIp { key, ip } => {
-                    if let Some(vm) = self.vms.get(&key) {
-                        let _ = vm.commands.send(VmCommand::ExternalIp(ip));
-                    }
+                Message::Created { key, instance, boot } => {
+                    self.record(&key, Some(instance.clone()));
+                    self.created(key.clone(), &instance, boot);
+                    self.refresh(&key.project);
+                }
+                Message::Changed { key, instance } => {
+                    self.record(&key, Some(instance));
+                    self.refresh(&key.project);
+                }
+                Message::Deleted { key } => {
+                    self.record(&key, None);
+                    self.deleted(&key);
+                    self.refresh(&key.project);
+                }
+                Message::ProjectMetadata { project, metadata } => {
+                    self.projects.entry(project.clone()).or_default().metadata = metadata;
+                    self.refresh(&project);
+                }
+                Message::Firewalls { project, firewalls } => {
+                    self.projects.entry(project.clone()).or_default().firewalls = firewalls;
+                    self.refresh(&project);
                 }
                 Message::LoadBalancers(rules) => {
-                    self.load_balancers.apply(&rules).await;
-                    tracing::info!(proxies = ?self.load_balancers.describe(), "load balancers updated");
+                    tracing::info!(rules = ?rules, "load balancers changed");
+                    self.router.send_modify(|w| w.lb = rules);
                 }
                 Message::DiskDeleted { key } => self.disk_deleted(key),
                 Message::Crash { key, reply } => match self.vms.get(&key) {
@@ -246,6 +371,14 @@ impl Actor {
                         let _ = reply.send(false);
                     }
                 },
+                Message::GuestFault {
+                    project,
+                    instance,
+                    fault,
+                    reply,
+                } => {
+                    let _ = reply.send(self.guest_fault(&project, instance.as_ref(), fault));
+                }
                 Message::Shutdown { reply } => {
                     self.shutdown().await;
                     let _ = reply.send(());
@@ -257,11 +390,26 @@ impl Actor {
         self.shutdown().await;
     }
 
-    fn created(&mut self, key: ZonalKey, placement: Placement, boot: Boot) {
+    /// Keep (or, with `None`, forget) an instance's record.
+    fn record(&mut self, key: &ZonalKey, instance: Option<Value>) {
+        let project = self.projects.entry(key.project.clone()).or_default();
+        let id = (key.zone.clone(), key.name.clone());
+        match instance {
+            Some(v) => {
+                project.instances.insert(id, v);
+            }
+            None => {
+                project.instances.remove(&id);
+            }
+        }
+    }
+
+    fn created(&mut self, key: ZonalKey, instance: &Value, boot: Boot) {
         if self.vms.contains_key(&key) {
             // GCE never has two instances of one name; treat a repeat as a replacement.
             self.deleted(&key);
         }
+        let placement = Placement::from_instance(&key.project, &key.zone, instance);
         let disk = placement.data_disk.clone();
         let mut after: Vec<Done> = self
             .stopping
@@ -272,7 +420,13 @@ impl Actor {
         if let Some(removal) = disk.as_ref().and_then(|d| self.disk_removals.get(d)) {
             after.push(removal.clone());
         }
+        let project = self.projects.entry(key.project.clone()).or_default();
+        let (view, view_rx) = watch::channel(Arc::new(GuestView::default()));
+        let (faults, faults_rx) = watch::channel(project.faults.clone());
         let (commands, inbox) = unbounded_channel();
+        let mut handle_view = GuestView::default();
+        let (firewall, hosts) = self.vm_sees(&key, &mut handle_view);
+        view.send_replace(Arc::new(handle_view));
         let task = tokio::spawn(vm::run(
             Vm {
                 key: key.clone(),
@@ -280,11 +434,28 @@ impl Actor {
                 placement,
                 boot,
                 after,
+                vpc: self.vpc.clone(),
+                registry: self.registry.clone(),
+                view: view_rx,
+                faults: faults_rx,
+                firewall: firewall.clone(),
+                hosts: hosts.clone(),
             },
             inbox,
         ));
         let done: Done = task.map(|_| ()).boxed().shared();
-        self.vms.insert(key, VmHandle { commands, disk, done });
+        self.vms.insert(
+            key,
+            VmHandle {
+                commands,
+                disk,
+                done,
+                view,
+                faults,
+                firewall,
+                hosts,
+            },
+        );
     }
 
     fn deleted(&mut self, key: &ZonalKey) {
@@ -295,6 +466,110 @@ impl Actor {
                 disk: vm.disk,
                 done: vm.done,
             });
+        }
+    }
+
+    /// What VM `key` sees now: its metadata view (written into `view`), firewall chain and hosts.
+    fn vm_sees(&self, key: &ZonalKey, view: &mut GuestView) -> (String, String) {
+        let empty = ProjectRecord::default();
+        let project = self.projects.get(&key.project).unwrap_or(&empty);
+        let me = project
+            .instances
+            .get(&(key.zone.clone(), key.name.clone()))
+            .cloned()
+            .unwrap_or(Value::Null);
+        *view = GuestView {
+            project: key.project.clone(),
+            zone: key.zone.clone(),
+            instance: me.clone(),
+            project_metadata: project.metadata.clone(),
+            gateway: Some(self.vpc.plan().gateway()),
+        };
+        let facts: Vec<InstanceFacts> = project.instances.values().map(InstanceFacts::from_instance).collect();
+        let firewall = firewall::ruleset(
+            &InstanceFacts::from_instance(&me),
+            &facts,
+            &project.firewalls,
+            self.vpc.plan(),
+        );
+        let entries: Vec<HostEntry> = project
+            .instances
+            .iter()
+            .filter_map(|((zone, name), v)| {
+                Some(HostEntry {
+                    name: name.clone(),
+                    zone: zone.clone(),
+                    ip: InstanceFacts::from_instance(v).ip?,
+                })
+            })
+            .collect();
+        (firewall, hosts_file(&key.zone, &key.project, &entries))
+    }
+
+    /// Tell every VM of `project` what changed for it, and the router what its NAT is now.
+    fn refresh(&mut self, project: &str) {
+        let keys: Vec<ZonalKey> = self.vms.keys().filter(|k| k.project == project).cloned().collect();
+        for key in keys {
+            let mut view = GuestView::default();
+            let (firewall, hosts) = self.vm_sees(&key, &mut view);
+            let Some(vm) = self.vms.get_mut(&key) else { continue };
+            vm.view.send_if_modified(|current| {
+                let changed = **current != view;
+                if changed {
+                    *current = Arc::new(view);
+                }
+                changed
+            });
+            if firewall != vm.firewall {
+                let _ = vm.commands.send(VmCommand::Firewall(firewall.clone()));
+                vm.firewall = firewall;
+            }
+            if hosts != vm.hosts {
+                let _ = vm.commands.send(VmCommand::Hosts(hosts.clone()));
+                vm.hosts = hosts;
+            }
+        }
+        let nat: Vec<(Ipv4Addr, Ipv4Addr)> = self
+            .projects
+            .values()
+            .flat_map(|p| p.instances.values())
+            .filter_map(|i| {
+                let nic0 = i.pointer("/networkInterfaces/0")?;
+                let internal: Ipv4Addr = nic0.get("networkIP")?.as_str()?.parse().ok()?;
+                let external: Ipv4Addr = nic0.pointer("/accessConfigs/0/natIP")?.as_str()?.parse().ok()?;
+                Some((external, internal))
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.router.send_if_modified(|w| {
+            let changed = w.nat != nat;
+            w.nat = nat;
+            changed
+        });
+    }
+
+    /// Apply a guest fault (see [`Machines::guest_fault`]); false for an unknown instance.
+    fn guest_fault(&mut self, project: &str, instance: Option<&ZonalKey>, fault: GuestFault) -> bool {
+        match instance {
+            Some(key) => match self.vms.get(key) {
+                Some(vm) => {
+                    vm.faults.send_modify(|f| f.apply(fault));
+                    true
+                }
+                None => false,
+            },
+            None => {
+                self.projects
+                    .entry(project.to_string())
+                    .or_default()
+                    .faults
+                    .apply(fault);
+                for (_, vm) in self.vms.iter().filter(|(k, _)| k.project == project) {
+                    vm.faults.send_modify(|f| f.apply(fault));
+                }
+                true
+            }
         }
     }
 
@@ -335,10 +610,52 @@ impl Actor {
         }
         pending.extend(self.stopping.drain(..).map(|s| s.done));
         pending.extend(self.disk_removals.drain().map(|(_, done)| done));
-        self.load_balancers.close_all().await;
         if tokio::time::timeout(SHUTDOWN_WITHIN, join_all(pending)).await.is_err() {
             tracing::warn!("sandbox: some VMs did not stop within {SHUTDOWN_WITHIN:?}");
         }
+        // The router closes its proxies when its wanted state goes.
+        self.router.send_replace(RouterWanted::default());
         tracing::info!("sandbox: every VM stopped");
     }
+}
+
+/// The router's side (on the router's runtime, so its proxies' sockets are the router's): make
+/// the forwarding-rule addresses, the NAT and the proxies follow what the actor wants, in an
+/// order that never leaves a proxy without its address.
+async fn run_router(vpc: Arc<Vpc>, mut wanted: watch::Receiver<RouterWanted>) {
+    let mut proxies = LoadBalancers::default();
+    let mut addresses: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    let mut nat: Option<Vec<(Ipv4Addr, Ipv4Addr)>> = None;
+    loop {
+        let w = wanted.borrow_and_update().clone();
+        let want: BTreeSet<Ipv4Addr> = w.lb.iter().map(|r| r.ip).collect();
+        let add: Vec<Ipv4Addr> = want.difference(&addresses).copied().collect();
+        let remove: Vec<Ipv4Addr> = addresses.difference(&want).copied().collect();
+        let nat_now = (nat.as_ref() != Some(&w.nat)).then(|| w.nat.clone());
+        let (v, add_now) = (vpc.clone(), add.clone());
+        let applied = tokio::task::spawn_blocking(move || -> Result<()> {
+            v.local_addresses(&add_now, &[])?;
+            if let Some(pairs) = nat_now {
+                v.apply_nat(&pairs)?;
+            }
+            Ok(())
+        })
+        .await;
+        match applied {
+            Ok(Ok(())) => nat = Some(w.nat.clone()),
+            Ok(Err(e)) => tracing::warn!("VPC router: {e:#}"),
+            Err(e) => tracing::warn!("VPC router: {e}"),
+        }
+        proxies.apply(&w.lb).await;
+        tracing::debug!(proxies = ?proxies.describe(), nat = ?w.nat, "VPC router updated");
+        if !remove.is_empty() {
+            let v = vpc.clone();
+            let _ = tokio::task::spawn_blocking(move || v.local_addresses(&[], &remove)).await;
+        }
+        addresses = want;
+        if wanted.changed().await.is_err() {
+            break;
+        }
+    }
+    proxies.close_all().await;
 }

@@ -7,6 +7,11 @@
 //! a dead instance. TLS passes through untouched (GCE's network load balancer is layer 4), so
 //! clients see the chosen replica's own certificate.
 //!
+//! In the sandbox the proxy runs in the VPC router's namespace (`vpc.rs`), where the rule's IP
+//! is a local address, and connects to the backends *from* that IP: to a VM's firewall the
+//! traffic comes from outside the VPC, as GCE's network load balancer's does (the client's
+//! address is not kept; the sandbox has no use for it).
+//!
 //! The emulator hands over the complete rule list on every change ([`LoadBalancers::apply`]):
 //! a rule that disappeared closes its listener, a rule whose pool changed keeps its listener
 //! and gets the new backends in place (open connections are not disturbed).
@@ -24,8 +29,8 @@ use kube_ha_emulator::LbRule;
 
 use super::listener::ListenerTask;
 
-/// How long connecting to one backend may take before the next is tried. Backends are on
-/// loopback, where a dead one refuses at once; this only bounds the odd stalled SYN.
+/// How long connecting to one backend may take before the next is tried. A backend whose VM is
+/// gone fails at once (no route); one whose firewall drops the SYN takes this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A rule covering more ports than this is served on 443 only (kube-ha's rules are 443-443; a
@@ -95,7 +100,7 @@ impl LoadBalancers {
             pool.set(backends);
             let shared = pool.clone();
             let listener = ListenerTask::spawn(SocketAddr::V4(addr), "load balancer".into(), move |client, _| {
-                forward(client, shared.clone(), addr.port())
+                forward(client, shared.clone(), *addr.ip(), addr.port())
             });
             self.ports.insert(addr, Port { pool, listener });
         }
@@ -142,12 +147,19 @@ fn ports_of(rule: &LbRule) -> Vec<u16> {
     }
 }
 
-/// Connect to the first backend (in rotation) that accepts, then copy bytes both ways until
-/// either side closes. No backend accepting closes the client's connection.
-async fn forward(mut client: TcpStream, pool: Arc<Pool>, port: u16) {
+/// A connection to `backend` from `source` (any port).
+async fn connect_from(source: Ipv4Addr, backend: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
+    socket.connect(backend).await
+}
+
+/// Connect (from the rule's IP) to the first backend in rotation that accepts, then copy bytes
+/// both ways until either side closes. No backend accepting closes the client's connection.
+async fn forward(mut client: TcpStream, pool: Arc<Pool>, source: Ipv4Addr, port: u16) {
     for ip in pool.rotation() {
         let backend = SocketAddr::V4(SocketAddrV4::new(ip, port));
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend)).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect_from(source, backend)).await {
             Ok(Ok(mut server)) => {
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);

@@ -277,17 +277,24 @@ impl Sandbox {
         panic!("no replica answered member/list on etcd {cluster}")
     }
 
-    /// An HTTPS client trusting only the cluster CA (read from the kubeconfig kube-ha wrote).
+    /// An HTTPS client as the kubeconfig kube-ha wrote describes it: trusting only the cluster
+    /// CA, presenting the admin client certificate.
     pub fn api(&self) -> reqwest::Client {
         let text = std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig");
-        let b64 = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("certificate-authority-data: "))
-            .expect("CA in kubeconfig");
-        use base64::Engine as _;
-        let pem = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+        let field = |name: &str| {
+            use base64::Engine as _;
+            let b64 = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .unwrap_or_else(|| panic!("{name} in kubeconfig"));
+            base64::engine::general_purpose::STANDARD.decode(b64).expect("base64")
+        };
+        let ca = field("certificate-authority-data: ");
+        let mut identity = field("client-certificate-data: ");
+        identity.extend(field("client-key-data: "));
         reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("PEM")])
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("PEM")])
+            .identity(reqwest::Identity::from_pem(&identity).expect("admin identity"))
             .timeout(Duration::from_secs(5))
             .build()
             .expect("client")
@@ -310,15 +317,23 @@ impl Sandbox {
         }
     }
 
-    /// `GET https://<static IP>/kv/<key>`.
+    /// `GET https://<static IP>/kv/<key>`. A connection that fails is retried for a few seconds:
+    /// right after an operation moved the static IP, the sandbox's router may still be catching
+    /// up (GCE takes its time too), which is not what the callers assert on.
     pub async fn get(&self, key: &str) -> Option<String> {
         let ip = self.static_ip().await;
-        let r = self
-            .api()
-            .get(format!("https://{ip}/kv/{key}"))
-            .send()
-            .await
-            .expect("GET /kv");
+        let api = self.api();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let r = loop {
+            match api.get(format!("https://{ip}/kv/{key}")).send().await {
+                Ok(r) => break r,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("GET /kv/{key}: {e:?}"),
+            }
+        };
         if r.status().as_u16() == 404 {
             return None;
         }
@@ -347,9 +362,12 @@ impl Sandbox {
         );
     }
 
-    /// Pids of etcd processes started for this sandbox (their command line mentions its dir).
+    /// Pids of the etcd processes running in this sandbox's VMs.
     pub fn etcd_pids(&self) -> Vec<u32> {
-        processes_mentioning(self.dir.path(), "etcd")
+        crate::hosts::vm_etcd(self.dir.path())
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .collect()
     }
 }
 

@@ -107,21 +107,7 @@ impl Emulator {
 
     /// The official clients.
     pub async fn clients(&self) -> Clients {
-        let e = self.endpoint.as_str();
-        Clients {
-            instances: client!(Instances, e),
-            disks: client!(Disks, e),
-            addresses: client!(Addresses, e),
-            firewalls: client!(Firewalls, e),
-            target_pools: client!(TargetPools, e),
-            forwarding_rules: client!(ForwardingRules, e),
-            zones: client!(Zones, e),
-            regions: client!(Regions, e),
-            projects: client!(Projects, e),
-            zone_operations: client!(ZoneOperations, e),
-            region_operations: client!(RegionOperations, e),
-            global_operations: client!(GlobalOperations, e),
-        }
+        clients_for(&self.endpoint).await
     }
 
     async fn get_json(&self, path: &str) -> Value {
@@ -222,6 +208,25 @@ impl Emulator {
             .expect("crash endpoint reachable");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// The official clients for the emulator at `endpoint` (anonymous credentials, fast polling).
+pub async fn clients_for(endpoint: &str) -> Clients {
+    let e = endpoint;
+    Clients {
+        instances: client!(Instances, e),
+        disks: client!(Disks, e),
+        addresses: client!(Addresses, e),
+        firewalls: client!(Firewalls, e),
+        target_pools: client!(TargetPools, e),
+        forwarding_rules: client!(ForwardingRules, e),
+        zones: client!(Zones, e),
+        regions: client!(Regions, e),
+        projects: client!(Projects, e),
+        zone_operations: client!(ZoneOperations, e),
+        region_operations: client!(RegionOperations, e),
+        global_operations: client!(GlobalOperations, e),
     }
 }
 

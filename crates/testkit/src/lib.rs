@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod emulator;
 pub mod etcd;
 pub mod gcloud;
+pub mod hosts;
 pub mod sandbox;
 pub mod sshd;
 

@@ -102,14 +102,9 @@ impl Emulator {
         self.child.id()
     }
 
-    /// Processes other than the emulator itself whose command line mentions its sandbox dir:
-    /// what its VMs started.
+    /// What its VMs run: their holders and every process inside them.
     pub fn children(&self) -> Vec<(u32, String)> {
-        let me = self.child.id();
-        processes_mentioning(&self.dir)
-            .into_iter()
-            .filter(|(pid, _)| *pid != me)
-            .collect()
+        crate::hosts::vm_processes(&self.dir)
     }
 
     /// kube-ha's GCE adapter for [`PROJECT`].
@@ -201,14 +196,6 @@ pub fn processes_mentioning(path: &Path) -> Vec<(u32, String)> {
         }
     }
     found
-}
-
-/// The etcd processes whose command line mentions `path`.
-pub fn etcd_mentioning(path: &Path) -> Vec<(u32, String)> {
-    processes_mentioning(path)
-        .into_iter()
-        .filter(|(_, cmd)| cmd.split(' ').next().is_some_and(|argv0| argv0.ends_with("etcd")))
-        .collect()
 }
 
 /// Poll `check` every 50 ms until it returns `Some` or `within` passes (then panic with `what`).
@@ -359,9 +346,53 @@ pub async fn create_instance(
     gce.insert_instance(ZONE, inst).await.expect("create instance");
 }
 
-/// What `kube-ha up` creates for the first master: static IP, internal IP, data disk, CAs and
-/// certs, and the instance carrying the static IP.
+/// kube-ha's firewall rules for the masters (`<master>-https`: tcp:443 from anywhere;
+/// `<master>-etcd`: tcp:2380,2381 between masters), as `kube-ha up` creates them: the sandbox
+/// enforces them, so without them the static IP and the peers are cut off.
+pub async fn create_master_firewalls(gce: &Gce) {
+    let names = kube_ha_core::names::ClusterNames::new(MASTER);
+    for (name, ports, https) in [
+        (names.firewall_https(), vec![names::APISERVER_PORT.to_string()], true),
+        (
+            names.firewall_etcd(),
+            EtcdCluster::ALL.iter().map(|c| c.peer_port().to_string()).collect(),
+            false,
+        ),
+    ] {
+        let mut fw = model::Firewall::default();
+        fw.name = Some(name);
+        fw.network = Some(format!("projects/{}/global/networks/default", gce.project()));
+        let mut allowed = model::firewall::Allowed::default();
+        allowed.ip_protocol = Some("tcp".into());
+        allowed.ports = ports;
+        fw.allowed = vec![allowed];
+        if https {
+            fw.source_ranges = vec!["0.0.0.0/0".into()];
+        } else {
+            fw.source_tags = vec![MASTER.into()];
+        }
+        fw.target_tags = vec![MASTER.into()];
+        gce.insert_firewall(fw).await.expect("create firewall rule");
+    }
+}
+
+/// A rule like kube-up's `<network>-default-ssh`: tcp:22 from anywhere, to every instance.
+pub async fn allow_ssh(gce: &Gce) {
+    let mut fw = model::Firewall::default();
+    fw.name = Some("default-default-ssh".into());
+    fw.network = Some(format!("projects/{}/global/networks/default", gce.project()));
+    let mut allowed = model::firewall::Allowed::default();
+    allowed.ip_protocol = Some("tcp".into());
+    allowed.ports = vec!["22".into()];
+    fw.allowed = vec![allowed];
+    fw.source_ranges = vec!["0.0.0.0/0".into()];
+    gce.insert_firewall(fw).await.expect("create the ssh firewall rule");
+}
+
+/// What `kube-ha up` creates for the first master: firewall rules, static IP, internal IP, data
+/// disk, CAs and certs, and the instance carrying the static IP.
 pub async fn create_first_master(gce: &Gce) -> Replica {
+    create_master_firewalls(gce).await;
     let static_ip = reserve_static_ip(gce, MASTER).await;
     let internal_ip = reserve_internal_ip_and_disk(gce, MASTER).await;
     let cas = ClusterCas::generate(MASTER, OffsetDateTime::now_utc()).expect("CAs");

@@ -11,6 +11,7 @@ mod addresses;
 mod disks;
 mod firewalls;
 mod forwarding_rules;
+pub mod guest_attributes;
 mod instances;
 mod metadata;
 mod projects;
