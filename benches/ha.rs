@@ -1,6 +1,6 @@
 //! SPEC §7 benchmarks: kube-ha against kube-up's behaviour replayed as the baseline, side by side
 //! in one run, on the same emulator build and the same real etcd. Each prints its measurements and
-//! the ratio. Run: `cargo bench --bench ha [-- outage|writes|leader|scale ...]` (all by default).
+//! the ratio. Run: `cargo bench --bench ha [-- outage|writes|leader|scale|access ...]` (all by default).
 //!
 //! The kube-up baselines replay kube-up's own call order through the same Compute client and
 //! etcd API (create-loadbalancer: detach the IP, ephemeral IP back, pool, add instance, forwarding
@@ -404,6 +404,63 @@ async fn leader() {
     );
 }
 
+/// `--output json` details of a run, if its stdout is one JSON document.
+fn details(run: &support::cluster::Run) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(&run.stdout)
+        .map(|d| d["details"].clone())
+        .unwrap_or_default()
+}
+
+/// The median of some durations.
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// Issue 11: the wall time of an add (2 → 3 replicas) and of its removal (3 → 2), median of
+/// three rounds, with the SSH handshakes each command made (`details.ssh_handshakes`).
+async fn access() {
+    println!("\n## etcd access: wall time of an add (2 → 3 replicas) and a removal (3 → 2), op latency 0\n");
+    println!("| command | wall (median of 3) | SSH handshakes per run |");
+    println!("|---|---|---|");
+    let sb = Sandbox::start(&[]);
+    first_master(&sb).await;
+    assert_eq!(add(&sb, C, "10m").await.code, 0);
+    let d = "europe-west1-d";
+    let (mut adds, mut removes) = (Vec::new(), Vec::new());
+    let (mut add_handshakes, mut remove_handshakes) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = sb
+            .kube_ha(
+                &["up", "--output", "json"],
+                &[("KUBE_GCE_ZONE", d), ("KUBE_REPLICATE_EXISTING_MASTER", "true")],
+            )
+            .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        adds.push(t.elapsed());
+        add_handshakes.push(details(&r)["ssh_handshakes"].clone());
+        let t = Instant::now();
+        let r = sb
+            .kube_ha(
+                &["down", "--output", "json"],
+                &[("KUBE_DELETE_NODES", "false"), ("KUBE_GCE_ZONE", d)],
+            )
+            .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        removes.push(t.elapsed());
+        remove_handshakes.push(details(&r)["ssh_handshakes"].clone());
+    }
+    let show = |h: &[serde_json::Value]| {
+        h.iter()
+            .map(|v| if v.is_null() { "–".to_string() } else { v.to_string() })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("| add | {} | {} |", ms(median(adds)), show(&add_handshakes));
+    println!("| remove | {} | {} |", ms(median(removes)), show(&remove_handshakes));
+}
+
 /// §7.4: wall time and API calls per `up`/`down` at 1, 3, 5, 7 replicas.
 async fn scale() {
     println!("\n## 7.4 wall time and Compute API calls per command (op latency 0)\n");
@@ -484,6 +541,9 @@ fn main() {
         }
         if want("scale") {
             scale().await;
+        }
+        if want("access") {
+            access().await;
         }
     });
 }
