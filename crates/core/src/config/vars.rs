@@ -798,8 +798,11 @@ mod tests {
         check(&KUBE_HA_ALLOW_UNKNOWN_VARS);
         check(&KUBE_HA_ALLOW_SAME_ZONE);
         check(&KUBE_HA_ETCD_BINARY);
+        check(&KUBE_HA_SSH_VIA);
+        check(&KUBE_HA_SSH_SOURCE_RANGES);
+        check(&KUBE_HA_SSH_KEY_TIMEOUT);
         // Every entry with a Value default was checked above.
-        let checked = 22;
+        let checked = 25;
         let with_values = ENV_VARS
             .iter()
             .filter(|v| matches!(v.fallback, Fallback::Value(_)))

@@ -198,7 +198,8 @@ pub fn plan_remove(s: &Snapshot, req: &RemoveRequest) -> Result<Plan, Refusal> {
                 intent: Intent::RemoveReplica { replica: target, zone },
                 steps,
                 notes: vec![format!(
-                    "{} has no external IP to reach etcd over SSH (the interrupted removal was giving it the static                      IP): finishing that first, then planning the rest",
+                    "{} has no external IP to reach etcd over SSH (the interrupted removal was giving it the static \
+                     IP): finishing that first, then planning the rest",
                     unaddressed.join(", ")
                 )],
                 resumes,

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use super::lock::{Intent, LockRecord, LockState, Owner, Staleness};
-use super::snapshot::{AddressObs, ClusterObs, DiskObs, MemberHealth, PoolObs, ReplicaVm, RuleObs, Snapshot};
+use super::snapshot::{AddressObs, ClusterObs, DiskObs, FirewallRuleObs, MemberHealth, PoolObs, ReplicaVm, RuleObs, Snapshot};
 use crate::config::MasterSettings;
 use crate::etcd::{Member, MemberId};
 use crate::names::{ClusterNames, EtcdCluster};
@@ -42,7 +42,8 @@ pub fn cluster(replicas: &[(&str, &str)]) -> Snapshot {
         ip: STATIC,
         in_use: true,
     });
-    s.firewalls = vec![n.firewall_https(), n.firewall_etcd()];
+    s.firewalls = vec![n.firewall_https(), n.firewall_etcd(), n.firewall_ssh()];
+    s.firewall_rules = vec![ssh_rule()];
     let lb = replicas.len() > 1;
     for (i, (suffix, zone)) in replicas.iter().enumerate() {
         let name = if suffix.is_empty() {
@@ -151,5 +152,19 @@ pub fn stale(intent: Intent) -> LockState {
             handed_over: None,
         },
         staleness: Staleness::OwnerGone,
+    }
+}
+
+/// The cluster's own `MASTER_NAME-ssh` rule, as the first `up` creates it (tcp:22 from anywhere
+/// to the master tag).
+pub fn ssh_rule() -> FirewallRuleObs {
+    let n = names();
+    FirewallRuleObs {
+        name: n.firewall_ssh(),
+        network: "default".into(),
+        allowed: vec![("tcp".into(), vec!["22".into()])],
+        source_ranges: vec!["0.0.0.0/0".into()],
+        target_tags: vec![n.tag().to_string()],
+        ..Default::default()
     }
 }

@@ -637,7 +637,8 @@ fn reach_first_add(s: &Snapshot, req: &AddRequest, replica: &str) -> Result<Opti
         },
         steps,
         notes: vec![format!(
-            "{} {} no external IP to reach etcd over SSH (the interrupted add was moving the static IP):              finishing that first, then planning the rest",
+            "{} {} no external IP to reach etcd over SSH (the interrupted add was moving the static IP): \
+             finishing that first, then planning the rest",
             unaddressed.join(", "),
             if unaddressed.len() == 1 { "has" } else { "have" }
         )],
