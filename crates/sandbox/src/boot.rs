@@ -6,7 +6,7 @@
 //! 3. start etcd main (2379/2380) and events (4002/2381) inside the VM, named `etcd-<vm>`, with
 //!    `INITIAL_ETCD_CLUSTER` (written with main's peer port; events uses the same names on 2381)
 //!    and `INITIAL_ETCD_CLUSTER_STATE`, data on `/mnt/disks/master-pd` (the data disk); clients
-//!    on nic0's networkIP (until kube-ha reaches etcd over SSH) and on the VM's own `127.0.0.1`,
+//!    only on the VM's own `127.0.0.1` (main mutual TLS, events plain HTTP: reached over SSH),
 //!    peers on the networkIP;
 //! 4. serve the API stand-in on the VM's port 443, backed by the local etcd at `127.0.0.1:2379`.
 //!

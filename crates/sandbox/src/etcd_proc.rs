@@ -161,8 +161,9 @@ pub struct EtcdMemberConfig {
     pub cluster: EtcdCluster,
     /// The replica's internal IP: every listener binds to it.
     pub ip: Ipv4Addr,
-    /// Also serve clients on `127.0.0.1` (a VM's own loopback, where configure-helper's etcd
-    /// listens); off for a member in the machine's namespaces, whose loopback is shared.
+    /// Serve clients only on `127.0.0.1` (a VM's own loopback, where configure-helper's etcd
+    /// listens: main with mutual TLS, events plain HTTP) instead of `ip`; off for a member in the
+    /// machine's namespaces, whose loopback is shared.
     pub local_clients: bool,
     /// `--data-dir` (created 0700).
     pub data_dir: PathBuf,
@@ -232,12 +233,17 @@ impl EtcdMemberConfig {
         flag("data-dir", self.data_dir.clone().into());
         flag("listen-peer-urls", peer.clone().into());
         flag("initial-advertise-peer-urls", peer.into());
-        let listen = if self.local_clients {
-            format!("{client},{}", self.cluster.client_url(Ipv4Addr::LOCALHOST))
+        // A VM's member serves clients only on the VM's own loopback, as configure-helper renders
+        // it (main mutual TLS, events plain HTTP): nothing outside the VM reaches it but SSH.
+        let client = if self.local_clients {
+            match self.cluster {
+                EtcdCluster::Main => self.cluster.client_url(Ipv4Addr::LOCALHOST),
+                EtcdCluster::Events => format!("http://{}:{}", Ipv4Addr::LOCALHOST, self.cluster.client_port()),
+            }
         } else {
-            client.clone()
+            client
         };
-        flag("listen-client-urls", listen.into());
+        flag("listen-client-urls", client.clone().into());
         flag("advertise-client-urls", client.into());
         flag("initial-cluster", self.initial_cluster.clone().into());
         flag("initial-cluster-state", self.initial_state.as_str().into());
@@ -571,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn a_member_in_a_vm_also_serves_the_vms_own_loopback() {
+    fn a_member_in_a_vm_serves_clients_only_on_the_vms_own_loopback() {
         let dir = Path::new("/mnt/disks/master-pd/var/etcd");
         let mut cfg = EtcdMemberConfig::new(
             EtcdCluster::Events,
@@ -589,9 +595,9 @@ mod tests {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let at = args.iter().position(|a| a == "--listen-client-urls").expect("flag");
-        assert_eq!(args[at + 1], "https://198.18.3.2:4002,https://127.0.0.1:4002");
+        assert_eq!(args[at + 1], "http://127.0.0.1:4002", "configure-helper's events listener only");
         let at = args.iter().position(|a| a == "--advertise-client-urls").expect("flag");
-        assert_eq!(args[at + 1], "https://198.18.3.2:4002", "advertised as before");
+        assert_eq!(args[at + 1], "http://127.0.0.1:4002");
     }
 
     #[test]

@@ -490,7 +490,6 @@ impl Actor {
             &InstanceFacts::from_instance(&me),
             &facts,
             &project.firewalls,
-            self.vpc.plan(),
         );
         let entries: Vec<HostEntry> = project
             .instances
