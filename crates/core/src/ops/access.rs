@@ -60,6 +60,11 @@ const API_TIMEOUT: Duration = Duration::from_secs(3);
 /// A master that could not be linked is tried again at most this often (a VM that is booting).
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a master whose address the run moved is tried again before it counts as
+/// unreachable (a new external IP takes a moment to route), and how often.
+const RELINK_WITHIN: Duration = Duration::from_secs(30);
+const RELINK_EVERY: Duration = Duration::from_millis(250);
+
 /// The TLS material every route of the run uses, issued once per run (and again if the run made
 /// the CAs itself: a first master).
 struct Tls {
@@ -658,12 +663,7 @@ impl Access {
                     l.etcd = routes;
                 }
             }
-            _ => {
-                if let Some(m) = self.masters.get_mut(replica) {
-                    m.state = State::Stale;
-                }
-                self.link(replica, None).await?;
-            }
+            _ => self.relink(replica).await?,
         }
         match self.masters.get(replica).map(|m| &m.state) {
             Some(State::Linked(l)) => l
@@ -672,6 +672,26 @@ impl Access {
                 .cloned()
                 .ok_or_else(|| anyhow!("{replica}: no route to etcd {cluster}")),
             _ => Err(anyhow!("{replica}: not linked")),
+        }
+    }
+
+    /// Reconnect `replica`, whose address the run moved or whose connection died. The network
+    /// may take a moment to route a new external IP (GCE's does too), so failures worth another
+    /// try are retried for at most [`RELINK_WITHIN`]; a host key mismatch is final at once.
+    async fn relink(&mut self, replica: &str) -> Result<()> {
+        let deadline = Instant::now() + RELINK_WITHIN;
+        loop {
+            if let Some(m) = self.masters.get_mut(replica) {
+                m.state = State::Stale;
+            }
+            match self.link(replica, None).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_transient(&e) && Instant::now() < deadline => {
+                    tracing::debug!(instance = %replica, error = %format!("{e:#}"), "relinking");
+                    tokio::time::sleep(RELINK_EVERY).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
