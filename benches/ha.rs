@@ -21,6 +21,7 @@ use kube_ha_core::ops::cluster::{initial_cluster, replica_metadata};
 use kube_ha_core::pki::{self, ReplicaIdentity};
 use serde_json::json;
 use support::cluster::Sandbox;
+use support::tunnel::Tunnel;
 
 const REGION: &str = "europe-west1";
 const B: &str = "europe-west1-b";
@@ -205,11 +206,10 @@ async fn outage() {
 
 /// kube-up's replicate-master for etcd: a *voting* member for the new VM before the VM exists,
 /// then disk and VM (metadata built the way kube-ha builds it, so the VM can join).
-async fn kube_up_replicate(sb: &Sandbox, replica: &str, zone: &str) {
+async fn kube_up_replicate(sb: &Sandbox, tunnel: &Tunnel, replica: &str, zone: &str) {
     let gce = sb.gce().await;
     let etcd = sb.etcd().await;
     let secrets = sb.secrets().await;
-    let master_ip = Sandbox::internal_ip(&sb.replicas().await[0]);
     let mut a = model::Address::default();
     a.name = Some(format!("{replica}-internal"));
     a.address_type = Some(model::address::AddressType::Internal);
@@ -224,7 +224,7 @@ async fn kube_up_replicate(sb: &Sandbox, replica: &str, zone: &str) {
         .parse()
         .expect("ipv4");
     for cluster in EtcdCluster::ALL {
-        let endpoint = cluster.client_url(master_ip);
+        let endpoint = tunnel.url(cluster);
         loop {
             match etcd.member_add(&endpoint, &[cluster.peer_url(ip)], false).await {
                 Ok(_) => break,
@@ -239,7 +239,7 @@ async fn kube_up_replicate(sb: &Sandbox, replica: &str, zone: &str) {
     d.size_gb = Some(20);
     gce.insert_disk(zone, d).await.expect("disk");
     let members = etcd
-        .member_list(&EtcdCluster::Main.client_url(master_ip))
+        .member_list(&tunnel.url(EtcdCluster::Main))
         .await
         .unwrap_or_default();
     let now = time::OffsetDateTime::now_utc();
@@ -288,15 +288,15 @@ async fn writes() {
         for kube_up in [true, false] {
             let sb = Sandbox::start(&[]);
             first_master(&sb).await;
-            let master_ip = Sandbox::internal_ip(&sb.replicas().await[0]);
+            let tunnel = sb.tunnel(&sb.replicas().await[0]).await;
             let etcd = sb.etcd().await.with_timeout(Duration::from_secs(1));
             let stop = Arc::new(AtomicBool::new(false));
-            let w = writer(etcd, EtcdCluster::Main.client_url(master_ip), stop.clone());
+            let w = writer(etcd, tunnel.url(EtcdCluster::Main), stop.clone());
             tokio::time::sleep(Duration::from_millis(300)).await;
             sb.next_vm_boots(fault.clone()).await;
             let started = Instant::now();
             if kube_up {
-                kube_up_replicate(&sb, "kubernetes-master-bch", C).await;
+                kube_up_replicate(&sb, &tunnel, "kubernetes-master-bch", C).await;
                 // kube-up then waited for validate-cluster; give it the same 20 s the learner add gets.
                 tokio::time::sleep(Duration::from_secs(20).saturating_sub(started.elapsed())).await;
             } else {
@@ -337,7 +337,8 @@ async fn leader() {
         assert_eq!(add(&sb, "europe-west1-d", "10m").await.code, 0);
         let etcd = sb.etcd().await;
         let replicas = sb.replicas().await;
-        let any = EtcdCluster::Main.client_url(Sandbox::internal_ip(&replicas[0]));
+        let first = sb.tunnel(&replicas[0]).await;
+        let any = first.url(EtcdCluster::Main);
         let leader_id = etcd.status(&any).await.expect("status").leader.expect("leader");
         let members = etcd.member_list(&any).await.expect("members");
         let leader = members.iter().find(|m| m.id == leader_id).expect("leader member");
@@ -351,7 +352,8 @@ async fn leader() {
             .iter()
             .find(|r| r.name.as_deref() != Some(victim.as_str()))
             .expect("other");
-        let endpoint = EtcdCluster::Main.client_url(Sandbox::internal_ip(other));
+        let through_other = sb.tunnel(other).await;
+        let endpoint = through_other.url(EtcdCluster::Main);
         let stop = Arc::new(AtomicBool::new(false));
         let w = writer(
             etcd.with_timeout(Duration::from_secs(5)),
@@ -367,7 +369,7 @@ async fn leader() {
         if kube_up {
             // kube-down: remove the member through another master, then delete the VM.
             for cluster in EtcdCluster::ALL {
-                let ep = cluster.client_url(Sandbox::internal_ip(other));
+                let ep = through_other.url(cluster);
                 let ms = etcd.member_list(&ep).await.expect("members");
                 if let Some(m) = ms.iter().find(|m| m.name == format!("etcd-{victim}")) {
                     while let Err(EtcdError::UnhealthyCluster) = etcd.member_remove(&ep, m.id).await {

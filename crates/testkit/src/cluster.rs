@@ -242,6 +242,28 @@ impl Sandbox {
         panic!("no replica carries kube-env")
     }
 
+    /// An etcd client with a tool certificate (signed by the etcd client CA in metadata), for
+    /// the URLs of a [`Sandbox::tunnel`].
+    pub async fn etcd(&self) -> kube_ha_core::etcd::EtcdClient {
+        kube_ha_core::ops::execute::etcd_client(&self.secrets().await.cas, Duration::from_secs(5)).expect("etcd client")
+    }
+
+    /// An OpenSSH tunnel to `replica`'s own etcd, through its internal IP (as from inside the
+    /// VPC: an external IP an operation moves would cut it): for callers that replay kube-up's
+    /// etcd calls or call etcd often (benchmarks). Needs a rule admitting tcp:22 (the first `up`
+    /// makes one).
+    pub async fn tunnel(&self, replica: &model::Instance) -> crate::tunnel::Tunnel {
+        let name = replica.name.clone().expect("name");
+        let zone = replica
+            .zone
+            .as_deref()
+            .map(|z| z.rsplit('/').next().unwrap_or(z).to_string())
+            .expect("zone");
+        let ip = Self::internal_ip(replica);
+        let etcd = self.etcd().await;
+        crate::tunnel::Tunnel::open(self.gce().await, &zone, &name, ip, &etcd).await
+    }
+
     /// Internal IP of an instance.
     pub fn internal_ip(i: &model::Instance) -> Ipv4Addr {
         i.network_interfaces[0]

@@ -11,6 +11,7 @@ pub mod gcloud;
 pub mod hosts;
 pub mod sandbox;
 pub mod sshd;
+pub mod tunnel;
 pub mod vm_etcd;
 
 /// The `kube-ha` binary under test: `KUBE_HA_BIN` when set, else the one Cargo built next to the
