@@ -58,6 +58,36 @@ async fn guest_fault(sb: &Sandbox, instance: &str, action: Value) {
     sb.emu.fault(json!({"action": action, "instance": instance})).await;
 }
 
+/// The ed25519 host key `ip`'s sshd presents, as `ssh-keyscan` (OpenSSH's) prints it.
+async fn keyscan(ip: std::net::Ipv4Addr) -> Option<String> {
+    let out = tokio::process::Command::new("ssh-keyscan")
+        .args(["-T", "5", "-t", "ed25519"])
+        .arg(ip.to_string())
+        .output()
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().find(|l| !l.starts_with('#')).map(|l| l.split_once(' ').map(|x| x.1).unwrap_or(l).to_string())
+}
+
+/// Change `instance`'s host keys (guest fault) and wait, bounded, until its sshd presents the
+/// new one.
+async fn change_host_key(sb: &Sandbox, instance: &str) {
+    let vm = sb
+        .replicas()
+        .await
+        .into_iter()
+        .find(|r| r.name.as_deref() == Some(instance))
+        .expect("instance");
+    let ip = Sandbox::external_ip(&vm).expect("external IP");
+    let before = eventually("sshd presents a host key", Duration::from_secs(30), || keyscan(ip)).await;
+    guest_fault(sb, instance, json!({"kind": "host_key_changed"})).await;
+    eventually("sshd presents the new host key", Duration::from_secs(30), || async {
+        keyscan(ip).await.filter(|k| *k != before)
+    })
+    .await;
+}
+
 /// The zone of an instance.
 fn zone_of(i: &model::Instance) -> String {
     let z = i.zone.as_deref().expect("zone");
@@ -99,10 +129,11 @@ async fn other_users_ssh_keys_are_kept_byte_for_byte_by_every_run_and_no_run_key
 
     sb.add(C).await.expect_code(0);
     assert_eq!(ssh_keys(gce, B, MASTER).await.as_deref(), Some(OTHERS), "after an add");
+    sb.emu.clear_calls().await;
     let status = sb.kube_ha(&["status"], &[("KUBE_GCE_ZONE", B)]).await;
     status.expect_code(0);
     assert_eq!(ssh_keys(gce, B, MASTER).await.as_deref(), Some(OTHERS), "after status");
-    // The run's key went in and out again: ssh-keys changed, nothing else did.
+    // Status's key went in and out again: ssh-keys of instances changed, nothing else did.
     let writes = metadata_writes(&sb).await;
     assert!(!writes.is_empty(), "the key goes into metadata");
     for w in &writes {
@@ -127,7 +158,7 @@ async fn a_published_host_key_that_does_not_match_is_refused_before_any_key_is_w
     let sb = Sandbox::start(&[]);
     sb.first_master().await.expect_code(0);
     // The VM's sshd gets new host keys; its guest attributes keep the ones it published.
-    guest_fault(&sb, MASTER, json!({"kind": "host_key_changed"})).await;
+    change_host_key(&sb, MASTER).await;
     let before = all_ssh_keys(&sb).await;
     let members = sb.member_ids().await;
     sb.emu.clear_calls().await;
@@ -139,7 +170,8 @@ async fn a_published_host_key_that_does_not_match_is_refused_before_any_key_is_w
         line.contains(MASTER) && line.contains("published in its guest attributes"),
         "{line}"
     );
-    assert!(sb.emu.mutating_calls().await.is_empty(), "not even the run's own key");
+    let calls = sb.emu.mutating_calls().await;
+    assert!(calls.is_empty(), "not even the run's own key: {calls:?}\n{}", run.stderr);
     assert_eq!(all_ssh_keys(&sb).await, before);
     assert_eq!(sb.member_ids().await, members);
 }
@@ -162,7 +194,7 @@ async fn a_pinned_host_key_that_changed_is_refused_naming_the_file_and_the_insta
         "{pins}"
     );
 
-    guest_fault(&sb, MASTER, json!({"kind": "host_key_changed"})).await;
+    change_host_key(&sb, MASTER).await;
     let before = all_ssh_keys(&sb).await;
     sb.emu.clear_calls().await;
     let run = sb
@@ -181,7 +213,8 @@ async fn a_pinned_host_key_that_changed_is_refused_naming_the_file_and_the_insta
         line.contains(MASTER) && line.contains(&known) && line.contains(&format!("compute.{id}")),
         "{line}"
     );
-    assert!(sb.emu.mutating_calls().await.is_empty());
+    let calls = sb.emu.mutating_calls().await;
+    assert!(calls.is_empty(), "{calls:?}\n{}", run.stderr);
     assert_eq!(all_ssh_keys(&sb).await, before);
     assert_eq!(std::fs::read_to_string(&known_hosts).expect("pins"), pins, "the pin stays");
 }
