@@ -44,8 +44,11 @@ async fn ssh_keys(gce: &Gce, zone: &str, name: &str) -> Option<String> {
 async fn set_item(gce: &Gce, zone: &str, name: &str, key: &str, value: &str) {
     let i = gce.instance(zone, name).await.expect("get").expect("instance");
     let md = i.metadata.unwrap_or_default();
-    let mut items: Vec<model::metadata::Items> =
-        md.items.into_iter().filter(|it| it.key.as_deref() != Some(key)).collect();
+    let mut items: Vec<model::metadata::Items> = md
+        .items
+        .into_iter()
+        .filter(|it| it.key.as_deref() != Some(key))
+        .collect();
     items.push(model::metadata::Items::new().set_key(key).set_value(value));
     let body = model::Metadata::new()
         .set_or_clear_fingerprint(md.fingerprint)
@@ -67,7 +70,9 @@ async fn keyscan(ip: std::net::Ipv4Addr) -> Option<String> {
         .await
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines().find(|l| !l.starts_with('#')).map(|l| l.split_once(' ').map(|x| x.1).unwrap_or(l).to_string())
+    text.lines()
+        .find(|l| !l.starts_with('#'))
+        .map(|l| l.split_once(' ').map(|x| x.1).unwrap_or(l).to_string())
 }
 
 /// Change `instance`'s host keys (guest fault) and wait, bounded, until its sshd presents the
@@ -144,7 +149,11 @@ async fn other_users_ssh_keys_are_kept_byte_for_byte_by_every_run_and_no_run_key
     }
     let removed = sb.remove(C, None).await;
     removed.expect_code(0);
-    assert_eq!(ssh_keys(gce, B, MASTER).await.as_deref(), Some(OTHERS), "after a removal");
+    assert_eq!(
+        ssh_keys(gce, B, MASTER).await.as_deref(),
+        Some(OTHERS),
+        "after a removal"
+    );
     for (name, keys) in all_ssh_keys(&sb).await {
         assert!(
             !keys.unwrap_or_default().lines().any(|l| l.starts_with("kube-ha:")),
@@ -171,7 +180,11 @@ async fn a_published_host_key_that_does_not_match_is_refused_before_any_key_is_w
         "{line}"
     );
     let calls = sb.emu.mutating_calls().await;
-    assert!(calls.is_empty(), "not even the run's own key: {calls:?}\n{}", run.stderr);
+    assert!(
+        calls.is_empty(),
+        "not even the run's own key: {calls:?}\n{}",
+        run.stderr
+    );
     assert_eq!(all_ssh_keys(&sb).await, before);
     assert_eq!(sb.member_ids().await, members);
 }
@@ -187,10 +200,17 @@ async fn a_pinned_host_key_that_changed_is_refused_naming_the_file_and_the_insta
     let known = known_hosts.to_str().expect("utf-8").to_string();
     let env = [("KUBE_GCE_ZONE", B), ("KUBE_HA_KNOWN_HOSTS", known.as_str())];
     sb.kube_ha(&["status"], &env).await.expect_code(0);
-    let id = gce.instance(B, MASTER).await.expect("get").expect("instance").id.expect("id");
+    let id = gce
+        .instance(B, MASTER)
+        .await
+        .expect("get")
+        .expect("instance")
+        .id
+        .expect("id");
     let pins = std::fs::read_to_string(&known_hosts).expect("known-hosts file written");
     assert!(
-        pins.lines().any(|l| l.starts_with(&format!("compute.{id} ssh-ed25519 "))),
+        pins.lines()
+            .any(|l| l.starts_with(&format!("compute.{id} ssh-ed25519 "))),
         "{pins}"
     );
 
@@ -216,7 +236,11 @@ async fn a_pinned_host_key_that_changed_is_refused_naming_the_file_and_the_insta
     let calls = sb.emu.mutating_calls().await;
     assert!(calls.is_empty(), "{calls:?}\n{}", run.stderr);
     assert_eq!(all_ssh_keys(&sb).await, before);
-    assert_eq!(std::fs::read_to_string(&known_hosts).expect("pins"), pins, "the pin stays");
+    assert_eq!(
+        std::fs::read_to_string(&known_hosts).expect("pins"),
+        pins,
+        "the pin stays"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,9 +278,16 @@ async fn a_run_killed_while_its_key_is_in_metadata_leaves_a_key_that_expires_and
     )
     .expect("RFC 3339");
     let now = time::OffsetDateTime::now_utc();
-    assert!(expire_on > now && expire_on < now + Duration::from_secs(30), "{expire_on}");
+    assert!(
+        expire_on > now && expire_on < now + Duration::from_secs(30),
+        "{expire_on}"
+    );
     let left = ssh_keys(gce, B, MASTER).await.expect("ssh-keys");
-    assert_eq!(left, format!("{OTHERS}\n{entry}"), "the killed run's entry stays, the rest as it was");
+    assert_eq!(
+        left,
+        format!("{OTHERS}\n{entry}"),
+        "the killed run's entry stays, the rest as it was"
+    );
 
     // Once it has expired, the next run (status reads etcd over SSH too) removes it.
     guest_fault(&sb, MASTER, json!({"kind": "guest_clear"})).await;
@@ -269,7 +300,8 @@ async fn a_run_killed_while_its_key_is_in_metadata_leaves_a_key_that_expires_and
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guest_agent_that_applies_keys_late_is_waited_for_and_one_that_never_does_fails_bounded_with_etcd_unchanged() {
+async fn a_guest_agent_that_applies_keys_late_is_waited_for_and_one_that_never_does_fails_bounded_with_etcd_unchanged()
+{
     let sb = Sandbox::start(&[]);
     sb.first_master().await.expect_code(0);
     guest_fault(&sb, MASTER, json!({"kind": "ssh_keys_late", "ms": 4000})).await;
@@ -322,7 +354,9 @@ async fn without_a_rule_admitting_tcp_22_adds_and_removals_are_refused_with_the_
         .expect("get")
         .expect("the first up made the ssh rule");
     assert_eq!(rule.source_ranges, ["0.0.0.0/0"]);
-    gce.delete_firewall("kubernetes-master-ssh").await.expect("delete the rule");
+    gce.delete_firewall("kubernetes-master-ssh")
+        .await
+        .expect("delete the rule");
     let before = all_ssh_keys(&sb).await;
     let members = sb.member_ids().await;
 

@@ -595,7 +595,11 @@ mod tests {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let at = args.iter().position(|a| a == "--listen-client-urls").expect("flag");
-        assert_eq!(args[at + 1], "http://127.0.0.1:4002", "configure-helper's events listener only");
+        assert_eq!(
+            args[at + 1],
+            "http://127.0.0.1:4002",
+            "configure-helper's events listener only"
+        );
         let at = args.iter().position(|a| a == "--advertise-client-urls").expect("flag");
         assert_eq!(args[at + 1], "http://127.0.0.1:4002");
     }

@@ -29,7 +29,6 @@ use std::net::Ipv4Addr;
 
 use serde_json::Value;
 
-
 /// The nftables table in every VM.
 const TABLE: &str = "gce_firewall";
 

@@ -149,8 +149,8 @@ impl Emulator {
             .await
             .into_iter()
             .filter(|c| {
-                let set_metadata = c["method"] == "POST"
-                    && c["path"].as_str().is_some_and(|p| p.ends_with("/setMetadata"));
+                let set_metadata =
+                    c["method"] == "POST" && c["path"].as_str().is_some_and(|p| p.ends_with("/setMetadata"));
                 let only_ssh_keys = c["metadataKeysChanged"]
                     .as_array()
                     .is_some_and(|k| k.iter().all(|k| k == "ssh-keys"));

@@ -104,9 +104,15 @@ impl Tunnel {
                     "-N",
                     "-L",
                 ])
-                .arg(format!("127.0.0.1:{main}:127.0.0.1:{}", EtcdCluster::Main.client_port()))
+                .arg(format!(
+                    "127.0.0.1:{main}:127.0.0.1:{}",
+                    EtcdCluster::Main.client_port()
+                ))
                 .arg("-L")
-                .arg(format!("127.0.0.1:{events}:127.0.0.1:{}", EtcdCluster::Events.client_port()))
+                .arg(format!(
+                    "127.0.0.1:{events}:127.0.0.1:{}",
+                    EtcdCluster::Events.client_port()
+                ))
                 .arg(format!("{TUNNEL_USER}@{ip}"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

@@ -53,7 +53,11 @@ pub async fn etcdctl_json(endpoint: &str, vm: &str, cluster: EtcdCluster, args: 
     with.extend(["-w", "json"]);
     let run = etcdctl(endpoint, vm, cluster, &with).await;
     if run.code != 0 {
-        return Err(format!("etcdctl {args:?} in {vm} (exit {}): {}", run.code, run.stderr.trim()));
+        return Err(format!(
+            "etcdctl {args:?} in {vm} (exit {}): {}",
+            run.code,
+            run.stderr.trim()
+        ));
     }
     serde_json::from_str(&run.stdout).map_err(|e| format!("etcdctl JSON from {vm}: {e}: {}", run.stdout))
 }
@@ -103,7 +107,10 @@ pub async fn add_learner(endpoint: &str, vm: &str, cluster: EtcdCluster, peer_ur
         &["member", "add", "stray", "--learner", "--peer-urls", peer_url],
     )
     .await?;
-    doc["member"]["ID"].as_u64().map(MemberId).ok_or_else(|| format!("no member ID in {doc}"))
+    doc["member"]["ID"]
+        .as_u64()
+        .map(MemberId)
+        .ok_or_else(|| format!("no member ID in {doc}"))
 }
 
 /// Sample `(leader, is `watched` a member?)` from `vm`'s own main member, as fast as etcdctl runs

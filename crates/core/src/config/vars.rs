@@ -630,7 +630,10 @@ fn parse_source_ranges(v: &str) -> Result<Vec<String>, String> {
         .collect();
     match ranges.iter().find(|r| !is_ipv4_range(r)) {
         None if !ranges.is_empty() => Ok(ranges),
-        _ => Err("is not a comma-separated list of IPv4 ranges; set it to e.g. 0.0.0.0/0 or 203.0.113.0/24,35.235.240.0/20".into()),
+        _ => Err(
+            "is not a comma-separated list of IPv4 ranges; set it to e.g. 0.0.0.0/0 or 203.0.113.0/24,35.235.240.0/20"
+                .into(),
+        ),
     }
 }
 

@@ -88,7 +88,10 @@ struct Linked {
 enum State {
     Linked(Box<Linked>),
     /// Not reachable when last tried; tried again (by [`Access::link`]) no sooner than `retry`.
-    Unreachable { why: SshReach, retry: Instant },
+    Unreachable {
+        why: SshReach,
+        retry: Instant,
+    },
     /// Its address changed or its connection died: reconnect on next use.
     Stale,
 }
@@ -249,7 +252,8 @@ impl Access {
                 },
             };
             if let Some(why) = blocked {
-                self.masters.insert(name, unreachable(SshReach::Failed(why.to_string())));
+                self.masters
+                    .insert(name, unreachable(SshReach::Failed(why.to_string())));
                 continue;
             }
             let Some(target) = target else {
@@ -593,7 +597,8 @@ impl Access {
             .instance(zone, replica)
             .await?
             .ok_or_else(|| unreachable(format!("instance {replica} does not exist (yet)")))?;
-        let target = SshTarget::of_instance(&instance, self.via).ok_or_else(|| unreachable(self.no_address(replica)))?;
+        let target =
+            SshTarget::of_instance(&instance, self.via).ok_or_else(|| unreachable(self.no_address(replica)))?;
         let project = self.gce.project_metadata().await?;
         let md = instance.metadata.clone().unwrap_or_default();
         ssh::check_os_login(replica, zone, &md, &project)?;
@@ -616,9 +621,7 @@ impl Access {
             return Err(anyhow!("{why}"));
         }
         let key = self.key.clone();
-        let link = self
-            .with_login_progress(&[replica], connection.login(&key))
-            .await?;
+        let link = self.with_login_progress(&[replica], connection.login(&key)).await?;
         let etcd = match self.open_etcd_routes(&link).await {
             Ok(r) => r,
             Err(why) => {
@@ -714,7 +717,11 @@ impl Access {
         if let Some((client, _)) = &l.api {
             return Ok(client.clone());
         }
-        let forward = l.link.forward(names::APISERVER_PORT).await.map_err(|e| anyhow!(with_forwarding_hint(e)))?;
+        let forward = l
+            .link
+            .forward(names::APISERVER_PORT)
+            .await
+            .map_err(|e| anyhow!(with_forwarding_hint(e)))?;
         let client = api::client_over(&cluster_ca, API_TIMEOUT, forward.socket_path())?;
         l.api = Some((client.clone(), forward));
         Ok(client)
@@ -777,7 +784,10 @@ mod tests {
             port: 2379,
         };
         let text = with_forwarding_hint(e);
-        assert!(text.contains("AllowTcpForwarding") && text.contains("PermitOpen"), "{text}");
+        assert!(
+            text.contains("AllowTcpForwarding") && text.contains("PermitOpen"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -754,7 +754,11 @@ impl<'a> Executor<'a> {
             return Ok(Outcome::AlreadyDone);
         }
         let result = self
-            .retry_unhealthy(|| route.client.member_add(&route.endpoint, std::slice::from_ref(&peer), true))
+            .retry_unhealthy(|| {
+                route
+                    .client
+                    .member_add(&route.endpoint, std::slice::from_ref(&peer), true)
+            })
             .await;
         match result {
             Ok(_) => Ok(Outcome::Changed),
@@ -857,8 +861,10 @@ impl<'a> Executor<'a> {
             let own = self.own_status(cluster, m).await;
             asked.push((m.clone(), own));
         }
-        let candidates: Vec<crate::plan::leader::Candidate<'_>> =
-            asked.iter().map(|(m, own)| (m, own.as_ref().map(|(_, st)| st))).collect();
+        let candidates: Vec<crate::plan::leader::Candidate<'_>> = asked
+            .iter()
+            .map(|(m, own)| (m, own.as_ref().map(|(_, st)| st)))
+            .collect();
         let chosen = crate::plan::leader::pick_transferee(&candidates, victim.id)
             .ok_or_else(|| anyhow!("no healthy member to take etcd {cluster} leadership from {replica}"))?;
         let Some((target, Some((target_route, _)))) = asked.iter().find(|(m, _)| m.id == chosen) else {

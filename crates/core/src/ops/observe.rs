@@ -108,10 +108,7 @@ fn replica_vm(i: &model::Instance, disks: &[model::Disk], names: &ClusterNames) 
 /// A firewall rule as plain data (for the SSH preflight, `plan::ssh`).
 fn firewall_rule(f: &model::Firewall) -> FirewallRuleObs {
     let entries = |protocol: Option<&String>, ports: &[String]| {
-        (
-            protocol.cloned().unwrap_or_else(|| "all".into()),
-            ports.to_vec(),
-        )
+        (protocol.cloned().unwrap_or_else(|| "all".into()), ports.to_vec())
     };
     FirewallRuleObs {
         name: f.name.clone().unwrap_or_default(),
@@ -123,8 +120,16 @@ fn firewall_rule(f: &model::Firewall) -> FirewallRuleObs {
             .is_none_or(|d| d == "INGRESS"),
         disabled: f.disabled.unwrap_or(false),
         priority: f.priority.map(i64::from).unwrap_or(1000),
-        allowed: f.allowed.iter().map(|a| entries(a.ip_protocol.as_ref(), &a.ports)).collect(),
-        denied: f.denied.iter().map(|d| entries(d.ip_protocol.as_ref(), &d.ports)).collect(),
+        allowed: f
+            .allowed
+            .iter()
+            .map(|a| entries(a.ip_protocol.as_ref(), &a.ports))
+            .collect(),
+        denied: f
+            .denied
+            .iter()
+            .map(|d| entries(d.ip_protocol.as_ref(), &d.ports))
+            .collect(),
         source_ranges: f.source_ranges.clone(),
         source_tags: f.source_tags.clone(),
         source_service_accounts: f.source_service_accounts.clone(),
@@ -276,7 +281,10 @@ async fn observe_cluster(cluster: EtcdCluster, routes: &BTreeMap<String, EtcdRou
         .filter_map(|r| routes.get(&r.name).map(|route| (r.name.as_str(), route)))
         .collect();
     let lists = join_all(ordered.iter().map(|(_, r)| async move {
-        r.client.with_timeout(ETCD_OBSERVE_TIMEOUT).member_list(&r.endpoint).await
+        r.client
+            .with_timeout(ETCD_OBSERVE_TIMEOUT)
+            .member_list(&r.endpoint)
+            .await
     }))
     .await;
     let mut errors: Vec<String> = s

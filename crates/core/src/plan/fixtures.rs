@@ -4,7 +4,9 @@
 use std::net::Ipv4Addr;
 
 use super::lock::{Intent, LockRecord, LockState, Owner, Staleness};
-use super::snapshot::{AddressObs, ClusterObs, DiskObs, FirewallRuleObs, MemberHealth, PoolObs, ReplicaVm, RuleObs, Snapshot};
+use super::snapshot::{
+    AddressObs, ClusterObs, DiskObs, FirewallRuleObs, MemberHealth, PoolObs, ReplicaVm, RuleObs, Snapshot,
+};
 use crate::config::MasterSettings;
 use crate::etcd::{Member, MemberId};
 use crate::names::{ClusterNames, EtcdCluster};

@@ -55,16 +55,37 @@ mod tests {
     #[test]
     fn leadership_goes_to_the_most_caught_up_healthy_voter() {
         let (m1, m2, m3, l4) = (member(1, false), member(2, false), member(3, false), member(4, true));
-        let (s1, s2, s3, s4) = (status(1, 90, &[]), status(2, 50, &[]), status(3, 70, &[]), status(4, 99, &[]));
+        let (s1, s2, s3, s4) = (
+            status(1, 90, &[]),
+            status(2, 50, &[]),
+            status(3, 70, &[]),
+            status(4, 99, &[]),
+        );
         let s2_alarm = status(2, 95, &["NOSPACE"]);
         let s3_wrong = status(9, 99, &[]);
         type Row<'a> = (&'a str, Vec<Candidate<'a>>, Option<u64>);
         let rows: Vec<Row> = vec![
-            ("the highest raft index", vec![(&m1, Some(&s1)), (&m2, Some(&s2)), (&m3, Some(&s3))], Some(3)),
+            (
+                "the highest raft index",
+                vec![(&m1, Some(&s1)), (&m2, Some(&s2)), (&m3, Some(&s3))],
+                Some(3),
+            ),
             ("never the victim", vec![(&m1, Some(&s1))], None),
-            ("never a learner, however caught up", vec![(&m2, Some(&s2)), (&l4, Some(&s4))], Some(2)),
-            ("not one that reports errors", vec![(&m2, Some(&s2_alarm)), (&m3, Some(&s3))], Some(3)),
-            ("not one that could not be asked", vec![(&m2, None), (&m3, Some(&s3))], Some(3)),
+            (
+                "never a learner, however caught up",
+                vec![(&m2, Some(&s2)), (&l4, Some(&s4))],
+                Some(2),
+            ),
+            (
+                "not one that reports errors",
+                vec![(&m2, Some(&s2_alarm)), (&m3, Some(&s3))],
+                Some(3),
+            ),
+            (
+                "not one that could not be asked",
+                vec![(&m2, None), (&m3, Some(&s3))],
+                Some(3),
+            ),
             (
                 "not an endpoint that answers as another member",
                 vec![(&m2, Some(&s2)), (&m3, Some(&s3_wrong))],
@@ -76,6 +97,10 @@ mod tests {
             assert_eq!(pick_transferee(&candidates, MemberId(1)), want.map(MemberId), "{what}");
         }
         let tie = [(&m3, Some(&status(3, 70, &[]))), (&m2, Some(&status(2, 70, &[])))];
-        assert_eq!(pick_transferee(&tie, MemberId(1)), Some(MemberId(2)), "a tie goes to the lowest ID");
+        assert_eq!(
+            pick_transferee(&tie, MemberId(1)),
+            Some(MemberId(2)),
+            "a tie goes to the lowest ID"
+        );
     }
 }

@@ -21,7 +21,9 @@ use super::snapshot::{FirewallRuleObs, Snapshot};
 fn covers_ssh((protocol, ports): &(String, Vec<String>)) -> bool {
     let tcp = matches!(protocol.to_ascii_lowercase().as_str(), "tcp" | "6" | "all");
     let port = |p: &String| match p.split_once('-') {
-        Some((lo, hi)) => matches!((lo.parse::<u16>(), hi.parse::<u16>()), (Ok(lo), Ok(hi)) if (lo..=hi).contains(&SSH_PORT)),
+        Some((lo, hi)) => {
+            matches!((lo.parse::<u16>(), hi.parse::<u16>()), (Ok(lo), Ok(hi)) if (lo..=hi).contains(&SSH_PORT))
+        }
         None => p.parse::<u16>() == Ok(SSH_PORT),
     };
     tcp && (ports.is_empty() || protocol.eq_ignore_ascii_case("all") || ports.iter().any(port))
@@ -102,7 +104,11 @@ mod tests {
             r
         };
         let rows: Vec<(&str, Vec<FirewallRuleObs>, Option<&str>)> = vec![
-            ("kube-up's default-ssh", vec![allow("default-default-ssh", "tcp", &["22"])], Some("default-default-ssh")),
+            (
+                "kube-up's default-ssh",
+                vec![allow("default-default-ssh", "tcp", &["22"])],
+                Some("default-default-ssh"),
+            ),
             ("every port", vec![allow("r", "tcp", &[])], Some("r")),
             ("a range with 22", vec![allow("r", "tcp", &["20-30"])], Some("r")),
             ("protocol number 6", vec![allow("r", "6", &["22"])], Some("r")),
@@ -110,37 +116,63 @@ mod tests {
             ("another port", vec![allow("r", "tcp", &["2222"])], None),
             ("a range without 22", vec![allow("r", "tcp", &["23-30"])], None),
             ("udp", vec![allow("r", "udp", &["22"])], None),
-            ("the master tag", vec![with(|r| r.target_tags = vec!["k-master".into()])], Some("r")),
+            (
+                "the master tag",
+                vec![with(|r| r.target_tags = vec!["k-master".into()])],
+                Some("r"),
+            ),
             ("another tag", vec![with(|r| r.target_tags = vec!["node".into()])], None),
-            ("service-account targets", vec![with(|r| r.target_service_accounts = vec!["sa@p".into()])], None),
-            ("only from other VMs", vec![with(|r| {
-                r.source_ranges.clear();
-                r.source_tags = vec!["k-master".into()];
-            })], None),
-            ("no source at all (0.0.0.0/0)", vec![with(|r| r.source_ranges.clear())], Some("r")),
-            ("IAP's range", vec![with(|r| r.source_ranges = vec!["35.235.240.0/20".into()])], Some("r")),
+            (
+                "service-account targets",
+                vec![with(|r| r.target_service_accounts = vec!["sa@p".into()])],
+                None,
+            ),
+            (
+                "only from other VMs",
+                vec![with(|r| {
+                    r.source_ranges.clear();
+                    r.source_tags = vec!["k-master".into()];
+                })],
+                None,
+            ),
+            (
+                "no source at all (0.0.0.0/0)",
+                vec![with(|r| r.source_ranges.clear())],
+                Some("r"),
+            ),
+            (
+                "IAP's range",
+                vec![with(|r| r.source_ranges = vec!["35.235.240.0/20".into()])],
+                Some("r"),
+            ),
             ("disabled", vec![with(|r| r.disabled = true)], None),
             ("egress", vec![with(|r| r.ingress = false)], None),
             ("another network", vec![with(|r| r.network = "vpc".into())], None),
             (
                 "a deny that comes first",
-                vec![allow("r", "tcp", &["22"]), FirewallRuleObs {
-                    name: "no-ssh".into(),
-                    priority: 900,
-                    denied: vec![("tcp".into(), vec!["22".into()])],
-                    ..Default::default()
-                }],
+                vec![
+                    allow("r", "tcp", &["22"]),
+                    FirewallRuleObs {
+                        name: "no-ssh".into(),
+                        priority: 900,
+                        denied: vec![("tcp".into(), vec!["22".into()])],
+                        ..Default::default()
+                    },
+                ],
                 None,
             ),
             (
                 "a deny that comes later",
-                vec![allow("r", "tcp", &["22"]), FirewallRuleObs {
-                    name: "no-ssh".into(),
-                    priority: 2000,
-                    denied: vec![("all".into(), vec![])],
-                    source_ranges: vec!["0.0.0.0/0".into()],
-                    ..Default::default()
-                }],
+                vec![
+                    allow("r", "tcp", &["22"]),
+                    FirewallRuleObs {
+                        name: "no-ssh".into(),
+                        priority: 2000,
+                        denied: vec![("all".into(), vec![])],
+                        source_ranges: vec!["0.0.0.0/0".into()],
+                        ..Default::default()
+                    },
+                ],
                 Some("r"),
             ),
         ];
@@ -156,7 +188,9 @@ mod tests {
             masters_network: Some("default".into()),
             ..Default::default()
         };
-        let e = refuse_without_ssh(&s, &names, &["0.0.0.0/0".into()]).expect_err("refused").to_string();
+        let e = refuse_without_ssh(&s, &names, &["0.0.0.0/0".into()])
+            .expect_err("refused")
+            .to_string();
         assert!(
             e.ends_with(
                 "create one with gcloud compute firewall-rules create k-master-ssh --network=default \

@@ -95,7 +95,11 @@ fn an_interrupted_first_up_is_finished() {
         zone_known: true,
         ..Default::default()
     };
-    s.firewalls = vec![names().firewall_https(), names().firewall_etcd(), names().firewall_ssh()];
+    s.firewalls = vec![
+        names().firewall_https(),
+        names().firewall_etcd(),
+        names().firewall_ssh(),
+    ];
     s.firewall_rules = vec![ssh_rule()];
     s.static_ip = Some(AddressObs {
         name: names().static_ip(),
