@@ -112,12 +112,13 @@ async fn unsafe_or_wrong_adds_are_refused_with_zero_mutating_calls() {
     sb.first_master().await.expect_code(0);
     sb.add(C).await.expect_code(0);
 
-    // A zone in another region.
+    // A zone in another region: a check that needs no etcd, so refused before the run's SSH key
+    // is written anywhere.
     sb.emu.clear_calls().await;
     let run = sb.add("us-central1-b").await;
     run.expect_code(2);
     assert!(run.error_lines()[0].contains("europe-west1"), "{}", run.stderr);
-    assert!(sb.emu.mutating_calls_but_run_keys().await.is_empty());
+    assert!(sb.emu.mutating_calls().await.is_empty(), "not even the run's own key");
 
     // A learner already present (an add in flight elsewhere), added with etcdctl inside the VM.
     let replicas = sb.replicas().await;

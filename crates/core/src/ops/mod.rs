@@ -90,6 +90,19 @@ fn ssh_blocked(cfg: &Config, s: &Snapshot) -> Option<String> {
     })
 }
 
+/// Every check of `up` and `down` that needs no etcd, on what GCE showed (the lock as first
+/// read): a refusal here comes before the run's SSH key is written anywhere.
+fn preflight_before_ssh(cfg: &Config, command: Command, s: &Snapshot, observed: &Observed) -> Result<()> {
+    if command == Command::Status {
+        return Ok(());
+    }
+    let mut early = s.clone();
+    early.etcd_pending = true;
+    early.lock = Locker::new(cfg).state(&observed.project_metadata)?;
+    plan::plan_command(cfg, command, &early)?;
+    Ok(())
+}
+
 /// Observe GCE, then etcd over SSH through the CAs found in metadata, then the lock once more.
 ///
 /// The lock is read last on purpose: an operation takes its lock before it changes anything, so
@@ -101,6 +114,7 @@ pub async fn observe(cfg: &Config, gce: &Gce, access: &mut Access, command: Comm
     if needs_etcd(cfg, command)
         && let Some(secrets) = &observed.secrets
     {
+        preflight_before_ssh(cfg, command, &snapshot, &observed)?;
         access.set_cas(&secrets.cas)?;
         let blocked = ssh_blocked(cfg, &snapshot);
         access

@@ -119,6 +119,7 @@ fn pick_target(s: &Snapshot, req: &RemoveRequest) -> Result<Target, Refusal> {
     // No VM (deleted by hand, or an add that never got that far): known by what is left of it.
     let disk = s.data_disk(&req.names.data_disk(name));
     let known = disk.is_some()
+        || s.etcd_pending
         || s.internal_ips.contains_key(name)
         || EtcdCluster::ALL.iter().any(|c| s.member_of(*c, name).is_some());
     if !known {

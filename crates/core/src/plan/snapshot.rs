@@ -197,6 +197,10 @@ pub struct Snapshot {
     pub masters_network: Option<String>,
     /// Replicas whose etcd kube-ha could not reach over SSH while observing, and why.
     pub unreachable: BTreeMap<String, SshReach>,
+    /// etcd has not been observed yet: a plan of this snapshot is the preflight made before the
+    /// run's SSH key is written (every check that needs no etcd), and refuses nothing for lack
+    /// of etcd's view.
+    pub etcd_pending: bool,
     /// The target pool.
     pub target_pool: Option<PoolObs>,
     /// The forwarding rule.

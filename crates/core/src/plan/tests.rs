@@ -1013,3 +1013,24 @@ fn a_plan_renders_its_steps_and_serializes_their_actions() {
     let json = serde_json::to_value(&plan).expect("json");
     assert_eq!(json["steps"][0]["action"], "create_target_pool");
 }
+
+/// The preflight made before the run's SSH key is written (etcd not observed yet) refuses what
+/// needs no etcd, and nothing for lack of etcd's view.
+#[test]
+fn the_preflight_before_ssh_refuses_only_what_needs_no_etcd() {
+    let pending = |replicas: &[(&str, &str)]| {
+        let mut s = cluster(replicas);
+        s.etcd.clear();
+        s.etcd_pending = true;
+        s
+    };
+    let one = pending(&[("", Z_B)]);
+    assert!(plan_add(&one, &add_req(Z_C)).is_ok());
+    assert!(refusal(plan_add(&one, &add_req("us-central1-b"))).contains("europe-west1"));
+    let mut no_ssh = one.clone();
+    no_ssh.firewall_rules.clear();
+    assert!(refusal(plan_add(&no_ssh, &add_req(Z_C))).contains("tcp:22"));
+    let two = pending(&[("", Z_B), ("aaa", Z_C)]);
+    assert!(plan_remove(&two, &remove_req(Z_C, None)).is_ok());
+    assert!(refusal(plan_remove(&one, &remove_req(Z_B, None))).contains("last replica"));
+}

@@ -260,6 +260,9 @@ fn preflight_add(s: &Snapshot, req: &AddRequest, resuming: Option<&str>) -> Resu
     }
     refuse_same_zone(s, req, &others)?;
     refuse_without_ssh(s, &req.names, &req.ssh_source_ranges)?;
+    if s.etcd_pending {
+        return Ok(Vec::new());
+    }
     for cluster in EtcdCluster::ALL {
         let (obs, members) = match s.etcd.get(&cluster) {
             Some(obs) if obs.members.is_some() => (obs, obs.members.as_deref().unwrap_or_default()),
