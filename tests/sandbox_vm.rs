@@ -328,7 +328,26 @@ async fn a_replica_joins_as_a_learner_and_becomes_a_voter() {
     let t0 = Instant::now();
     create_instance(&gce, &replica, ip, None, &kube_env, &master_certs).await;
     for (cluster, id) in &learners {
-        until_etcd_agrees(&emu, MASTER, *cluster, &["member", "promote", &format!("{id:x}")]).await;
+        // Until the learner is a voter, by etcd's member list: a promote that etcdctl timed out
+        // on may have been applied, and the next one then says "can only promote a learner".
+        eventually(
+            &format!("learner {id:x} promoted on {cluster}"),
+            BOOT_WITHIN,
+            || async {
+                let _ = support::vm_etcd::etcdctl(
+                    &emu.endpoint,
+                    MASTER,
+                    *cluster,
+                    &["member", "promote", &format!("{id:x}")],
+                )
+                .await;
+                let members = support::vm_etcd::member_list(&emu.endpoint, MASTER, *cluster)
+                    .await
+                    .ok()?;
+                members.iter().any(|m| m.id.0 == *id && !m.is_learner).then_some(())
+            },
+        )
+        .await;
     }
     eprintln!("measured: replica insert to both learners promoted: {:?}", t0.elapsed());
 
