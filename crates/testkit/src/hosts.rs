@@ -143,6 +143,10 @@ pub fn admin_client(cas: &ClusterCas) -> reqwest::Client {
         .tls_certs_only([reqwest::Certificate::from_pem(cas.cluster.cert_pem.as_bytes()).expect("CA")])
         .identity(identity)
         .timeout(Duration::from_secs(5))
+        // Every request a new connection: a test asks what answers at an address *now*. A pooled
+        // connection keeps going where it went (conntrack keeps an old 1:1 NAT's translation),
+        // so a probe on it passes before a new path, such as a load balancer, exists.
+        .pool_max_idle_per_host(0)
         .build()
         .expect("client")
 }
