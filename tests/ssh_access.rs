@@ -380,3 +380,36 @@ async fn without_a_rule_admitting_tcp_22_adds_and_removals_are_refused_with_the_
     assert_eq!(sb.member_ids().await, members);
     assert_eq!(zone_of(&sb.replicas().await[0]), B);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_without_an_external_ip_is_reached_through_its_internal_ip_only_when_asked() {
+    let sb = Sandbox::start(&[]);
+    sb.first_master().await.expect_code(0);
+    sb.add(C).await.expect_code(0);
+    let second = sb
+        .replicas()
+        .await
+        .into_iter()
+        .find(|r| r.name.as_deref() != Some(MASTER))
+        .expect("second replica");
+    let name = second.name.clone().expect("name");
+    sb.gce()
+        .await
+        .delete_access_config(&zone_of(&second), &name, "nic0", "External NAT")
+        .await
+        .expect("delete its external IP");
+
+    // From outside the VPC (the default) it cannot be reached: status says so and how to fix it.
+    let outside = sb.kube_ha(&["status"], &[("KUBE_GCE_ZONE", B)]).await;
+    outside.expect_code(1);
+    assert!(
+        outside.stdout.contains(&name) && outside.stdout.contains("KUBE_HA_SSH_VIA=internal"),
+        "{}",
+        outside.stdout
+    );
+    // From inside (the machine is a host on the VPC), through the internal IPs: healthy.
+    let inside = sb
+        .kube_ha(&["status"], &[("KUBE_GCE_ZONE", B), ("KUBE_HA_SSH_VIA", "internal")])
+        .await;
+    inside.expect_code(0);
+}
