@@ -109,12 +109,23 @@ fn preflight_before_ssh(cfg: &Config, command: Command, s: &Snapshot, observed: 
 /// whatever of a concurrent operation this snapshot saw (say, the learner of another `up`) is
 /// covered by a lock this snapshot sees too. Reading the lock first left a window in which a
 /// refusal named the other operation's learner as something to remove.
-pub async fn observe(cfg: &Config, gce: &Gce, access: &mut Access, command: Command) -> Result<(Snapshot, Observed)> {
+///
+/// `before_acting`: the run holds no lock yet, so [`preflight_before_ssh`] runs first; an
+/// observation made while acting (a rollback, the rest of a plan) would find its own lock.
+pub async fn observe(
+    cfg: &Config,
+    gce: &Gce,
+    access: &mut Access,
+    command: Command,
+    before_acting: bool,
+) -> Result<(Snapshot, Observed)> {
     let (mut snapshot, mut observed) = observe_gce(gce, cfg).await?;
     if needs_etcd(cfg, command)
         && let Some(secrets) = &observed.secrets
     {
-        preflight_before_ssh(cfg, command, &snapshot, &observed)?;
+        if before_acting {
+            preflight_before_ssh(cfg, command, &snapshot, &observed)?;
+        }
         access.set_cas(&secrets.cas)?;
         let blocked = ssh_blocked(cfg, &snapshot);
         access
@@ -239,7 +250,7 @@ async fn run_plans(
         if !plan.replan {
             return Ok(plan);
         }
-        let (mut snapshot, _) = observe(cfg, gce, exec.access(), command).await?;
+        let (mut snapshot, _) = observe(cfg, gce, exec.access(), command, false).await?;
         snapshot.lock = found.clone();
         let next = plan::plan_command(cfg, command, &snapshot)
             .map_err(|r| anyhow!("after finishing the interrupted IP move: {r}"))?;
@@ -274,7 +285,7 @@ async fn act_with(
         once.say(format!("warning: {w}"));
     }
     for _ in 0..LOCK_ATTEMPTS {
-        let (snapshot, observed) = observe(cfg, &gce, access, command).await?;
+        let (snapshot, observed) = observe(cfg, &gce, access, command, true).await?;
         if let Some(w) = take_over_missed(cfg, &snapshot) {
             once.say(w);
         }
@@ -423,7 +434,7 @@ async fn rollback_add(
         rolling_back: true,
     };
     locker.set_intent(gce, &intent).await?;
-    let (snapshot, _) = observe(cfg, gce, exec.access(), Command::Up).await?;
+    let (snapshot, _) = observe(cfg, gce, exec.access(), Command::Up, false).await?;
     let plan = plan::plan_rollback_add(&snapshot, &cfg.names, region, replica, zone);
     exec.set_view(snapshot);
     exec.extend_boot_deadline();
@@ -497,7 +508,7 @@ pub async fn status(cfg: &Config) -> Result<()> {
         eprintln!("warning: {w}");
     }
     let mut access = Access::new(cfg, &gce, started, true)?;
-    let seen = observe(cfg, &gce, &mut access, Command::Status).await;
+    let seen = observe(cfg, &gce, &mut access, Command::Status, false).await;
     access.remove_keys().await;
     let (snapshot, observed) = seen.context("cannot observe the cluster")?;
     let report = status::Report::new(cfg, &snapshot, &observed)?;
