@@ -396,16 +396,29 @@ async fn serial_port_output_comes_from_the_machines_and_is_read_from_an_offset()
         .call(reqwest::Method::GET, &format!("{base}/m1/serialPort?port=3"), None)
         .await;
     assert_eq!(reply["kind"], "compute#serialPortOutput");
-    assert_eq!((reply["contents"].as_str(), reply["next"].as_str()), (Some("line 1\nline 2\n"), Some("14")));
+    assert_eq!(
+        (reply["contents"].as_str(), reply["next"].as_str()),
+        (Some("line 1\nline 2\n"), Some("14"))
+    );
     let tail = emu
-        .call(reqwest::Method::GET, &format!("{base}/m1/serialPort?port=3&start=7"), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("{base}/m1/serialPort?port=3&start=7"),
+            None,
+        )
         .await;
     assert_eq!(tail["contents"].as_str(), Some("line 2\n"));
-    let console = emu.call(reqwest::Method::GET, &format!("{base}/m1/serialPort"), None).await;
+    let console = emu
+        .call(reqwest::Method::GET, &format!("{base}/m1/serialPort"), None)
+        .await;
     assert_eq!(console["contents"].as_str(), Some(""), "port 1: nothing written");
     for (path, status) in [("m1/serialPort?port=9", 400), ("nope/serialPort?port=3", 404)] {
         let url = format!("{}{base}/{path}", emu.base);
-        assert_eq!(emu.http.get(url).send().await.expect("reachable").status(), status, "{path}");
+        assert_eq!(
+            emu.http.get(url).send().await.expect("reachable").status(),
+            status,
+            "{path}"
+        );
     }
 }
 

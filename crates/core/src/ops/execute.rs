@@ -433,6 +433,7 @@ impl<'a> Executor<'a> {
             // completes, nothing else has used them yet and a rerun makes new ones.
             let cas = ClusterCas::generate(self.cfg.names.master_name(), now)?;
             let certs = pki::issue_replica_certs(&cas, &id, now)?;
+            let clients = pki::issue_cluster_clients(&cas, now)?;
             let env = ClusterEnv {
                 master_name: self.cfg.names.master_name().to_string(),
                 multizone: self.cfg.multizone,
@@ -441,7 +442,7 @@ impl<'a> Executor<'a> {
                 service_cluster_ip_range: self.cfg.service_cluster_ip_range.clone(),
                 dns_domain: self.cfg.dns_domain.clone(),
             };
-            let meta = first_master_metadata(&env, &cas, &certs, internal);
+            let meta = first_master_metadata(&env, &cas, &clients, &certs);
             made = Some(ClusterSecrets {
                 kube_env: meta.0.clone(),
                 master_certs: meta.1.clone(),
@@ -452,7 +453,7 @@ impl<'a> Executor<'a> {
             let (_, members) = self.healthy_endpoint(EtcdCluster::Main, Some(replica)).await?;
             let secrets = self.secrets().await?.clone();
             let certs = pki::issue_replica_certs(&secrets.cas, &id, now)?;
-            replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica, internal))
+            replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica)?)
         };
 
         let cluster_name = self.cfg.names.prefix().to_string();

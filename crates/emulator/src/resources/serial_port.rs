@@ -33,7 +33,11 @@ pub fn reply(self_link: &str, port: u8, start: Option<&str>, text: &str) -> Resu
             .parse::<i64>()
             .map_err(|_| ApiError::invalid(format!("Invalid value for field 'start': '{s}'.")))?,
     };
-    let from = if start < 0 { (len + start).max(0) } else { start.min(len) };
+    let from = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start.min(len)
+    };
     // Never cut a UTF-8 sequence: move back to a character boundary.
     let mut at = usize::try_from(from).unwrap_or(0);
     while at > 0 && !text.is_char_boundary(at) {
@@ -55,13 +59,22 @@ mod tests {
     #[test]
     fn output_is_read_from_a_byte_offset_and_says_where_to_read_next() {
         let all = reply("l", 3, None, "abcdef").expect("reply");
-        assert_eq!((all["contents"].as_str(), all["next"].as_str()), (Some("abcdef"), Some("6")));
+        assert_eq!(
+            (all["contents"].as_str(), all["next"].as_str()),
+            (Some("abcdef"), Some("6"))
+        );
         let tail = reply("l", 3, Some("4"), "abcdef").expect("reply");
-        assert_eq!((tail["contents"].as_str(), tail["start"].as_str()), (Some("ef"), Some("4")));
+        assert_eq!(
+            (tail["contents"].as_str(), tail["start"].as_str()),
+            (Some("ef"), Some("4"))
+        );
         let last = reply("l", 3, Some("-2"), "abcdef").expect("reply");
         assert_eq!(last["contents"].as_str(), Some("ef"));
         let past = reply("l", 3, Some("99"), "abcdef").expect("reply");
-        assert_eq!((past["contents"].as_str(), past["start"].as_str()), (Some(""), Some("6")));
+        assert_eq!(
+            (past["contents"].as_str(), past["start"].as_str()),
+            (Some(""), Some("6"))
+        );
         assert!(reply("l", 3, Some("x"), "").is_err());
     }
 
