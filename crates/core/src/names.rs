@@ -32,6 +32,14 @@ pub const METADATA_CLUSTER_LOCATION: &str = "cluster-location";
 /// Instance metadata key holding COS's update strategy.
 pub const METADATA_GCI_UPDATE_STRATEGY: &str = "gci-update-strategy";
 
+/// The serial port a kube-up master's boot log goes to: `master.yaml`'s
+/// `kube-bootstrap-logs-forwarder` copies the journal of configure.sh and configure-helper.sh to
+/// `/dev/ttyS2`, read back with `instances.getSerialPortOutput?port=3`.
+pub const BOOT_LOG_SERIAL_PORT: u8 = 3;
+
+/// The prefix of configure-helper's record of each boot step in that log (`log-proto`).
+pub const BOOT_STEP_RECORD: &str = "[cloud.kubernetes.monitoring.proto.SerialportLog]";
+
 /// Device name under which the data disk is attached (configure-helper mounts it by this name).
 pub const DATA_DISK_DEVICE: &str = "master-pd";
 

@@ -20,11 +20,7 @@ use std::time::Instant;
 
 use super::configure_helper::Script;
 
-/// The serial port the bootstrap log goes to (`/dev/ttyS2`).
-pub const BOOT_LOG_PORT: u8 = 3;
-
-/// The prefix of configure-helper's step records.
-pub const SERIALPORT_LOG: &str = "[cloud.kubernetes.monitoring.proto.SerialportLog]";
+pub use kube_ha_core::names::{BOOT_LOG_SERIAL_PORT as BOOT_LOG_PORT, BOOT_STEP_RECORD as SERIALPORT_LOG};
 
 /// A step record's status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

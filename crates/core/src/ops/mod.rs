@@ -13,6 +13,7 @@
 //! - Every warning is said once; `--dry-run` prints exactly the plan the real run would make.
 
 pub mod api;
+pub mod boot_log;
 pub mod cluster;
 pub mod execute;
 pub mod interrupt;
@@ -393,7 +394,8 @@ pub async fn status(cfg: &Config) -> Result<()> {
         eprintln!("warning: {w}");
     }
     let (snapshot, observed) = observe(cfg, &gce).await.context("cannot observe the cluster")?;
-    let report = status::Report::new(cfg, &snapshot, &observed)?;
+    let boots = boot_log::observe(&gce, &snapshot).await;
+    let report = status::Report::new(cfg, &snapshot, &observed, &boots)?;
     match cfg.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Text => print!("{}", report.render()),
