@@ -256,7 +256,7 @@ async fn kube_up_replicate(sb: &Sandbox, replica: &str, zone: &str) {
     let initial = initial_cluster(&members, replica).expect("INITIAL_ETCD_CLUSTER");
     let (env, mc) = replica_metadata(&secrets, replica, &certs, initial);
     let settings = kube_ha_core::config::MasterSettings::kube_up_defaults(3, "cos-cloud");
-    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaVm {
+    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaInstanceSpec {
         project: gce.project(),
         zone,
         name: replica,

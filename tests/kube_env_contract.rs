@@ -288,7 +288,7 @@ async fn a_first_master_with_the_bootstrap_of_a_release_tree_boots_and_carries_e
     metadata.push((names::METADATA_CLUSTER_NAME, "kubernetes".to_string()));
 
     let settings = kube_ha_core::config::MasterSettings::kube_up_defaults(3, "cos-cloud");
-    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaVm {
+    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaInstanceSpec {
         project: PROJECT,
         zone: ZONE,
         name: MASTER,

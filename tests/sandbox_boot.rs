@@ -41,7 +41,7 @@ async fn create_vm(sb: &Sandbox, name: &str, kube_env: &KeyValues, master_certs:
     d.size_gb = Some(10);
     gce.insert_disk(ZONE, d).await.expect("disk");
     let settings = MasterSettings::kube_up_defaults(3, "cos-cloud");
-    let inst = bodies::replica_instance(&bodies::ReplicaVm {
+    let inst = bodies::replica_instance(&bodies::ReplicaInstanceSpec {
         project: gce.project(),
         zone: ZONE,
         name,

@@ -224,6 +224,11 @@ impl ClusterNames {
 
     /// `<replica>-pd`: the replica's data disk.
     pub fn data_disk(&self, replica: &str) -> String {
+        Self::data_disk_of(replica)
+    }
+
+    /// [`ClusterNames::data_disk`] where only the replica's name is at hand (a request body).
+    pub fn data_disk_of(replica: &str) -> String {
         format!("{replica}-pd")
     }
 

@@ -328,7 +328,7 @@ pub async fn create_instance(
     master_certs: &KeyValues,
 ) {
     let settings = kube_ha_core::config::MasterSettings::kube_up_defaults(3, "cos-cloud");
-    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaVm {
+    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaInstanceSpec {
         project: PROJECT,
         zone: ZONE,
         name,

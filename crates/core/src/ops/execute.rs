@@ -457,7 +457,7 @@ impl<'a> Executor<'a> {
         };
 
         let cluster_name = self.cfg.names.prefix().to_string();
-        let inst = bodies::replica_instance(&bodies::ReplicaVm {
+        let inst = bodies::replica_instance(&bodies::ReplicaInstanceSpec {
             project: self.gce.project(),
             zone,
             name: replica,
