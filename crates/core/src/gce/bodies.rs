@@ -281,6 +281,15 @@ pub fn replica_of(existing: ExistingMaster<'_>, new: &NewReplica<'_>) -> Result<
     Ok(inst)
 }
 
+/// The VM's service account and its scopes (kube-up's `--scopes`, as full URLs); a replica
+/// copies the existing master's instead.
+pub fn set_service_account(inst: &mut model::Instance, email: &str, scopes: &[String]) {
+    let mut sa = model::ServiceAccount::default();
+    sa.email = Some(email.to_string());
+    sa.scopes = scopes.to_vec();
+    inst.service_accounts = vec![sa];
+}
+
 fn metadata_item(key: &str, value: String) -> model::metadata::Items {
     let mut i = model::metadata::Items::default();
     i.key = Some(key.to_string());

@@ -380,6 +380,21 @@ impl Gce {
         )
     }
 
+    /// One disk (a replica copies the existing master's boot disk type).
+    pub async fn disk(&self, zone: &str, name: &str) -> Result<Option<model::Disk>, GceError> {
+        let what = format!("get disk {name} in {zone}");
+        found(
+            self.disks
+                .get()
+                .set_project(&self.project)
+                .set_zone(zone)
+                .set_disk(name)
+                .send()
+                .await
+                .map_err(|e| GceError::from_client(&what, e)),
+        )
+    }
+
     /// One regional address.
     pub async fn address(&self, region: &str, name: &str) -> Result<Option<model::Address>, GceError> {
         let what = format!("get address {name} in {region}");

@@ -22,6 +22,7 @@ pub mod lock;
 pub mod observe;
 pub mod progress;
 pub mod reach;
+pub mod release;
 pub mod status;
 
 use std::collections::BTreeSet;
@@ -184,6 +185,7 @@ async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()
             once.say(w);
         }
         let mut plan = plan::plan_command(cfg, command, &snapshot)?;
+        let release = release::for_plan(cfg, &plan)?;
         if command == Command::Up {
             plan.notes.extend(expiring(&observed));
         }
@@ -238,7 +240,8 @@ async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()
             observed.secrets.clone(),
             replica_ips,
             interrupt.clone(),
-        );
+        )
+        .with_release(release);
         return match exec.run(&plan).await {
             Ok(()) => {
                 locker.release(&gce).await?;
