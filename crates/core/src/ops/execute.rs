@@ -404,7 +404,8 @@ impl<'a> Executor<'a> {
         bail!("no healthy etcd {cluster} member to talk to ({})", errors.join("; "))
     }
 
-    /// The member of `replica` in `members`: by peer URL on its internal IP, else by name.
+    /// The member of `replica` in `members`: by peer URL on its instance name or internal IP
+    /// (a learner that never started has no name yet), else by name.
     async fn member_of(&self, cluster: EtcdCluster, replica: &str, members: &[Member]) -> Option<Member> {
         let ip = match self.replica_ips.get(replica) {
             Some(ip) => Some(*ip),
@@ -412,7 +413,12 @@ impl<'a> Executor<'a> {
         };
         members
             .iter()
-            .find(|m| ip.is_some_and(|ip| m.peer_urls.contains(&cluster.peer_url(ip))))
+            .find(|m| m.peer_urls.contains(&cluster.peer_url_of(replica)))
+            .or_else(|| {
+                members
+                    .iter()
+                    .find(|m| ip.is_some_and(|ip| m.peer_urls.contains(&cluster.peer_url(ip))))
+            })
             .or_else(|| members.iter().find(|m| m.name == cluster.member_name(replica)))
             .cloned()
     }
@@ -740,10 +746,15 @@ impl<'a> Executor<'a> {
     }
 
     async fn add_learner(&mut self, cluster: EtcdCluster, replica: &str) -> Result<Outcome> {
-        let ip = self.internal_ip(replica).await?;
-        let peer = cluster.peer_url(ip);
+        // Registered by instance name, as kube-up registers and configure-helper advertises
+        // (`https://<vm>:<peer port>`); an earlier kube-ha's registration by IP counts as done.
+        let peer = cluster.peer_url_of(replica);
+        let by_ip = cluster.peer_url(self.internal_ip(replica).await?);
         let (endpoint, members) = self.healthy_endpoint(cluster, Some(replica)).await?;
-        if members.iter().any(|m| m.peer_urls.contains(&peer)) {
+        if members
+            .iter()
+            .any(|m| m.peer_urls.contains(&peer) || m.peer_urls.contains(&by_ip))
+        {
             return Ok(Outcome::AlreadyDone);
         }
         let etcd = self.etcd().await?;
