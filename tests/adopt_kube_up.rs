@@ -93,3 +93,119 @@ async fn a_cluster_made_by_kube_up_grows_heals_shrinks_and_goes_with_no_conversi
     let left = sb.inventory().await;
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// `etcdctl member list -w json` / `member update` inside `vm` on its own loopback etcd.
+async fn etcdctl_inside(sb: &Sandbox, vm: &str, cluster: EtcdCluster, args: &[&str]) -> serde_json::Value {
+    let mut cmd = vec!["env", "ETCDCTL_API=3", "etcdctl", "--command-timeout", "5s"];
+    match cluster {
+        EtcdCluster::Main => cmd.extend([
+            "--endpoints",
+            "https://127.0.0.1:2379",
+            "--cacert",
+            "/etc/srv/kubernetes/pki/etcd-apiserver-ca.crt",
+            "--cert",
+            "/etc/srv/kubernetes/pki/etcd-apiserver-client.crt",
+            "--key",
+            "/etc/srv/kubernetes/pki/etcd-apiserver-client.key",
+        ]),
+        EtcdCluster::Events => cmd.extend(["--endpoints", "http://127.0.0.1:4002"]),
+    }
+    cmd.extend(args);
+    cmd.extend(["-w", "json"]);
+    let run = support::hosts::sandbox_exec(&sb.emu.endpoint, Some(vm), &cmd).await;
+    assert_eq!(run.code, 0, "etcdctl {args:?} inside {vm}: {}", run.stderr);
+    serde_json::from_str(&run.stdout).expect("etcdctl JSON")
+}
+
+/// What kube-ha wrote before the contract, on a running master: its member registered by IP
+/// (`https://<internal IP>:2380`), the five etcd certificates as plain base64 PEM, `ETCD_CA_KEY`
+/// in kube-master-certs, kube-ha's own `MASTER_NAME`/`REPLICA_NAME` records. kube-ha reads it and
+/// grows and shrinks it with no conversion step; the new replica gets the contract's form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_in_kube_has_form_before_the_contract_is_read_grown_and_shrunk() {
+    use base64::Engine as _;
+    use kube_ha_core::pki::kube_env::{self as ke, KeyValues};
+    let sb = Sandbox::start(&[]);
+    sb.first_master().await.expect_code(0);
+    sb.put("k0", "zero").await.expect("put k0");
+    let gce = sb.gce().await;
+    let first = gce.instance(B, MASTER).await.expect("get").expect("exists");
+    let ip = Sandbox::internal_ip(&first);
+
+    // Its members, registered by IP.
+    for cluster in EtcdCluster::ALL {
+        let list = etcdctl_inside(&sb, MASTER, cluster, &["member", "list"]).await;
+        let id = list["members"][0]["ID"].as_u64().expect("member ID");
+        let by_ip = cluster.peer_url(ip);
+        etcdctl_inside(
+            &sb,
+            MASTER,
+            cluster,
+            &["member", "update", &format!("{id:x}"), &format!("--peer-urls={by_ip}")],
+        )
+        .await;
+        let list = etcdctl_inside(&sb, MASTER, cluster, &["member", "list"]).await;
+        assert_eq!(list["members"][0]["peerURLs"][0], by_ip.as_str());
+    }
+    // Its metadata, in the old encoding.
+    let mut md = first.metadata.clone().expect("metadata");
+    let value = |key: &str| {
+        md.items
+            .iter()
+            .find(|i| i.key.as_deref() == Some(key))
+            .and_then(|i| i.value.clone())
+            .expect(key)
+    };
+    let mut env = KeyValues::from_yaml(&value("kube-env")).expect("kube-env");
+    let mut certs = KeyValues::from_yaml(&value("kube-master-certs")).expect("certs");
+    for key in ke::GZIPPED {
+        for map in [&mut env, &mut certs] {
+            if map.get(key).is_some() {
+                let pem = map.pem(key).expect("pem");
+                map.set(key, base64::engine::general_purpose::STANDARD.encode(pem));
+            }
+        }
+    }
+    let ca_key = env.remove(ke::ETCD_CA_KEY).expect("ETCD_CA_KEY");
+    certs.set(ke::ETCD_CA_KEY, ca_key);
+    for item in md.items.iter_mut() {
+        match item.key.as_deref() {
+            Some("kube-env") => item.value = Some(env.to_yaml()),
+            Some("kube-master-certs") => item.value = Some(certs.to_yaml()),
+            _ => {}
+        }
+    }
+    gce.set_instance_metadata(B, MASTER, md).await.expect("old form");
+
+    sb.add(C).await.expect_code(0);
+    sb.assert_complete(2, &[("k0", "zero")]).await;
+    let replica = sb
+        .replica_names()
+        .await
+        .into_iter()
+        .find(|n| n != MASTER)
+        .expect("the new replica");
+    // The copy is in the contract's form (configure-helper's gunzip pipelines read it).
+    let copy = gce.instance(C, &replica).await.expect("get").expect("exists");
+    let item = |i: &google_cloud_compute_v1::model::Instance, key: &str| {
+        KeyValues::from_yaml(kube_ha_core::ops::cluster::metadata_value(i, key).expect(key)).expect(key)
+    };
+    let old = gce.instance(B, MASTER).await.expect("get").expect("exists");
+    assert!(ke::check_vm_metadata(&item(&old, "kube-env"), &item(&old, "kube-master-certs")).is_err());
+    ke::check_vm_metadata(&item(&copy, "kube-env"), &item(&copy, "kube-master-certs")).expect("contract form");
+    // The old member keeps its IP registration; the new one is registered by name.
+    for cluster in EtcdCluster::ALL {
+        let mut peers: Vec<String> = sb
+            .members(cluster)
+            .await
+            .into_iter()
+            .flat_map(|m| m.peer_urls)
+            .collect();
+        peers.sort();
+        let mut want = vec![cluster.peer_url(ip), cluster.peer_url_of(&replica)];
+        want.sort();
+        assert_eq!(peers, want, "etcd {cluster}");
+    }
+    sb.remove(C, None).await.expect_code(0);
+    sb.assert_complete(1, &[("k0", "zero")]).await;
+}
