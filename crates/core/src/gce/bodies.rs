@@ -350,4 +350,180 @@ mod tests {
         assert_eq!(inst.network_interfaces[0].access_configs[0].nat_ip, None, "ephemeral");
         assert_eq!(inst.metadata.as_ref().map(|m| m.items.len()), Some(1));
     }
+
+    /// A first master as kube-up made it in IP-alias mode, with an operator's extras.
+    fn kube_up_master() -> (model::Instance, model::Disk) {
+        let mut i = model::Instance::default();
+        i.name = Some("k-master".into());
+        i.zone = Some("https://x/projects/p/zones/europe-west1-b".into());
+        i.can_ip_forward = Some(false);
+        let mut tags = model::Tags::default();
+        tags.items = vec!["k-master".into(), "extra-tag".into()];
+        i.tags = Some(tags);
+        let mut sa = model::ServiceAccount::default();
+        sa.email = Some("123-compute@developer.gserviceaccount.com".into());
+        sa.scopes = vec!["https://www.googleapis.com/auth/compute".into()];
+        i.service_accounts = vec![sa];
+        let mut alias = model::AliasIpRange::default();
+        alias.ip_cidr_range = Some("10.64.1.0/24".into());
+        alias.subnetwork_range_name = Some("pods-default".into());
+        let mut nat = model::AccessConfig::default();
+        nat.name = Some("External NAT".into());
+        nat.nat_ip = Some("35.1.2.3".into());
+        let mut nic = model::NetworkInterface::default();
+        nic.network = Some("https://x/projects/p/global/networks/net".into());
+        nic.subnetwork = Some("https://x/projects/p/regions/europe-west1/subnetworks/sub".into());
+        nic.network_ip = Some("10.0.0.2".into());
+        nic.alias_ip_ranges = vec![alias];
+        nic.access_configs = vec![nat];
+        i.network_interfaces = vec![nic];
+        let mut boot = model::AttachedDisk::default();
+        boot.boot = Some(true);
+        boot.auto_delete = Some(true);
+        boot.source = Some("https://x/projects/p/zones/europe-west1-b/disks/k-master".into());
+        i.disks = vec![boot];
+        let mut md = model::Metadata::default();
+        md.items = [
+            ("user-data", "#cloud-config"),
+            ("configure-sh", "#!/bin/bash"),
+            ("kubelet-config", "kind: KubeletConfiguration"),
+            ("cluster-name", "k"),
+            ("kube-master-internal-ip", "10.0.0.100"),
+            ("kube-env", "OLD: 'env'"),
+            ("kube-master-certs", "OLD: 'certs'"),
+            (
+                "ssh-keys",
+                "alice:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlice alice\nkube-ha:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIRun kube-ha",
+            ),
+            ("operator-extra", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| metadata_item(k, v.to_string()))
+        .collect();
+        i.metadata = Some(md);
+        let mut disk = model::Disk::default();
+        disk.r#type = Some("https://x/projects/p/zones/europe-west1-b/diskTypes/pd-balanced".into());
+        (i, disk)
+    }
+
+    fn settings(preemptible: bool) -> MasterSettings {
+        MasterSettings {
+            machine_type: "e2-standard-2".into(),
+            disk_type: "pd-ssd".into(),
+            disk_size_gb: 20,
+            root_disk_size_gb: 30,
+            source_image: "projects/cos-cloud/global/images/cos-121".into(),
+            preemptible,
+        }
+    }
+
+    fn copy(from: &model::Instance, disk: &model::Disk, s: &MasterSettings) -> Result<model::Instance, CopyError> {
+        replica_of(
+            ExistingMaster {
+                instance: from,
+                boot_disk: disk,
+            },
+            &NewReplica {
+                project: "p",
+                zone: "europe-west1-c",
+                name: "k-master-x1y",
+                internal_ip: Some(Ipv4Addr::new(10, 0, 0, 7)),
+                settings: s,
+                kube_env: "NEW: 'env'".into(),
+                master_certs: "NEW: 'certs'".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_replica_copies_every_item_but_the_per_vm_ones_and_keeps_only_the_operators_ssh_keys() {
+        let (from, disk) = kube_up_master();
+        let inst = copy(&from, &disk, &settings(false)).expect("copy");
+        let items: Vec<(String, String)> = inst
+            .metadata
+            .expect("metadata")
+            .items
+            .into_iter()
+            .map(|i| (i.key.unwrap_or_default(), i.value.unwrap_or_default()))
+            .collect();
+        let get = |k: &str| items.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        for (key, want) in [
+            ("user-data", Some("#cloud-config")),
+            ("configure-sh", Some("#!/bin/bash")),
+            ("kubelet-config", Some("kind: KubeletConfiguration")),
+            ("cluster-name", Some("k")),
+            ("operator-extra", Some("x")),
+            ("kube-master-internal-ip", None),
+            ("kube-env", Some("NEW: 'env'")),
+            ("kube-master-certs", Some("NEW: 'certs'")),
+            (
+                "ssh-keys",
+                Some("alice:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlice alice"),
+            ),
+        ] {
+            assert_eq!(get(key), want, "{key}");
+        }
+        assert_eq!(items.len(), 8);
+    }
+
+    #[test]
+    fn a_replica_copies_the_gce_shape_with_its_own_name_zone_and_addresses() {
+        let (from, disk) = kube_up_master();
+        let inst = copy(&from, &disk, &settings(false)).expect("copy");
+        assert_eq!(inst.name.as_deref(), Some("k-master-x1y"));
+        assert_eq!(
+            inst.machine_type.as_deref(),
+            Some("zones/europe-west1-c/machineTypes/e2-standard-2")
+        );
+        assert_eq!(inst.tags, from.tags);
+        assert_eq!(inst.service_accounts, from.service_accounts);
+        assert_eq!(inst.can_ip_forward, Some(false));
+        let nic = &inst.network_interfaces[0];
+        let src = &from.network_interfaces[0];
+        assert_eq!((&nic.network, &nic.subnetwork), (&src.network, &src.subnetwork));
+        assert_eq!(nic.network_ip.as_deref(), Some("10.0.0.7"));
+        // The same secondary range, by name and size; GCE picks the block.
+        assert_eq!(nic.alias_ip_ranges[0].ip_cidr_range.as_deref(), Some("/24"));
+        assert_eq!(
+            nic.alias_ip_ranges[0].subnetwork_range_name.as_deref(),
+            Some("pods-default")
+        );
+        // An ephemeral external IP, never the master's.
+        assert_eq!(nic.access_configs[0].nat_ip, None);
+        let boot = inst.disks[0].initialize_params.as_ref().expect("boot params");
+        assert_eq!(
+            boot.disk_type.as_deref(),
+            Some("zones/europe-west1-c/diskTypes/pd-balanced")
+        );
+        assert_eq!(boot.disk_size_gb, Some(30));
+        assert_eq!(
+            inst.disks[1].source.as_deref(),
+            Some("projects/p/zones/europe-west1-c/disks/k-master-x1y-pd")
+        );
+        let sched = inst.scheduling.expect("scheduling");
+        assert_eq!(sched.preemptible, Some(false));
+        let pre = copy(&from, &disk, &settings(true))
+            .expect("copy")
+            .scheduling
+            .expect("scheduling");
+        assert_eq!(
+            (pre.preemptible, pre.automatic_restart),
+            (Some(true), Some(false)),
+            "GCE: a preemptible VM does not restart"
+        );
+    }
+
+    #[test]
+    fn a_master_without_a_network_interface_or_boot_disk_is_not_copied() {
+        let (mut from, disk) = kube_up_master();
+        from.disks.clear();
+        let e = copy(&from, &disk, &settings(false)).expect_err("no boot disk");
+        assert_eq!(e.missing, "boot disk");
+        from.network_interfaces.clear();
+        let e = copy(&from, &disk, &settings(false)).expect_err("no nic");
+        assert_eq!(
+            e.to_string(),
+            "cannot copy the existing master k-master: it has no network interface"
+        );
+    }
 }
