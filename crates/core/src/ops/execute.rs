@@ -435,7 +435,6 @@ impl<'a> Executor<'a> {
         }
         let internal = self.internal_ip(replica).await?;
         let static_ip = self.static_ip().await?;
-        let now = time::OffsetDateTime::now_utc();
         let id = ReplicaIdentity {
             master_name: self.cfg.names.master_name().to_string(),
             replica: replica.to_string(),
@@ -444,38 +443,59 @@ impl<'a> Executor<'a> {
             service_ip: self.cfg.service_ip,
             dns_domain: self.cfg.dns_domain.clone(),
         };
-        if !first {
-            let (_, members) = self.healthy_endpoint(EtcdCluster::Main, Some(replica)).await?;
-            let secrets = self.secrets().await?.clone();
-            let certs = pki::issue_replica_certs(&secrets.cas, &id, now)?;
-            let (kube_env, master_certs) =
-                replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica)?);
-            // A replica is a copy of the existing master (SPEC §2): its bootstrap items, service
-            // account, tags and network interface, whoever made that master.
-            let (source, boot_disk) = self.existing_master(replica).await?;
-            let inst = bodies::replica_of(
-                bodies::ExistingMaster {
-                    instance: &source,
-                    boot_disk: &boot_disk,
-                },
-                &bodies::NewReplica {
-                    project: self.gce.project(),
-                    zone,
-                    name: replica,
-                    internal_ip: Some(internal),
-                    settings,
-                    kube_env: kube_env.to_yaml(),
-                    master_certs: master_certs.to_yaml(),
-                },
-            )?;
-            let outcome = created(self.gce.insert_instance(zone, inst).await)?;
-            self.replica_ips.insert(replica.to_string(), internal);
-            return Ok(outcome);
-        }
+        let outcome = if first {
+            self.create_first_master_vm(zone, &id, settings).await?
+        } else {
+            self.create_copy_vm(zone, &id, settings).await?
+        };
+        self.replica_ips.insert(replica.to_string(), internal);
+        Ok(outcome)
+    }
+
+    /// A replica: a copy of the existing master (SPEC §2) with its own kube-env and
+    /// kube-master-certs.
+    async fn create_copy_vm(&mut self, zone: &str, id: &ReplicaIdentity, settings: &MasterSettings) -> Result<Outcome> {
+        let replica = id.replica.as_str();
+        let now = time::OffsetDateTime::now_utc();
+        let (_, members) = self.healthy_endpoint(EtcdCluster::Main, Some(replica)).await?;
+        let secrets = self.secrets().await?.clone();
+        let certs = pki::issue_replica_certs(&secrets.cas, id, now)?;
+        let (kube_env, master_certs) = replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica)?);
+        // A replica is a copy of the existing master (SPEC §2): its bootstrap items, service
+        // account, tags and network interface, whoever made that master.
+        let (source, boot_disk) = self.existing_master(replica).await?;
+        let inst = bodies::replica_of(
+            bodies::ExistingMaster {
+                instance: &source,
+                boot_disk: &boot_disk,
+            },
+            &bodies::NewReplica {
+                project: self.gce.project(),
+                zone,
+                name: replica,
+                internal_ip: Some(id.internal_ip),
+                settings,
+                kube_env: kube_env.to_yaml(),
+                master_certs: master_certs.to_yaml(),
+            },
+        )?;
+        Ok(created(self.gce.insert_instance(zone, inst).await)?)
+    }
+
+    /// The first master: new CAs, its certificates, the release bootstrap when given (SPEC §8),
+    /// the static IP on nic0.
+    async fn create_first_master_vm(
+        &mut self,
+        zone: &str,
+        id: &ReplicaIdentity,
+        settings: &MasterSettings,
+    ) -> Result<Outcome> {
+        let (replica, static_ip) = (id.replica.as_str(), id.static_ip);
+        let now = time::OffsetDateTime::now_utc();
         // The CAs are made here and live only in this VM's metadata: if this step never
         // completes, nothing else has used them yet and a rerun makes new ones.
         let cas = ClusterCas::generate(self.cfg.names.master_name(), now)?;
-        let certs = pki::issue_replica_certs(&cas, &id, now)?;
+        let certs = pki::issue_replica_certs(&cas, id, now)?;
         let clients = pki::issue_cluster_clients(&cas, now)?;
         let env = ClusterEnv {
             master_name: self.cfg.names.master_name().to_string(),
@@ -531,7 +551,7 @@ impl<'a> Executor<'a> {
             settings,
             network: &self.cfg.network,
             tag: self.cfg.names.tag(),
-            internal_ip: internal,
+            internal_ip: id.internal_ip,
             // The first master carries the static IP itself; later replicas sit behind the load balancer.
             nat_ip: Some(static_ip),
             metadata,
@@ -549,7 +569,6 @@ impl<'a> Executor<'a> {
             };
             self.etcd = None;
         }
-        self.replica_ips.insert(replica.to_string(), internal);
         Ok(outcome)
     }
 
