@@ -137,7 +137,11 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
         assert_eq!(members.len(), 1, "etcd {cluster}: {json}");
         assert_eq!(members[0]["name"], "etcd-kubernetes-master", "started member");
         assert_eq!(members[0]["clientURLs"][0], endpoint.as_str());
-        assert_eq!(members[0]["peerURLs"][0], cluster.peer_url(internal).as_str());
+        // Advertised by instance name, as configure-helper renders `--initial-advertise-peer-urls`.
+        assert_eq!(
+            members[0]["peerURLs"][0],
+            cluster.peer_url_of("kubernetes-master").as_str()
+        );
     }
 
     // The API on the static IP, the cluster CA as the only trust root; state goes through etcd.

@@ -266,8 +266,35 @@ pub struct Config {
     pub lock_host: Option<String>,
     /// `KUBE_HA_FAILPOINT` (testing).
     pub failpoint: Option<Failpoint>,
+    /// Where a first master's bootstrap comes from (`KUBE_ROOT`, the release tarballs).
+    pub release: ReleaseSource,
     /// Things worth saying that are not errors (printed once when the command proceeds).
     pub warnings: Vec<String>,
+}
+
+/// What a first master's bootstrap is read from (SPEC §8); checked by `ops::release` before acting.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReleaseSource {
+    /// `KUBE_ROOT`.
+    pub kube_root: Option<PathBuf>,
+    /// `SERVER_BINARY_TAR_URL`/`_HASH`, `KUBE_MANIFESTS_TAR_URL`/`_HASH` (empty when unset).
+    pub artifacts: crate::bootstrap::ReleaseArtifacts,
+}
+
+impl ReleaseSource {
+    /// Whether the operator set any of it.
+    pub fn is_given(&self) -> bool {
+        let a = &self.artifacts;
+        self.kube_root.is_some()
+            || [
+                &a.server_binary_tar_url,
+                &a.server_binary_tar_hash,
+                &a.kube_manifests_tar_url,
+                &a.kube_manifests_tar_hash,
+            ]
+            .iter()
+            .any(|v| !v.is_empty())
+    }
 }
 
 /// kube-up's `get-master-size`: vCPUs by node count (config-common.sh).
@@ -373,6 +400,15 @@ impl Config {
             take_over_lock: KUBE_HA_TAKE_OVER_LOCK.set(raw)?,
             lock_host: KUBE_HA_LOCK_HOST.set(raw)?,
             failpoint: KUBE_HA_FAILPOINT.set(raw)?,
+            release: ReleaseSource {
+                kube_root: KUBE_ROOT.set(raw)?,
+                artifacts: crate::bootstrap::ReleaseArtifacts {
+                    server_binary_tar_url: SERVER_BINARY_TAR_URL.set(raw)?.unwrap_or_default(),
+                    server_binary_tar_hash: SERVER_BINARY_TAR_HASH.set(raw)?.unwrap_or_default(),
+                    kube_manifests_tar_url: KUBE_MANIFESTS_TAR_URL.set(raw)?.unwrap_or_default(),
+                    kube_manifests_tar_hash: KUBE_MANIFESTS_TAR_HASH.set(raw)?.unwrap_or_default(),
+                },
+            },
             warnings,
         })
     }

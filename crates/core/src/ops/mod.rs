@@ -13,6 +13,7 @@
 //! - Every warning is said once; `--dry-run` prints exactly the plan the real run would make.
 
 pub mod api;
+pub mod boot_log;
 pub mod cluster;
 pub mod execute;
 pub mod interrupt;
@@ -21,6 +22,7 @@ pub mod lock;
 pub mod observe;
 pub mod progress;
 pub mod reach;
+pub mod release;
 pub mod status;
 
 use std::collections::BTreeSet;
@@ -183,6 +185,7 @@ async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()
             once.say(w);
         }
         let mut plan = plan::plan_command(cfg, command, &snapshot)?;
+        let release = release::for_plan(cfg, &plan)?;
         if command == Command::Up {
             plan.notes.extend(expiring(&observed));
         }
@@ -237,7 +240,8 @@ async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()
             observed.secrets.clone(),
             replica_ips,
             interrupt.clone(),
-        );
+        )
+        .with_release(release);
         return match exec.run(&plan).await {
             Ok(()) => {
                 locker.release(&gce).await?;
@@ -393,7 +397,8 @@ pub async fn status(cfg: &Config) -> Result<()> {
         eprintln!("warning: {w}");
     }
     let (snapshot, observed) = observe(cfg, &gce).await.context("cannot observe the cluster")?;
-    let report = status::Report::new(cfg, &snapshot, &observed)?;
+    let boots = boot_log::observe(&gce, &snapshot).await;
+    let report = status::Report::new(cfg, &snapshot, &observed, &boots)?;
     match cfg.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Text => print!("{}", report.render()),
