@@ -226,7 +226,8 @@ async fn kube_up_replicate(sb: &Sandbox, tunnel: &Tunnel, replica: &str, zone: &
     for cluster in EtcdCluster::ALL {
         let endpoint = tunnel.url(cluster);
         loop {
-            match etcd.member_add(&endpoint, &[cluster.peer_url(ip)], false).await {
+            // kube-up's `{"peerURLs":["https://${REPLICA_NAME}:2380"]}`: by instance name.
+            match etcd.member_add(&endpoint, &[cluster.peer_url_of(replica)], false).await {
                 Ok(_) => break,
                 Err(EtcdError::UnhealthyCluster) => tokio::time::sleep(Duration::from_millis(200)).await,
                 // The events add fails once main has lost quorum: kube-up ignored HTTP errors too.
@@ -252,9 +253,10 @@ async fn kube_up_replicate(sb: &Sandbox, tunnel: &Tunnel, replica: &str, zone: &
         dns_domain: "cluster.local".into(),
     };
     let certs = pki::issue_replica_certs(&secrets.cas, &id, now).expect("certs");
-    let (env, mc) = replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica, ip));
+    let initial = initial_cluster(&members, replica).expect("INITIAL_ETCD_CLUSTER");
+    let (env, mc) = replica_metadata(&secrets, replica, &certs, initial);
     let settings = kube_ha_core::config::MasterSettings::kube_up_defaults(3, "cos-cloud");
-    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaVm {
+    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaInstanceSpec {
         project: gce.project(),
         zone,
         name: replica,

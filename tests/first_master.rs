@@ -101,7 +101,8 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
             members[0].client_urls,
             [format!("{scheme}://127.0.0.1:{}", cluster.client_port())]
         );
-        assert_eq!(members[0].peer_urls, [cluster.peer_url(internal)]);
+        // Advertised by instance name, as configure-helper renders `--initial-advertise-peer-urls`.
+        assert_eq!(members[0].peer_urls, [cluster.peer_url_of("kubernetes-master")]);
         // Nothing outside the VM reaches its etcd client port but SSH.
         let direct = tokio::time::timeout(
             std::time::Duration::from_secs(2),

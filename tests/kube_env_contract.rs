@@ -251,7 +251,8 @@ async fn a_first_master_with_the_bootstrap_of_a_release_tree_boots_and_carries_e
         service_cluster_ip_range: "10.0.0.0/16".to_string(),
         dns_domain: "cluster.local".to_string(),
     };
-    let (mut kube_env, mut master_certs) = first_master_metadata(&cluster, &cas, &certs, internal_ip);
+    let clients = issue_cluster_clients(&cas, now).expect("cluster clients");
+    let (mut kube_env, master_certs) = first_master_metadata(&cluster, &cas, &clients, &certs);
     let root = support::workspace_root().join("tests/fixtures/kube-root");
     let scripts = ReleaseScripts::read(&root).expect("fixture tree");
     let input = BootstrapInput {
@@ -276,9 +277,8 @@ async fn a_first_master_with_the_bootstrap_of_a_release_tree_boots_and_carries_e
             kube_manifests_tar_hash: String::new(),
         },
     };
-    let clients = issue_cluster_clients(&cas, now).expect("cluster clients");
-    let boot = bootstrap::first_master_bootstrap(&input, &scripts, &clients).expect("bootstrap");
-    boot.apply(&mut kube_env, &mut master_certs).expect("apply");
+    let boot = bootstrap::first_master_bootstrap(&input, &scripts).expect("bootstrap");
+    boot.apply(&mut kube_env).expect("apply");
     let mut metadata = boot.metadata_items(&kube_env, &master_certs).expect("items");
     eprintln!(
         "measured: bootstrapped first master: {} metadata bytes in all (GCE allows 524288); kube-env {} keys",
@@ -288,7 +288,7 @@ async fn a_first_master_with_the_bootstrap_of_a_release_tree_boots_and_carries_e
     metadata.push((names::METADATA_CLUSTER_NAME, "kubernetes".to_string()));
 
     let settings = kube_ha_core::config::MasterSettings::kube_up_defaults(3, "cos-cloud");
-    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaVm {
+    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaInstanceSpec {
         project: PROJECT,
         zone: ZONE,
         name: MASTER,

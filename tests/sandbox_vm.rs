@@ -97,7 +97,7 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
             "--endpoints",
             "https://127.0.0.1:2379",
             "--cacert",
-            "/etc/srv/kubernetes/etcd-apiserver-ca.crt",
+            "/etc/srv/kubernetes/pki/etcd-apiserver-ca.crt",
             "--cert",
             "/etc/stranger/client.crt",
             "--key",
@@ -109,16 +109,22 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
     .await;
     assert_ne!(refused.code, 0, "a client cert from another CA was accepted");
 
-    // Files: certificates in the VM's /etc/srv/kubernetes (keys private), etcd data on the disk.
-    let pki = emu.vm_dir(MASTER).join("etc/srv/kubernetes");
-    for key in [
-        "server.key",
-        "etcd-peer.key",
-        "etcd-apiserver-server.key",
-        "etcd-apiserver-client.key",
+    // Files: certificates where configure-helper writes them, with its modes (write-pki-data's
+    // umask 077; the etcd functions' default umask, which kube-up's etcd calls without sudo
+    // relied on), etcd data on the disk.
+    let srv = emu.vm_dir(MASTER).join("etc/srv/kubernetes");
+    for (file, want) in [
+        ("pki/apiserver.key", 0o600),
+        ("pki/serviceaccount.key", 0o600),
+        ("pki/ca-certificates.crt", 0o600),
+        ("pki/apiserver-client.key", 0o600),
+        ("etcd-peer.key", 0o644),
+        ("etcd-ca.crt", 0o644),
+        ("pki/etcd-apiserver-server.key", 0o644),
+        ("pki/etcd-apiserver-client.key", 0o644),
     ] {
-        let mode = std::fs::metadata(pki.join(key)).expect(key).permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{key}");
+        let mode = std::fs::metadata(srv.join(file)).expect(file).permissions().mode() & 0o777;
+        assert_eq!(mode, want, "{file}");
     }
     let etcd_data = emu.disk_dir(&format!("{MASTER}-pd")).join("var/etcd");
     assert!(etcd_data.join("data/member").is_dir(), "main data on the disk");
@@ -302,7 +308,8 @@ async fn a_replica_joins_as_a_learner_and_becomes_a_voter() {
     let mut members: Vec<Member> = Vec::new();
     let mut learners = Vec::new();
     for cluster in EtcdCluster::ALL {
-        let peer = cluster.peer_url(ip);
+        // By instance name, as kube-up.sh registered peers and configure-helper advertises them.
+        let peer = cluster.peer_url_of(&replica);
         let added = until_etcd_agrees(
             &emu,
             MASTER,
@@ -323,7 +330,7 @@ async fn a_replica_joins_as_a_learner_and_becomes_a_voter() {
         &first.secrets(),
         &replica,
         &certs,
-        initial_cluster(&members, &replica, ip),
+        initial_cluster(&members, &replica).expect("INITIAL_ETCD_CLUSTER"),
     );
     let t0 = Instant::now();
     create_instance(&gce, &replica, ip, None, &kube_env, &master_certs).await;

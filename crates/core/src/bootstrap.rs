@@ -15,7 +15,7 @@
 //! | `kubelet-config` | [`master_kubelet_config`] | fetched forever; a KubeletConfiguration with `staticPodPath: /etc/kubernetes/manifests` or no static pod starts |
 //! | `cluster-location` | the zone | kube-up writes it; replicas copy it |
 //! | `gci-update-strategy` | `update_disabled` | kube-up writes it (no COS auto-update under a running master) |
-//! | `kube-env`, `kube-master-certs` | the first master's maps (`ops::cluster`) plus [`Bootstrap::kube_env`] / [`Bootstrap::master_certs`] | below |
+//! | `kube-env`, `kube-master-certs` | the first master's maps (`ops::cluster`) plus [`Bootstrap::kube_env`] | below |
 //!
 //! Service account `default` with kube-up's scopes `storage-ro,compute-rw,monitoring,logging-write`
 //! ([`SERVICE_ACCOUNT_SCOPES`], as the full URLs the Compute API takes): `storage-ro` lets
@@ -29,7 +29,8 @@
 //! |---|---|---|
 //! | `CA_CERT`, `MASTER_CERT`, `MASTER_KEY` | cluster CA; serving cert for the cluster's one key | expanded unguarded (boot breaks); `MASTER_KEY` is also the service-account key |
 //! | `ETCD_CA_CERT`, `ETCD_CA_KEY`, `ETCD_PEER_CERT`, `ETCD_PEER_KEY` | etcd peer CA and this VM's peer pair | peer TLS (all three or peers speak http); kube-up keeps the CA key here to sign replicas |
-//! | `INITIAL_ETCD_CLUSTER`, `INITIAL_ETCD_CLUSTER_STATE` | members to start with; `new` | etcd's `--initial-cluster(-state)` |
+//! | `INITIAL_ETCD_CLUSTER`, `INITIAL_ETCD_CLUSTER_STATE` | its own instance name; `new` | etcd's `--initial-cluster(-state)`: configure-helper expands bare names to `etcd-<vm>=https://<vm>:2380` (`:2381` for events) |
+//! | `KUBELET_CERT`, `KUBELET_KEY` | a `system:nodes` client of the cluster CA | the master registers as a Node (with `KUBELET_APISERVER`) |
 //! | `KUBERNETES_MASTER_NAME` | the static IP | what nodes and kubeconfigs use (kube-up: the reserved IP) |
 //! | `SERVICE_CLUSTER_IP_RANGE`, `DNS_DOMAIN` | as configured | must agree with the serving cert's SANs |
 //! | `MULTIZONE`, `ETCD_QUORUM_READ` | as configured | `/etc/gce.conf`; kube-up's HA flags, inherited by replicas |
@@ -39,7 +40,6 @@
 //!
 //! | key | value | why |
 //! |---|---|---|
-//! | `KUBERNETES_MASTER` | `true` | selects the master path |
 //! | `SERVER_BINARY_TAR_URL`/`_HASH`, `KUBE_MANIFESTS_TAR_URL`/`_HASH` | from the input | the release artifacts; an empty hash makes configure.sh fetch `<url>.sha512` |
 //! | `KUBELET_ARGS` | [`master_kubelet_args`] | expanded unguarded |
 //! | `REQUIRE_METADATA_KUBELET_CONFIG_FILE` | `true` | as kube-up: the kubelet runs with `kubelet-config` |
@@ -47,7 +47,7 @@
 //! | `SERVICEACCOUNT_ISSUER` | `https://kubernetes.io/<CLUSTER_NAME>` | expanded unguarded |
 //! | `ENABLE_LEGACY_ABAC` | `false` | anything else, absence included, turns ABAC on |
 //! | `MASTER_ADVERTISE_ADDRESS` | the static IP | `--advertise-address`; in every serving cert's SANs |
-//! | `KUBELET_APISERVER`, `KUBELET_CERT`, `KUBELET_KEY` | the static IP; a `system:nodes` client | the master registers as a Node (the HA e2e counts them) |
+//! | `KUBELET_APISERVER` | the static IP | with `KUBELET_CERT`/`_KEY` the master registers as a Node (the HA e2e counts them) |
 //! | `CNI_STORAGE_URL_BASE`, `CNI_TAR_PREFIX` | kube-up's | expanded unguarded with kubenet |
 //! | `ENABLE_AUTH_PROVIDER_GCP`, `AUTH_PROVIDER_GCP_{STORAGE_PATH,VERSION,LINUX_BIN_DIR,LINUX_CONF_FILE}` | kube-up's | expanded unguarded while the provider is on (kube-up's default) |
 //! | `NETWORK_PROVIDER`, `CLOUD_PROVIDER_FLAG`, `RUN_CONTROLLERS`, `CCM_FEATURE_GATES`, `STORAGE_BACKEND` | `kubenet`, `external`, `*,-node-ipam-controller`, kube-up's list, `etcd3` | kube-up's control plane |
@@ -55,8 +55,8 @@
 //! | `CLUSTER_NAME`, `INSTANCE_PREFIX`, `NODE_INSTANCE_PREFIX`, `NODE_TAGS`, `PROJECT_ID`, `NETWORK_PROJECT_ID`, `NODE_NETWORK`, `NODE_SUBNETWORK`, `ZONE`, `REGION` | from the input | `/etc/gce.conf` for the cloud controller manager |
 //! | `ENABLE_IP_ALIASES`, `NODE_IPAM_MODE` | `true`, `CloudAllocator` (only with IP aliases) | the VM then needs alias ranges instead of `canIpForward` |
 //!
-//! In kube-master-certs: `CA_KEY`, `ETCD_APISERVER_*` (`ops::cluster`) and `KUBEAPISERVER_CERT`/
-//! `_KEY` (here; expanded unguarded). Not written, deliberately: `KUBE_BEARER_TOKEN` (kube-ha's
+//! In kube-master-certs (`ops::cluster`): `CA_KEY`, `ETCD_APISERVER_*`, and `KUBEAPISERVER_CERT`/
+//! `_KEY` (create-master-pki expands them unguarded). Not written, deliberately: `KUBE_BEARER_TOKEN` (kube-ha's
 //! kubeconfig uses a client certificate), `KUBECFG_*` (configure-helper never reads them), the
 //! aggregator, konnectivity and cloud-pvl groups (optional; their absence turns them off), the
 //! `*_RUNASUSER` ids (optional; must be consistent if given), `ETCD_HOSTNAME` (per VM).
@@ -65,7 +65,6 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use crate::names;
-use crate::pki::ClusterClients;
 use crate::pki::kube_env::{self as ke, KeyValues};
 
 /// `master.yaml` under `KUBE_ROOT`.
@@ -324,8 +323,6 @@ impl BootstrapInput {
 pub struct Bootstrap {
     /// kube-env keys (see the module doc).
     pub kube_env: KeyValues,
-    /// kube-master-certs keys.
-    pub master_certs: KeyValues,
     /// `user-data`, `configure-sh`, `kubelet-config`, `cluster-location`, `gci-update-strategy`.
     pub items: Vec<(&'static str, String)>,
     /// The service account's email ([`SERVICE_ACCOUNT`]).
@@ -335,18 +332,13 @@ pub struct Bootstrap {
 }
 
 /// Build the bootstrap of a first master (pure).
-pub fn first_master_bootstrap(
-    input: &BootstrapInput,
-    scripts: &ReleaseScripts,
-    clients: &ClusterClients,
-) -> Result<Bootstrap, BootstrapError> {
+pub fn first_master_bootstrap(input: &BootstrapInput, scripts: &ReleaseScripts) -> Result<Bootstrap, BootstrapError> {
     input.artifacts.check()?;
     let static_ip = input.static_ip.to_string();
     let node_prefix = format!("{}-minion", input.instance_prefix);
     let mut env = KeyValues::default();
     let a = &input.artifacts;
     for (key, value) in [
-        (ke::KUBERNETES_MASTER, "true".to_string()),
         (ke::CLUSTER_NAME, input.cluster_name().to_string()),
         (ke::INSTANCE_PREFIX, input.instance_prefix.clone()),
         (ke::NODE_INSTANCE_PREFIX, node_prefix.clone()),
@@ -403,11 +395,8 @@ pub fn first_master_bootstrap(
         env.set(ke::ENABLE_IP_ALIASES, "true");
         env.set(ke::NODE_IPAM_MODE, "CloudAllocator");
     }
-    let mut master_certs = KeyValues::default();
-    clients.write_metadata(&mut env, &mut master_certs);
     Ok(Bootstrap {
         kube_env: env,
-        master_certs,
         items: vec![
             (names::METADATA_USER_DATA, scripts.master_yaml.clone()),
             (names::METADATA_CONFIGURE_SH, scripts.configure_sh.clone()),
@@ -424,24 +413,20 @@ pub fn first_master_bootstrap(
 }
 
 impl Bootstrap {
-    /// Add the bootstrap's keys to the first master's maps. A key both set to different values
-    /// is an error: one fact, one value.
-    pub fn apply(&self, kube_env: &mut KeyValues, master_certs: &mut KeyValues) -> Result<(), BootstrapError> {
-        for (ours, theirs) in [
-            (&self.kube_env, &mut *kube_env),
-            (&self.master_certs, &mut *master_certs),
-        ] {
-            for (key, value) in &ours.0 {
-                match theirs.get(key) {
-                    Some(other) if other != value => {
-                        return Err(BootstrapError::Conflict {
-                            key: key.clone(),
-                            ours: value.clone(),
-                            theirs: other.to_string(),
-                        });
-                    }
-                    _ => theirs.set(key, value.clone()),
+    /// Add the bootstrap's keys to the first master's kube-env (all of them go there; its
+    /// kube-master-certs is `ops::cluster`'s alone). A key both set to different values is an
+    /// error: one fact, one value.
+    pub fn apply(&self, kube_env: &mut KeyValues) -> Result<(), BootstrapError> {
+        for (key, value) in &self.kube_env.0 {
+            match kube_env.get(key) {
+                Some(other) if other != value => {
+                    return Err(BootstrapError::Conflict {
+                        key: key.clone(),
+                        ours: value.clone(),
+                        theirs: other.to_string(),
+                    });
                 }
+                _ => kube_env.set(key, value.clone()),
             }
         }
         Ok(())
@@ -550,7 +535,6 @@ authorization:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::{ClusterCas, issue_cluster_clients};
 
     fn fixture_root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/kube-root")
@@ -577,12 +561,6 @@ mod tests {
                 kube_manifests_tar_hash: String::new(),
             },
         }
-    }
-
-    fn clients() -> ClusterClients {
-        let now = time::OffsetDateTime::now_utc();
-        let cas = ClusterCas::generate("k", now).expect("cas");
-        issue_cluster_clients(&cas, now).expect("clients")
     }
 
     #[test]
@@ -619,10 +597,9 @@ mod tests {
     #[test]
     fn the_bootstrap_writes_kube_ups_boot_keys_and_items() {
         let scripts = ReleaseScripts::read(&fixture_root()).expect("fixture");
-        let b = first_master_bootstrap(&input(), &scripts, &clients()).expect("bootstrap");
+        let b = first_master_bootstrap(&input(), &scripts).expect("bootstrap");
         let env = &b.kube_env;
         for (key, want) in [
-            (ke::KUBERNETES_MASTER, "true"),
             (ke::ENABLE_LEGACY_ABAC, "false"),
             (ke::SERVICEACCOUNT_ISSUER, "https://kubernetes.io/kubernetes"),
             (ke::MASTER_ADVERTISE_ADDRESS, "34.1.2.3"),
@@ -647,8 +624,6 @@ mod tests {
         ] {
             assert!(args.contains(flag), "{args}");
         }
-        assert!(b.master_certs.pem(ke::KUBEAPISERVER_CERT).is_ok());
-        assert!(env.pem(ke::KUBELET_CERT).is_ok());
 
         let items: Vec<&str> = b.items.iter().map(|(k, _)| *k).collect();
         assert_eq!(
@@ -676,22 +651,21 @@ mod tests {
 
         let mut with_aliases = input();
         with_aliases.ip_aliases = true;
-        let b = first_master_bootstrap(&with_aliases, &scripts, &clients()).expect("aliases");
+        let b = first_master_bootstrap(&with_aliases, &scripts).expect("aliases");
         assert_eq!(b.kube_env.get(ke::NODE_IPAM_MODE), Some("CloudAllocator"));
     }
 
     #[test]
     fn a_bootstrapped_first_master_has_every_boot_key_and_meets_the_contract() {
         let first = crate::ops::cluster::test_first_master();
-        let (mut env, mut mc) = (first.kube_env, first.master_certs);
+        let (mut env, mc) = (first.kube_env, first.master_certs);
         assert!(
             !ke::missing_for_boot(&env, &mc).is_empty(),
             "the sandbox's maps lack the bootstrap"
         );
         let scripts = ReleaseScripts::read(&fixture_root()).expect("fixture");
-        let clients = issue_cluster_clients(&first.cas, time::OffsetDateTime::now_utc()).expect("clients");
-        let b = first_master_bootstrap(&input(), &scripts, &clients).expect("bootstrap");
-        b.apply(&mut env, &mut mc).expect("no conflicting key");
+        let b = first_master_bootstrap(&input(), &scripts).expect("bootstrap");
+        b.apply(&mut env).expect("no conflicting key");
         assert_eq!(ke::missing_for_boot(&env, &mc), Vec::<&str>::new());
         ke::check_vm_metadata(&env, &mc).expect("contract");
         b.metadata_items(&env, &mc).expect("within GCE's limits");
@@ -774,7 +748,7 @@ mod tests {
         bad.artifacts = ReleaseArtifacts::default();
         let scripts = ReleaseScripts::read(&fixture_root()).expect("fixture");
         assert!(matches!(
-            first_master_bootstrap(&bad, &scripts, &clients()),
+            first_master_bootstrap(&bad, &scripts),
             Err(BootstrapError::MissingArtifacts(_))
         ));
     }
@@ -782,25 +756,23 @@ mod tests {
     #[test]
     fn apply_adds_keys_and_refuses_a_second_value_for_one() {
         let scripts = ReleaseScripts::read(&fixture_root()).expect("fixture");
-        let b = first_master_bootstrap(&input(), &scripts, &clients()).expect("bootstrap");
-        let (mut env, mut certs) = (KeyValues::default(), KeyValues::default());
+        let b = first_master_bootstrap(&input(), &scripts).expect("bootstrap");
+        let mut env = KeyValues::default();
         env.set(ke::DNS_DOMAIN, "cluster.local");
-        b.apply(&mut env, &mut certs).expect("apply");
-        b.apply(&mut env, &mut certs).expect("idempotent");
-        assert_eq!(env.get(ke::KUBERNETES_MASTER), Some("true"));
-        assert!(certs.get(ke::KUBEAPISERVER_KEY).is_some());
+        b.apply(&mut env).expect("apply");
+        b.apply(&mut env).expect("idempotent");
+        assert_eq!(env.get(ke::KUBELET_ARGS), b.kube_env.get(ke::KUBELET_ARGS));
         env.set(ke::KUBELET_APISERVER, "10.0.0.1");
-        assert!(matches!(
-            b.apply(&mut env, &mut certs),
-            Err(BootstrapError::Conflict { .. })
-        ));
+        assert!(matches!(b.apply(&mut env), Err(BootstrapError::Conflict { .. })));
     }
 
     #[test]
     fn metadata_over_gces_limits_is_refused() {
         let scripts = ReleaseScripts::read(&fixture_root()).expect("fixture");
-        let b = first_master_bootstrap(&input(), &scripts, &clients()).expect("bootstrap");
-        let items = b.metadata_items(&b.kube_env, &b.master_certs).expect("small enough");
+        let b = first_master_bootstrap(&input(), &scripts).expect("bootstrap");
+        let items = b
+            .metadata_items(&b.kube_env, &KeyValues::default())
+            .expect("small enough");
         assert_eq!(items.len(), 7);
         let big = "x".repeat(ke::METADATA_VALUE_LIMIT + 1);
         assert!(matches!(

@@ -32,6 +32,14 @@ pub const METADATA_CLUSTER_LOCATION: &str = "cluster-location";
 /// Instance metadata key holding COS's update strategy.
 pub const METADATA_GCI_UPDATE_STRATEGY: &str = "gci-update-strategy";
 
+/// The serial port a kube-up master's boot log goes to: `master.yaml`'s
+/// `kube-bootstrap-logs-forwarder` copies the journal of configure.sh and configure-helper.sh to
+/// `/dev/ttyS2`, read back with `instances.getSerialPortOutput?port=3`.
+pub const BOOT_LOG_SERIAL_PORT: u8 = 3;
+
+/// The prefix of configure-helper's record of each boot step in that log (`log-proto`).
+pub const BOOT_STEP_RECORD: &str = "[cloud.kubernetes.monitoring.proto.SerialportLog]";
+
 /// Device name under which the data disk is attached (configure-helper mounts it by this name).
 pub const DATA_DISK_DEVICE: &str = "master-pd";
 
@@ -96,9 +104,28 @@ impl EtcdCluster {
         format!("etcd-{replica}")
     }
 
-    /// `https://<ip>:<peer port>`.
+    /// The VM a member name (`etcd-<vm>`) stands for.
+    pub fn replica_of_member_name(self, member: &str) -> Option<&str> {
+        member.strip_prefix("etcd-").filter(|r| !r.is_empty())
+    }
+
+    /// `https://<ip>:<peer port>`: how kube-ha registered peers before the VM contract.
     pub fn peer_url(self, ip: Ipv4Addr) -> String {
         format!("https://{ip}:{}", self.peer_port())
+    }
+
+    /// `https://<vm>:<peer port>`: how configure-helper advertises a member and kube-up
+    /// registers one (the instance name, resolved by the VPC's DNS).
+    pub fn peer_url_of(self, replica: &str) -> String {
+        format!("https://{replica}:{}", self.peer_port())
+    }
+
+    /// The host of one of this cluster's peer URLs (`<scheme>://<host>:<peer port>`): an
+    /// instance name or an IP, as written; `None` for another port or no URL at all.
+    pub fn peer_url_host(self, url: &str) -> Option<&str> {
+        let (_, rest) = url.split_once("://")?;
+        let (host, port) = rest.trim_end_matches('/').rsplit_once(':')?;
+        (port.parse::<u16>().ok()? == self.peer_port() && !host.is_empty()).then_some(host)
     }
 
     /// `https://<ip>:<client port>`.
@@ -203,6 +230,11 @@ impl ClusterNames {
 
     /// `<replica>-pd`: the replica's data disk.
     pub fn data_disk(&self, replica: &str) -> String {
+        Self::data_disk_of(replica)
+    }
+
+    /// [`ClusterNames::data_disk`] where only the replica's name is at hand (a request body).
+    pub fn data_disk_of(replica: &str) -> String {
         format!("{replica}-pd")
     }
 
@@ -352,6 +384,29 @@ mod tests {
         assert_eq!(EtcdCluster::Main.client_url(ip), "https://127.9.1.4:2379");
         assert_eq!(EtcdCluster::Events.client_url(ip), "https://127.9.1.4:4002");
         assert_eq!(EtcdCluster::Events.member_name("m"), "etcd-m");
+        assert_eq!(EtcdCluster::Main.replica_of_member_name("etcd-m"), Some("m"));
+        assert_eq!(EtcdCluster::Main.replica_of_member_name("m"), None);
+        assert_eq!(EtcdCluster::Main.replica_of_member_name("etcd-"), None);
+        assert_eq!(EtcdCluster::Events.peer_url_of("m-a1b"), "https://m-a1b:2381");
+    }
+
+    #[test]
+    fn a_peer_url_names_its_host_on_its_clusters_peer_port_only() {
+        for (cluster, url, want) in [
+            (
+                EtcdCluster::Main,
+                "https://kubernetes-master:2380",
+                Some("kubernetes-master"),
+            ),
+            (EtcdCluster::Main, "https://10.0.0.2:2380", Some("10.0.0.2")),
+            (EtcdCluster::Events, "http://m:2381/", Some("m")),
+            (EtcdCluster::Events, "https://m:2380", None),
+            (EtcdCluster::Main, "https://:2380", None),
+            (EtcdCluster::Main, "m:2380", None),
+            (EtcdCluster::Main, "https://m", None),
+        ] {
+            assert_eq!(cluster.peer_url_host(url), want, "{url}");
+        }
     }
 
     #[test]

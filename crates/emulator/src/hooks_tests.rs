@@ -83,6 +83,9 @@ impl Machines for Recorder {
             }]
         })
     }
+    fn serial_port_output(&self, _: &str, _: &str, name: &str, port: u8) -> Option<String> {
+        (name == "m1" && port == 3).then(|| "line 1\nline 2\n".to_string())
+    }
     fn guest_fault(&self, _: &str, instance: Option<(&str, &str)>, fault: GuestFault) -> bool {
         let instance = instance.map(|(z, n)| (z.to_string(), n.to_string()));
         self.push(Hook::GuestFault(instance, fault));
@@ -381,6 +384,42 @@ async fn changed_records_reach_the_machines_once_applied() {
             Hook::Firewalls(vec!["fw-b".into()]),
         ]
     );
+}
+
+#[tokio::test]
+async fn serial_port_output_comes_from_the_machines_and_is_read_from_an_offset() {
+    let rec = Arc::new(Recorder::default());
+    let emu = Local::start(0, rec.clone()).await;
+    emu.change("zones/us-central1-b/instances", vm("m1")).await;
+    let base = "/compute/v1/projects/p/zones/us-central1-b/instances";
+    let reply = emu
+        .call(reqwest::Method::GET, &format!("{base}/m1/serialPort?port=3"), None)
+        .await;
+    assert_eq!(reply["kind"], "compute#serialPortOutput");
+    assert_eq!(
+        (reply["contents"].as_str(), reply["next"].as_str()),
+        (Some("line 1\nline 2\n"), Some("14"))
+    );
+    let tail = emu
+        .call(
+            reqwest::Method::GET,
+            &format!("{base}/m1/serialPort?port=3&start=7"),
+            None,
+        )
+        .await;
+    assert_eq!(tail["contents"].as_str(), Some("line 2\n"));
+    let console = emu
+        .call(reqwest::Method::GET, &format!("{base}/m1/serialPort"), None)
+        .await;
+    assert_eq!(console["contents"].as_str(), Some(""), "port 1: nothing written");
+    for (path, status) in [("m1/serialPort?port=9", 400), ("nope/serialPort?port=3", 404)] {
+        let url = format!("{}{base}/{path}", emu.base);
+        assert_eq!(
+            emu.http.get(url).send().await.expect("reachable").status(),
+            status,
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -19,8 +19,8 @@
 //! real names, unknown ones are 404); `images` (list, get, getFromFamily: a few public images of
 //! `cos-cloud`, `debian-cloud`, `ubuntu-os-cloud`; read-only); `projects` get and `setCommonInstanceMetadata`;
 //! `instances` (insert, get, list, aggregatedList, delete, addAccessConfig, deleteAccessConfig,
-//! setMetadata, setLabels, setDiskAutoDelete, getGuestAttributes — values from
-//! [`Machines::guest_attributes`]); `disks` (insert, get, list, aggregatedList, delete); `addresses`,
+//! setMetadata, setLabels, setDiskAutoDelete, getGuestAttributes, getSerialPortOutput — values from
+//! [`Machines::guest_attributes`] and [`Machines::serial_port_output`]); `disks` (insert, get, list, aggregatedList, delete); `addresses`,
 //! `targetPools` (+ addInstance, removeInstance), `forwardingRules` (regional: insert, get,
 //! list, aggregatedList, delete); `firewalls` (global); `operations` of each scope (get, wait).
 //! Lists honour `filter` (see `filter.rs`), `maxResults` and `pageToken`.

@@ -107,6 +107,13 @@ pub trait Machines: Send + Sync + 'static {
         None
     }
 
+    /// What the instance wrote so far to serial port `port` (1–4), for
+    /// `instances.getSerialPortOutput`; `None` when nothing is simulated for it. Called without
+    /// the emulator's state lock.
+    fn serial_port_output(&self, _project: &str, _zone: &str, _name: &str, _port: u8) -> Option<String> {
+        None
+    }
+
     /// Apply a guest fault to one instance (`Some((zone, name))`) or to every instance of the
     /// project, present and future (`None`), until [`GuestFault::Clear`]. False when nothing is
     /// simulated that it could apply to.

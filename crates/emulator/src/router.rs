@@ -352,25 +352,37 @@ async fn item_delete(
     submit(&state, seq, &method, &uri, &project, Mutation::Delete { key }, &q)
 }
 
-/// Read-only actions on an item: `instances.getGuestAttributes` (answered from the simulated VM,
-/// [`crate::Machines::guest_attributes`], called without the state lock).
+/// Read-only actions on an item: `instances.getGuestAttributes` and
+/// `instances.getSerialPortOutput` (`…/serialPort`), answered from the simulated VM
+/// ([`crate::Machines::guest_attributes`], [`crate::Machines::serial_port_output`], called
+/// without the state lock).
 async fn item_read_action(State(state): State<AppState>, Path(params): Params, uri: Uri) -> ApiResult {
     let (project, scope) = location(&params);
     let q = query(&uri)?;
     let name = param(&params, "name");
-    let (Collection::Resource(Kind::Instance), "getGuestAttributes", Scope::Zone(zone)) = (
-        collection(&project, &scope, param(&params, "collection"))?,
-        param(&params, "action"),
-        &scope,
-    ) else {
+    let action = param(&params, "action");
+    let (Collection::Resource(Kind::Instance), Scope::Zone(zone)) =
+        (collection(&project, &scope, param(&params, "collection"))?, &scope)
+    else {
         return Err(ApiError::not_found(uri.path().to_string()));
     };
+    if action != "getGuestAttributes" && action != "serialPort" {
+        return Err(ApiError::not_found(uri.path().to_string()));
+    }
     let key = ResourceKey::new(Kind::Instance, scope.clone(), name);
     let self_link = {
         let world = state.world();
         world.require(&project, &key)?;
-        format!("{}/getGuestAttributes", world.self_link(&project, &key))
+        format!("{}/{action}", world.self_link(&project, &key))
     };
+    if action == "serialPort" {
+        let port = resources::serial_port::port(q.get("port").map(String::as_str))?;
+        let text = state
+            .machines()
+            .serial_port_output(&project, zone, name, port)
+            .unwrap_or_default();
+        return resources::serial_port::reply(&self_link, port, q.get("start").map(String::as_str), &text).map(Json);
+    }
     let attributes = state.machines().guest_attributes(&project, zone, name);
     resources::guest_attributes::reply(
         &self_link,

@@ -1,8 +1,9 @@
-//! One real etcd member process, started with the flags kube-up's configure-helper gave the etcd
-//! static pod (reference/kube-up-ha-reference.md §5), but with explicit IPs instead of GCE DNS
-//! names. Used by the sandbox's simulated master VMs (inside the VM's namespaces, where it also
-//! listens on the VM's own `127.0.0.1`, [`EtcdMember::spawn_in`]) and by tests that need a real
-//! etcd (in the machine's namespaces, [`EtcdMember::spawn`]).
+//! One real etcd member process. A sandbox master VM's members run inside the VM's namespaces
+//! with exactly the command line configure-helper's manifest renders there
+//! (`configure_helper::prepare_etcd_manifest`, [`EtcdMemberConfig::for_vm`],
+//! [`EtcdMember::spawn_in`]); tests that need a real etcd on the machine get the same TLS flags
+//! with explicit IPs instead of names, every listener on one IP ([`EtcdMemberConfig::new`],
+//! [`EtcdMember::spawn`]).
 //!
 //! Children die with their parent: every member is started by [`crate::ns`]'s spawner thread with
 //! `PR_SET_PDEATHSIG = SIGKILL`, so a test binary or emulator killed by SIGKILL leaves no etcd
@@ -22,7 +23,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 
 use kube_ha_core::names::EtcdCluster;
 use kube_ha_core::pki::{ClusterCas, ReplicaCerts};
@@ -66,33 +67,14 @@ impl InitialClusterState {
     }
 }
 
-/// `etcd-<vm>=https://<ip>:<peer port>,…` for `cluster`: the form of kube-env's
-/// `INITIAL_ETCD_CLUSTER` (main) and of the events cluster's list (same names, port 2381).
+/// `etcd-<vm>=https://<ip>:<peer port>,…` for `cluster`: the `--initial-cluster` of members
+/// addressed by IP (tests on the machine; a VM's list is rendered from kube-env's bare names).
 pub fn initial_cluster(cluster: EtcdCluster, members: &[(String, Ipv4Addr)]) -> String {
     members
         .iter()
         .map(|(replica, ip)| format!("{}={}", cluster.member_name(replica), cluster.peer_url(*ip)))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// The `(replica, ip)` pairs of an `INITIAL_ETCD_CLUSTER` list (either cluster's ports), so the
-/// list written for main can be re-rendered for events with [`initial_cluster`].
-pub fn parse_initial_cluster(text: &str) -> Result<Vec<(String, Ipv4Addr)>> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            let bad = || anyhow!("INITIAL_ETCD_CLUSTER entry {entry:?} is not etcd-<vm>=https://<ip>:<port>");
-            let (name, url) = entry.split_once('=').ok_or_else(bad)?;
-            let replica = name.strip_prefix("etcd-").ok_or_else(bad)?;
-            let host_port = url.strip_prefix("https://").ok_or_else(bad)?;
-            let (host, port) = host_port.rsplit_once(':').ok_or_else(bad)?;
-            port.parse::<u16>().map_err(|_| bad())?;
-            let ip = host.parse::<Ipv4Addr>().map_err(|_| bad())?;
-            Ok((replica.to_string(), ip))
-        })
-        .collect()
 }
 
 /// The TLS files of one replica's etcd members, named as configure-helper named them under
@@ -159,12 +141,8 @@ pub struct EtcdMemberConfig {
     pub replica: String,
     /// Main (2379/2380) or events (4002/2381).
     pub cluster: EtcdCluster,
-    /// The replica's internal IP: every listener binds to it.
+    /// The replica's internal IP: every listener of a test member binds to it.
     pub ip: Ipv4Addr,
-    /// Serve clients only on `127.0.0.1` (a VM's own loopback, where configure-helper's etcd
-    /// listens: main with mutual TLS, events plain HTTP) instead of `ip`; off for a member in the
-    /// machine's namespaces, whose loopback is shared.
-    pub local_clients: bool,
     /// `--data-dir` (created 0700).
     pub data_dir: PathBuf,
     /// Certificates and keys.
@@ -180,6 +158,8 @@ pub struct EtcdMemberConfig {
     pub metrics_port: Option<u16>,
     /// Anything else (e.g. `--heartbeat-interval`), appended last.
     pub extra_args: Vec<String>,
+    /// A VM's member: the command line as rendered, used as it is by [`EtcdMemberConfig::args`].
+    pub rendered: Option<Vec<String>>,
 }
 
 impl EtcdMemberConfig {
@@ -199,7 +179,6 @@ impl EtcdMemberConfig {
             replica: replica.to_string(),
             cluster,
             ip,
-            local_clients: false,
             data_dir: dir.join(cluster.data_dir_name()),
             tls,
             initial_cluster,
@@ -207,7 +186,32 @@ impl EtcdMemberConfig {
             log_file: dir.join(format!("etcd-{cluster}.log")),
             metrics_port: None,
             extra_args: Vec::new(),
+            rendered: None,
         }
+    }
+
+    /// A VM's member, started with `args` as configure-helper rendered them (`--name etcd-<vm>`,
+    /// data under the VM's data disk …). `ip` is the VM's internal IP (for [`Self::client_url`]
+    /// while the VM also serves clients there); `log_file` is a path of this process's view.
+    pub fn for_vm(
+        cluster: EtcdCluster,
+        replica: &str,
+        ip: Ipv4Addr,
+        args: Vec<String>,
+        log_file: PathBuf,
+    ) -> EtcdMemberConfig {
+        let mut config = EtcdMemberConfig::new(
+            cluster,
+            replica,
+            ip,
+            Path::new("/"),
+            EtcdTlsFiles::in_dir(Path::new("/")),
+            String::new(),
+            InitialClusterState::New,
+        );
+        config.log_file = log_file;
+        config.rendered = Some(args);
+        config
     }
 
     /// `https://<ip>:<client port>`: what [`kube_ha_core::etcd::EtcdClient`] calls.
@@ -222,6 +226,9 @@ impl EtcdMemberConfig {
 
     /// The command line, without the binary.
     pub fn args(&self) -> Vec<OsString> {
+        if let Some(rendered) = &self.rendered {
+            return rendered.iter().map(OsString::from).collect();
+        }
         let mut args: Vec<OsString> = Vec::new();
         let mut flag = |name: &str, value: OsString| {
             args.push(format!("--{name}").into());
@@ -233,16 +240,6 @@ impl EtcdMemberConfig {
         flag("data-dir", self.data_dir.clone().into());
         flag("listen-peer-urls", peer.clone().into());
         flag("initial-advertise-peer-urls", peer.into());
-        // A VM's member serves clients only on the VM's own loopback, as configure-helper renders
-        // it (main mutual TLS, events plain HTTP): nothing outside the VM reaches it but SSH.
-        let client = if self.local_clients {
-            match self.cluster {
-                EtcdCluster::Main => self.cluster.client_url(Ipv4Addr::LOCALHOST),
-                EtcdCluster::Events => format!("http://{}:{}", Ipv4Addr::LOCALHOST, self.cluster.client_port()),
-            }
-        } else {
-            client
-        };
         flag("listen-client-urls", client.clone().into());
         flag("advertise-client-urls", client.into());
         flag("initial-cluster", self.initial_cluster.clone().into());
@@ -520,7 +517,7 @@ mod tests {
     }
 
     #[test]
-    fn initial_cluster_lists_round_trip_between_clusters() {
+    fn initial_cluster_lists_members_by_ip_on_each_clusters_peer_port() {
         let members = vec![
             ("kubernetes-master".to_string(), Ipv4Addr::new(127, 9, 1, 1)),
             ("kubernetes-master-a1b".to_string(), Ipv4Addr::new(127, 9, 1, 2)),
@@ -530,21 +527,10 @@ mod tests {
             main,
             "etcd-kubernetes-master=https://127.9.1.1:2380,etcd-kubernetes-master-a1b=https://127.9.1.2:2380"
         );
-        let parsed = parse_initial_cluster(&main).expect("parse");
-        assert_eq!(parsed, members);
         assert_eq!(
-            initial_cluster(EtcdCluster::Events, &parsed),
+            initial_cluster(EtcdCluster::Events, &members),
             main.replace(":2380", ":2381")
         );
-        for bad in [
-            "kubernetes-master",
-            "m=https://127.0.0.1:2380",
-            "etcd-m=http://127.0.0.1:2380",
-            "etcd-m=https://m:2380",
-            "etcd-m=https://127.0.0.1",
-        ] {
-            assert!(parse_initial_cluster(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]
@@ -577,31 +563,22 @@ mod tests {
     }
 
     #[test]
-    fn a_member_in_a_vm_serves_clients_only_on_the_vms_own_loopback() {
-        let dir = Path::new("/mnt/disks/master-pd/var/etcd");
-        let mut cfg = EtcdMemberConfig::new(
-            EtcdCluster::Events,
+    fn a_vm_member_runs_with_the_command_line_as_rendered() {
+        let line = vec!["--name".to_string(), "etcd-m".to_string()];
+        let cfg = EtcdMemberConfig::for_vm(
+            EtcdCluster::Main,
             "m",
             Ipv4Addr::new(198, 18, 3, 2),
-            dir,
-            EtcdTlsFiles::in_dir(Path::new("/etc/srv/kubernetes")),
-            String::new(),
-            InitialClusterState::New,
+            line.clone(),
+            PathBuf::from("/l/etcd-main.log"),
         );
-        cfg.local_clients = true;
         let args: Vec<String> = cfg
             .args()
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        let at = args.iter().position(|a| a == "--listen-client-urls").expect("flag");
-        assert_eq!(
-            args[at + 1],
-            "http://127.0.0.1:4002",
-            "configure-helper's events listener only"
-        );
-        let at = args.iter().position(|a| a == "--advertise-client-urls").expect("flag");
-        assert_eq!(args[at + 1], "http://127.0.0.1:4002");
+        assert_eq!(args, line);
+        assert_eq!(cfg.log_file, Path::new("/l/etcd-main.log"));
     }
 
     #[test]

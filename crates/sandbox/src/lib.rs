@@ -22,6 +22,8 @@
 
 mod apiserver;
 mod boot;
+mod configure_helper;
+mod console;
 pub mod control;
 pub mod etcd_proc;
 mod files;

@@ -208,6 +208,11 @@ impl Machines for SandboxMachines {
         self.registry.guest_attributes(&ZonalKey::new(project, zone, name))
     }
 
+    fn serial_port_output(&self, project: &str, zone: &str, name: &str, port: u8) -> Option<String> {
+        self.registry
+            .serial_port_output(&ZonalKey::new(project, zone, name), port)
+    }
+
     fn guest_fault(&self, project: &str, instance: Option<(&str, &str)>, fault: GuestFault) -> bool {
         let (reply, answer) = std::sync::mpsc::channel();
         self.send(Message::GuestFault {

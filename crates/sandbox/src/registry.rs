@@ -1,16 +1,19 @@
 //! What the emulator's synchronous hooks read without asking the sandbox actor: where each host
-//! runs (for `GET /_emulator/hosts`, what `kube-ha sandbox exec` enters) and what each VM's guest
-//! wrote to its guest attributes (for `instances.getGuestAttributes`). The VM tasks keep it up to
+//! runs (for `GET /_emulator/hosts`, what `kube-ha sandbox exec` enters), what each VM's guest
+//! wrote to its guest attributes (for `instances.getGuestAttributes`) and its boot wrote to its
+//! serial console (for `instances.getSerialPortOutput`). The VM tasks keep it up to
 //! date; a mutex each, held for a copy.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Value, json};
 
 use kube_ha_emulator::GuestAttribute;
 
+use super::console::SerialConsole;
 use super::layout::ZonalKey;
 use super::metadata::GuestAttributes;
 
@@ -31,6 +34,7 @@ pub struct Registry {
     network: Mutex<Option<(u32, u64)>>,
     hosts: Mutex<BTreeMap<ZonalKey, HostRecord>>,
     guests: Mutex<BTreeMap<ZonalKey, Arc<GuestAttributes>>>,
+    consoles: Mutex<BTreeMap<ZonalKey, Arc<SerialConsole>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -58,9 +62,28 @@ impl Registry {
         lock(&self.guests).entry(key.clone()).or_default().clone()
     }
 
-    /// Forget a deleted VM's guest attributes.
+    /// Forget a deleted VM's guest attributes and serial console.
     pub fn forget_guest(&self, key: &ZonalKey) {
         lock(&self.guests).remove(key);
+        lock(&self.consoles).remove(key);
+    }
+
+    /// A VM's serial console (a new one, copied to `copy`, the first time).
+    pub fn console(&self, key: &ZonalKey, copy: PathBuf) -> Arc<SerialConsole> {
+        lock(&self.consoles)
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(SerialConsole::new(&key.name, Some(copy))))
+            .clone()
+    }
+
+    /// What a VM wrote to serial port `port` so far (only port 3, the boot log, is written).
+    pub fn serial_port_output(&self, key: &ZonalKey, port: u8) -> Option<String> {
+        let console = lock(&self.consoles).get(key).cloned()?;
+        Some(if port == super::console::BOOT_LOG_PORT {
+            console.text()
+        } else {
+            String::new()
+        })
     }
 
     /// What a VM's guest wrote, if the VM has booted.

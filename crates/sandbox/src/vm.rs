@@ -10,7 +10,8 @@
 //! - its metadata server on `169.254.169.254:80` (`metadata.rs`), fed by the actor's view;
 //! - its guest agent (`guest_agent.rs`);
 //! - its sshd acceptor on `:22` (`sshd.rs`);
-//! - its boot (`boot.rs`): etcd and the API stand-in when the metadata says it is a master.
+//! - its boot (`boot.rs`): configure.sh and configure-helper.sh as a kube-up master runs them,
+//!   when the metadata says it is a master; their log on its serial port 3 (`console.rs`).
 //!
 //! Stopping: a crash kills the holder first (every process of the VM dies at once), then the
 //! runtime and the link go; a delete or shutdown closes the runtime first (no new request
@@ -274,6 +275,7 @@ async fn start(
 ) -> Result<Running> {
     let (vpc_for_host, files_for_host, name) = (vpc.clone(), files.clone(), key.to_string());
     let master_pd: PathBuf = spec.disk.clone().unwrap_or_else(|| files.outside(MASTER_PD));
+    let has_disk = spec.disk.is_some();
     let ip = spec.ip;
     let (host, runtime) = tokio::task::spawn_blocking(move || -> Result<(Host, NetnsRuntime)> {
         let host = Host::create(&spec, &files_for_host, &vpc_for_host)?;
@@ -311,13 +313,16 @@ async fn start(
         files.logs().join("sshd.log"),
         key.to_string(),
     ));
+    let console = registry.console(key, files.logs().join("serial-port-3.log"));
     rt.spawn(boot::run(BootContext {
         key: key.clone(),
         ip,
         files,
         master_pd,
+        has_disk,
         host: host.namespaces().clone(),
         members: members.clone(),
+        console,
     }));
     tracing::info!(vm = %key, %ip, pid = host.pid(), "host up");
     Ok(Running { host, runtime, members })

@@ -523,7 +523,6 @@ impl Sandbox {
         let replicas = self.replicas().await;
         assert_eq!(replicas.len(), n, "replicas");
         let static_ip = self.static_ip().await;
-        let ips: std::collections::BTreeSet<Ipv4Addr> = replicas.iter().map(Self::internal_ip).collect();
         for cluster in EtcdCluster::ALL {
             let members = self.members(cluster).await;
             assert_eq!(members.len(), n, "etcd {cluster} members: {members:?}");
@@ -533,9 +532,23 @@ impl Sandbox {
                     "etcd {cluster}: {m:?} must be started and voting"
                 );
             }
-            let peers: std::collections::BTreeSet<String> = members.iter().flat_map(|m| m.peer_urls.clone()).collect();
-            let want: std::collections::BTreeSet<String> = ips.iter().map(|ip| cluster.peer_url(*ip)).collect();
-            assert_eq!(peers, want, "etcd {cluster} peers are the replicas");
+            // Each replica has its own member, by the one rule kube-ha matches with (peer URL by
+            // instance name or internal IP, else member name).
+            let owned: std::collections::BTreeSet<u64> = replicas
+                .iter()
+                .map(|r| {
+                    let name = r.name.as_deref().unwrap_or_default();
+                    kube_ha_core::plan::snapshot::find_member(cluster, &members, name, Some(Self::internal_ip(r)))
+                        .unwrap_or_else(|| panic!("etcd {cluster}: no member of {name} in {members:?}"))
+                        .id
+                        .0
+                })
+                .collect();
+            assert_eq!(
+                owned.len(),
+                n,
+                "etcd {cluster} peers are the replicas, one each: {members:?}"
+            );
         }
         let gce = self.gce().await;
         let pool = gce

@@ -9,6 +9,7 @@ pub mod emulator;
 pub mod etcd;
 pub mod gcloud;
 pub mod hosts;
+pub mod kube_up;
 pub mod sandbox;
 pub mod sshd;
 pub mod tunnel;

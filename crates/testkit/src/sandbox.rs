@@ -328,7 +328,7 @@ pub async fn create_instance(
     master_certs: &KeyValues,
 ) {
     let settings = kube_ha_core::config::MasterSettings::kube_up_defaults(3, "cos-cloud");
-    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaVm {
+    let inst = kube_ha_core::gce::bodies::replica_instance(&kube_ha_core::gce::bodies::ReplicaInstanceSpec {
         project: PROJECT,
         zone: ZONE,
         name,
@@ -405,7 +405,8 @@ pub async fn create_first_master(gce: &Gce) -> Replica {
         service_cluster_ip_range: "10.0.0.0/16".to_string(),
         dns_domain: "cluster.local".to_string(),
     };
-    let (kube_env, master_certs) = first_master_metadata(&env, &cas, &certs, internal_ip);
+    let clients = kube_ha_core::pki::issue_cluster_clients(&cas, OffsetDateTime::now_utc()).expect("cluster clients");
+    let (kube_env, master_certs) = first_master_metadata(&env, &cas, &clients, &certs);
     create_instance(gce, MASTER, internal_ip, Some(static_ip), &kube_env, &master_certs).await;
     Replica {
         name: MASTER.to_string(),

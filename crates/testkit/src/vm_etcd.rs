@@ -11,9 +11,9 @@ use serde_json::Value;
 use crate::hosts::{Exec, sandbox_exec};
 
 /// The VM's own etcd-apiserver client files (written at boot from `kube-master-certs`).
-const CA: &str = "/etc/srv/kubernetes/etcd-apiserver-ca.crt";
-const CERT: &str = "/etc/srv/kubernetes/etcd-apiserver-client.crt";
-const KEY: &str = "/etc/srv/kubernetes/etcd-apiserver-client.key";
+const CA: &str = "/etc/srv/kubernetes/pki/etcd-apiserver-ca.crt";
+const CERT: &str = "/etc/srv/kubernetes/pki/etcd-apiserver-client.crt";
+const KEY: &str = "/etc/srv/kubernetes/pki/etcd-apiserver-client.key";
 
 /// The `etcdctl` command line (without the subcommand) for `cluster` on the VM's loopback.
 pub fn etcdctl_args(cluster: EtcdCluster) -> Vec<String> {

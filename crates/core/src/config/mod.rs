@@ -274,8 +274,35 @@ pub struct Config {
     pub ssh_source_ranges: Vec<String>,
     /// `KUBE_HA_SSH_KEY_TIMEOUT`: how long the guest agent may take to install the run's key.
     pub ssh_key_timeout: Duration,
+    /// Where a first master's bootstrap comes from (`KUBE_ROOT`, the release tarballs).
+    pub release: ReleaseSource,
     /// Things worth saying that are not errors (printed once when the command proceeds).
     pub warnings: Vec<String>,
+}
+
+/// What a first master's bootstrap is read from (SPEC §8); checked by `ops::release` before acting.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReleaseSource {
+    /// `KUBE_ROOT`.
+    pub kube_root: Option<PathBuf>,
+    /// `SERVER_BINARY_TAR_URL`/`_HASH`, `KUBE_MANIFESTS_TAR_URL`/`_HASH` (empty when unset).
+    pub artifacts: crate::bootstrap::ReleaseArtifacts,
+}
+
+impl ReleaseSource {
+    /// Whether the operator set any of it.
+    pub fn is_given(&self) -> bool {
+        let a = &self.artifacts;
+        self.kube_root.is_some()
+            || [
+                &a.server_binary_tar_url,
+                &a.server_binary_tar_hash,
+                &a.kube_manifests_tar_url,
+                &a.kube_manifests_tar_hash,
+            ]
+            .iter()
+            .any(|v| !v.is_empty())
+    }
 }
 
 /// kube-up's `get-master-size`: vCPUs by node count (config-common.sh).
@@ -385,6 +412,15 @@ impl Config {
             known_hosts: KUBE_HA_KNOWN_HOSTS.set(raw)?,
             ssh_source_ranges: KUBE_HA_SSH_SOURCE_RANGES.or_default(raw)?,
             ssh_key_timeout: KUBE_HA_SSH_KEY_TIMEOUT.or_default(raw)?,
+            release: ReleaseSource {
+                kube_root: KUBE_ROOT.set(raw)?,
+                artifacts: crate::bootstrap::ReleaseArtifacts {
+                    server_binary_tar_url: SERVER_BINARY_TAR_URL.set(raw)?.unwrap_or_default(),
+                    server_binary_tar_hash: SERVER_BINARY_TAR_HASH.set(raw)?.unwrap_or_default(),
+                    kube_manifests_tar_url: KUBE_MANIFESTS_TAR_URL.set(raw)?.unwrap_or_default(),
+                    kube_manifests_tar_hash: KUBE_MANIFESTS_TAR_HASH.set(raw)?.unwrap_or_default(),
+                },
+            },
             warnings,
         })
     }

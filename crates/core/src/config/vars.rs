@@ -332,6 +332,41 @@ pub const KUBECONFIG: Var<PathBuf> = operator(
     "kubeconfig up merges this cluster's entries into (the first file of a colon-separated list; new files get mode 0600); a teardown removes them",
     parse_kubeconfig,
 );
+/// `KUBE_ROOT`: the release tree a first master's `user-data` and `configure-sh` come from.
+pub const KUBE_ROOT: Var<PathBuf> = operator(
+    "KUBE_ROOT",
+    Unset,
+    "a Kubernetes release tree that still has cluster/gce/gci (1.35 or older): a first master's user-data and configure-sh (required on GCE; the sandbox boots without)",
+    |v| Ok(PathBuf::from(v)),
+);
+/// `SERVER_BINARY_TAR_URL`.
+pub const SERVER_BINARY_TAR_URL: Var<String> = operator(
+    "SERVER_BINARY_TAR_URL",
+    Unset,
+    "http(s) URL(s), comma-separated, of the kubernetes-server tarball a first master's configure.sh downloads (required on GCE)",
+    |v| Ok(v.to_string()),
+);
+/// `SERVER_BINARY_TAR_HASH`.
+pub const SERVER_BINARY_TAR_HASH: Var<String> = operator(
+    "SERVER_BINARY_TAR_HASH",
+    Derived("unset: configure.sh fetches <url>.sha512"),
+    "sha512 (or sha1) hex of the server tarball",
+    |v| Ok(v.to_string()),
+);
+/// `KUBE_MANIFESTS_TAR_URL`.
+pub const KUBE_MANIFESTS_TAR_URL: Var<String> = operator(
+    "KUBE_MANIFESTS_TAR_URL",
+    Unset,
+    "http(s) URL(s), comma-separated, of the kubernetes-manifests tarball a first master's configure.sh downloads (required on GCE)",
+    |v| Ok(v.to_string()),
+);
+/// `KUBE_MANIFESTS_TAR_HASH`.
+pub const KUBE_MANIFESTS_TAR_HASH: Var<String> = operator(
+    "KUBE_MANIFESTS_TAR_HASH",
+    Derived("unset: configure.sh fetches <url>.sha512"),
+    "sha512 (or sha1) hex of the manifests tarball",
+    |v| Ok(v.to_string()),
+);
 /// `KUBE_HA_COMPUTE_ENDPOINT`.
 pub const KUBE_HA_COMPUTE_ENDPOINT: Var<String> = operator(
     "KUBE_HA_COMPUTE_ENDPOINT",
@@ -471,6 +506,11 @@ pub const ENV_VARS: &[EnvVar] = &[
     SERVICE_CLUSTER_IP_RANGE.info,
     DNS_DOMAIN.info,
     KUBECONFIG.info,
+    KUBE_ROOT.info,
+    SERVER_BINARY_TAR_URL.info,
+    SERVER_BINARY_TAR_HASH.info,
+    KUBE_MANIFESTS_TAR_URL.info,
+    KUBE_MANIFESTS_TAR_HASH.info,
     KUBE_HA_COMPUTE_ENDPOINT.info,
     KUBE_HA_SANDBOX.info,
     KUBE_HA_TIMEOUT.info,

@@ -380,6 +380,21 @@ impl Gce {
         )
     }
 
+    /// One disk (a replica copies the existing master's boot disk type).
+    pub async fn disk(&self, zone: &str, name: &str) -> Result<Option<model::Disk>, GceError> {
+        let what = format!("get disk {name} in {zone}");
+        found(
+            self.disks
+                .get()
+                .set_project(&self.project)
+                .set_zone(zone)
+                .set_disk(name)
+                .send()
+                .await
+                .map_err(|e| GceError::from_client(&what, e)),
+        )
+    }
+
     /// One regional address.
     pub async fn address(&self, region: &str, name: &str) -> Result<Option<model::Address>, GceError> {
         let what = format!("get address {name} in {region}");
@@ -764,6 +779,25 @@ impl Gce {
                 .await
                 .map_err(|e| GceError::from_client(&what, e)),
         )
+    }
+
+    /// Everything an instance wrote to serial port `port` that GCE still holds
+    /// (`instances.getSerialPortOutput`, from the start of its buffer); `None` when the instance
+    /// is gone.
+    pub async fn serial_port_output(&self, zone: &str, name: &str, port: i32) -> Result<Option<String>, GceError> {
+        let what = format!("get serial port {port} output of instance {name} in {zone}");
+        let out = found(
+            self.instances
+                .get_serial_port_output()
+                .set_project(&self.project)
+                .set_zone(zone)
+                .set_instance(name)
+                .set_port(port)
+                .send()
+                .await
+                .map_err(|e| GceError::from_client(&what, e)),
+        )?;
+        Ok(out.map(|o| o.contents.unwrap_or_default()))
     }
 
     /// A full URL for a zonal instance, as target pools want it.

@@ -10,7 +10,7 @@ use google_cloud_compute_v1::model;
 use crate::etcd::Member;
 use crate::names::{self, EtcdCluster};
 use crate::pki::kube_env::{self as ke, KeyValues};
-use crate::pki::{ClusterCas, ReplicaCerts};
+use crate::pki::{ClusterCas, ClusterClients, ReplicaCerts};
 
 /// One metadata value of an instance.
 pub fn metadata_value<'a>(instance: &'a model::Instance, key: &str) -> Option<&'a str> {
@@ -72,30 +72,43 @@ pub struct ClusterEnv {
     pub dns_domain: String,
 }
 
-/// `INITIAL_ETCD_CLUSTER` for a replica joining `members` (main cluster ports): every member that
-/// has a name, plus the joiner under the name it starts with. Events etcd uses the same names on
-/// its own peer port.
-pub fn initial_cluster(members: &[Member], replica: &str, ip: Ipv4Addr) -> String {
+/// `INITIAL_ETCD_CLUSTER` for a replica joining `members` of the main cluster, as configure-helper
+/// reads it: the **bare instance names** of exactly the current started members plus the joiner,
+/// comma-separated (configure-helper expands each to `etcd-<vm>=https://<vm>:<port>`, 2380 for
+/// main and 2381 for events, and etcd refuses a join whose list differs from its membership).
+/// A started member not named `etcd-<vm>` cannot be listed: an error, not a guess.
+pub fn initial_cluster(members: &[Member], replica: &str) -> Result<String> {
     let main = EtcdCluster::Main;
-    let me = main.peer_url(ip);
-    let mut entries: Vec<String> = members
-        .iter()
-        .filter(|m| !m.name.is_empty() && !m.peer_urls.contains(&me))
-        .filter_map(|m| m.peer_urls.first().map(|u| format!("{}={u}", m.name)))
-        .collect();
-    entries.push(format!("{}={me}", main.member_name(replica)));
-    entries.join(",")
+    let mut names = Vec::new();
+    for m in members.iter().filter(|m| m.is_started()) {
+        let vm = main.replica_of_member_name(&m.name).with_context(|| {
+            format!(
+                "etcd member {} is named {:?}, not etcd-<vm>: configure-helper cannot list it in {}",
+                m.id,
+                m.name,
+                ke::INITIAL_ETCD_CLUSTER
+            )
+        })?;
+        if vm != replica {
+            names.push(vm.to_string());
+        }
+    }
+    names.push(replica.to_string());
+    Ok(names.join(","))
 }
 
-/// Metadata (kube-env, kube-master-certs) of the first master: new CAs and its own leaves.
+/// Metadata (kube-env, kube-master-certs) of the first master: new CAs, the cluster-wide client
+/// certificates, its own leaves, and what selects configure-helper's master path. What a real
+/// GCE boot needs on top (the release's artifacts and settings) is `bootstrap`'s.
 pub fn first_master_metadata(
     env: &ClusterEnv,
     cas: &ClusterCas,
+    clients: &ClusterClients,
     certs: &ReplicaCerts,
-    ip: Ipv4Addr,
 ) -> (KeyValues, KeyValues) {
     let mut kube_env = KeyValues::default();
     let mut master_certs = KeyValues::default();
+    kube_env.set(ke::KUBERNETES_MASTER, "true");
     kube_env.set(ke::MASTER_NAME, env.master_name.as_str());
     kube_env.set(ke::MULTIZONE, env.multizone.to_string());
     kube_env.set(ke::ETCD_QUORUM_READ, env.quorum_read.to_string());
@@ -103,12 +116,13 @@ pub fn first_master_metadata(
     kube_env.set(ke::SERVICE_CLUSTER_IP_RANGE, env.service_cluster_ip_range.as_str());
     kube_env.set(ke::DNS_DOMAIN, env.dns_domain.as_str());
     cas.write_metadata(&mut kube_env, &mut master_certs);
+    clients.write_metadata(&mut kube_env, &mut master_certs);
     for_replica(
         &mut kube_env,
         &mut master_certs,
         &env.master_name,
         certs,
-        initial_cluster(&[], &env.master_name, ip),
+        env.master_name.clone(),
         "new",
     );
     (kube_env, master_certs)
@@ -116,10 +130,12 @@ pub fn first_master_metadata(
 
 /// Metadata of a new replica: the existing master's, with every per-replica key replaced
 /// (kube-up rewrote only the etcd peer cert and shared the apiserver cert; each replica here gets
-/// its own certificates, SPEC §3, for the cluster's one serving key). The shared CAs and key are
-/// written back in the contract's form and place, so a cluster kube-ha made before the contract
-/// (plain-base64 etcd CA certificates, `ETCD_CA_KEY` in kube-master-certs) gets replicas that
-/// configure-helper can boot; values already in that form are kept byte for byte.
+/// its own certificates, SPEC §3, for the cluster's one serving key) and `ETCD_HOSTNAME` dropped
+/// (it names the existing master's etcd member: a copy would make the replica claim it). The
+/// shared CAs and key are written back in the contract's form and place, so a cluster kube-ha made
+/// before the contract (plain-base64 etcd CA certificates, `ETCD_CA_KEY` in kube-master-certs, no
+/// `KUBERNETES_MASTER`) gets replicas that configure-helper can boot; values already in that form
+/// are kept byte for byte.
 pub fn replica_metadata(
     existing: &ClusterSecrets,
     replica: &str,
@@ -128,6 +144,8 @@ pub fn replica_metadata(
 ) -> (KeyValues, KeyValues) {
     let mut kube_env = existing.kube_env.clone();
     let mut master_certs = existing.master_certs.clone();
+    kube_env.remove(ke::ETCD_HOSTNAME);
+    kube_env.set(ke::KUBERNETES_MASTER, "true");
     existing.cas.write_metadata(&mut kube_env, &mut master_certs);
     for_replica(&mut kube_env, &mut master_certs, replica, certs, initial, "existing");
     (kube_env, master_certs)
@@ -155,6 +173,7 @@ pub(crate) fn test_first_master() -> ClusterSecrets {
     let id = crate::pki::test_identity("kubernetes-master", 2);
     let cas = ClusterCas::generate(&id.master_name, now).expect("cas");
     let certs = crate::pki::issue_replica_certs(&cas, &id, now).expect("certs");
+    let clients = crate::pki::issue_cluster_clients(&cas, now).expect("clients");
     let env = ClusterEnv {
         master_name: id.master_name.clone(),
         multizone: true,
@@ -163,7 +182,7 @@ pub(crate) fn test_first_master() -> ClusterSecrets {
         service_cluster_ip_range: "10.0.0.0/16".into(),
         dns_domain: id.dns_domain.clone(),
     };
-    let (kube_env, master_certs) = first_master_metadata(&env, &cas, &certs, id.internal_ip);
+    let (kube_env, master_certs) = first_master_metadata(&env, &cas, &clients, &certs);
     ClusterSecrets {
         kube_env,
         master_certs,
@@ -229,32 +248,51 @@ mod tests {
         assert_eq!(env.pem(ke::ETCD_CA_CERT).expect("pem"), old.cas.etcd_peer.cert_pem);
     }
 
+    fn member(id: u64, name: &str, peer: &str) -> Member {
+        Member {
+            id: MemberId(id),
+            name: name.into(),
+            peer_urls: vec![peer.into()],
+            client_urls: vec![],
+            is_learner: false,
+        }
+    }
+
     #[test]
-    fn initial_cluster_lists_started_members_and_the_joiner() {
+    fn initial_cluster_is_the_bare_names_of_the_started_members_and_the_joiner() {
         let members = vec![
-            Member {
-                id: MemberId(1),
-                name: "etcd-k-master".into(),
-                peer_urls: vec!["https://127.9.1.1:2380".into()],
-                client_urls: vec!["https://127.9.1.1:2379".into()],
-                is_learner: false,
-            },
+            // registered by kube-up.sh (by name) and by kube-ha before the contract (by IP)
+            member(1, "etcd-k-master", "https://k-master:2380"),
+            member(2, "etcd-k-master-x9z", "https://127.9.1.3:2380"),
             // the joiner itself, added as a learner, not started yet (no name)
-            Member {
-                id: MemberId(2),
-                name: String::new(),
-                peer_urls: vec!["https://127.9.1.2:2380".into()],
-                client_urls: vec![],
-                is_learner: true,
-            },
+            member(3, "", "https://k-master-a1b:2380"),
         ];
         assert_eq!(
-            initial_cluster(&members, "k-master-a1b", Ipv4Addr::new(127, 9, 1, 2)),
-            "etcd-k-master=https://127.9.1.1:2380,etcd-k-master-a1b=https://127.9.1.2:2380"
+            initial_cluster(&members, "k-master-a1b").expect("list"),
+            "k-master,k-master-x9z,k-master-a1b"
         );
+        // A rerun after the joiner started once: listed once.
+        let mut again = members.clone();
+        again[2].name = "etcd-k-master-a1b".into();
         assert_eq!(
-            initial_cluster(&[], "k-master", Ipv4Addr::new(127, 9, 1, 1)),
-            "etcd-k-master=https://127.9.1.1:2380"
+            initial_cluster(&again, "k-master-a1b").expect("list"),
+            "k-master,k-master-x9z,k-master-a1b"
         );
+        assert_eq!(initial_cluster(&[], "k-master").expect("alone"), "k-master");
+        let foreign = vec![member(9, "default", "https://10.0.0.9:2380")];
+        let err = initial_cluster(&foreign, "k-master-a1b").expect_err("not etcd-<vm>");
+        assert!(err.to_string().contains("not etcd-<vm>"), "{err}");
+    }
+
+    #[test]
+    fn a_replica_never_inherits_the_existing_masters_etcd_hostname() {
+        let mut first = first_master();
+        first.kube_env.set(ke::ETCD_HOSTNAME, "kubernetes-master");
+        first.kube_env.remove(ke::KUBERNETES_MASTER);
+        let now = time::OffsetDateTime::now_utc();
+        let certs = issue_replica_certs(&first.cas, &identity("kubernetes-master-a1b", 3), now).expect("certs");
+        let (env, _) = replica_metadata(&first, "kubernetes-master-a1b", &certs, "x".into());
+        assert_eq!(env.get(ke::ETCD_HOSTNAME), None);
+        assert_eq!(env.get(ke::KUBERNETES_MASTER), Some("true"));
     }
 }

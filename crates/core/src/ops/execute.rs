@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use google_cloud_compute_v1::model;
 
+use crate::bootstrap::{self, BootstrapInput};
 use crate::config::{Config, Failpoint, MasterSettings};
 use crate::error::Interrupted;
 use crate::etcd::{EndpointStatus, EtcdClient, EtcdError, Member};
@@ -32,6 +33,7 @@ use super::access::{Access, is_transient};
 use super::cluster::{ClusterEnv, ClusterSecrets, first_master_metadata, initial_cluster, replica_metadata};
 use super::interrupt::Interrupt;
 use super::progress::Progress;
+use super::release::Release;
 use super::{api, kubeconfig};
 
 /// A new replica did not become healthy in time: the add is rolled back.
@@ -73,6 +75,8 @@ pub struct Executor<'a> {
     interrupt: Interrupt,
     /// The step being run, as `step i/n (…)`, for the interruption message.
     current: Option<String>,
+    /// The release a first master boots from (`ops::release`, checked before acting).
+    release: Option<Release>,
 }
 
 impl<'a> Executor<'a> {
@@ -103,7 +107,14 @@ impl<'a> Executor<'a> {
             etcd_hosts,
             interrupt,
             current: None,
+            release: None,
         }
+    }
+
+    /// A first master made by this executor carries the release's bootstrap (SPEC §8).
+    pub fn with_release(mut self, release: Option<Release>) -> Self {
+        self.release = release;
+        self
     }
 
     /// Stop here if a signal came in; the step in flight is not abandoned half-way, because
@@ -491,7 +502,6 @@ impl<'a> Executor<'a> {
         }
         let internal = self.internal_ip(replica).await?;
         let static_ip = self.static_ip().await?;
-        let now = time::OffsetDateTime::now_utc();
         let id = ReplicaIdentity {
             master_name: self.cfg.names.master_name().to_string(),
             replica: replica.to_string(),
@@ -500,54 +510,130 @@ impl<'a> Executor<'a> {
             service_ip: self.cfg.service_ip,
             dns_domain: self.cfg.dns_domain.clone(),
         };
-        let mut made = None;
-        let (kube_env, master_certs) = if first {
-            // The CAs are made here and live only in this VM's metadata: if this step never
-            // completes, nothing else has used them yet and a rerun makes new ones.
-            let cas = ClusterCas::generate(self.cfg.names.master_name(), now)?;
-            let certs = pki::issue_replica_certs(&cas, &id, now)?;
-            let env = ClusterEnv {
-                master_name: self.cfg.names.master_name().to_string(),
-                multizone: self.cfg.multizone,
-                quorum_read: self.cfg.quorum_read,
-                static_ip,
-                service_cluster_ip_range: self.cfg.service_cluster_ip_range.clone(),
-                dns_domain: self.cfg.dns_domain.clone(),
-            };
-            let meta = first_master_metadata(&env, &cas, &certs, internal);
-            made = Some(ClusterSecrets {
-                kube_env: meta.0.clone(),
-                master_certs: meta.1.clone(),
-                cas,
-            });
-            meta
+        let outcome = if first {
+            self.create_first_master_vm(zone, &id, settings).await?
         } else {
-            let (_, members) = self.healthy_endpoint(EtcdCluster::Main, Some(replica)).await?;
-            let secrets = self.secrets().await?.clone();
-            let certs = pki::issue_replica_certs(&secrets.cas, &id, now)?;
-            replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica, internal))
+            self.create_copy_vm(zone, &id, settings).await?
         };
+        self.know_ip(replica).await;
+        self.etcd_hosts.insert(replica.to_string());
+        self.access.expect(replica, zone);
+        Ok(outcome)
+    }
 
-        let cluster_name = self.cfg.names.prefix().to_string();
-        let inst = bodies::replica_instance(&bodies::ReplicaVm {
+    /// A replica: a copy of the existing master (SPEC §2) with its own kube-env and
+    /// kube-master-certs.
+    async fn create_copy_vm(&mut self, zone: &str, id: &ReplicaIdentity, settings: &MasterSettings) -> Result<Outcome> {
+        let replica = id.replica.as_str();
+        let now = time::OffsetDateTime::now_utc();
+        let (_, members) = self.healthy_endpoint(EtcdCluster::Main, Some(replica)).await?;
+        let secrets = self.secrets().await?.clone();
+        let certs = pki::issue_replica_certs(&secrets.cas, id, now)?;
+        let (kube_env, master_certs) = replica_metadata(&secrets, replica, &certs, initial_cluster(&members, replica)?);
+        // A replica is a copy of the existing master (SPEC §2): its bootstrap items, service
+        // account, tags and network interface, whoever made that master.
+        let (source, boot_disk) = self.existing_master(replica).await?;
+        let mut inst = bodies::replica_of(
+            bodies::ExistingMaster {
+                instance: &source,
+                boot_disk: &boot_disk,
+            },
+            &bodies::NewReplica {
+                project: self.gce.project(),
+                zone,
+                name: replica,
+                internal_ip: Some(id.internal_ip),
+                settings,
+                kube_env: kube_env.to_yaml(),
+                master_certs: master_certs.to_yaml(),
+            },
+        )?;
+        // Whatever the existing master says: host keys published, so kube-ha verifies them
+        // rather than pinning them on first use (access-path.md §1c).
+        bodies::set_metadata_item(&mut inst, names::METADATA_ENABLE_GUEST_ATTRIBUTES, "TRUE");
+        Ok(created(self.gce.insert_instance(zone, inst).await)?)
+    }
+
+    /// The first master: new CAs, its certificates, the release bootstrap when given (SPEC §8),
+    /// the static IP on nic0.
+    async fn create_first_master_vm(
+        &mut self,
+        zone: &str,
+        id: &ReplicaIdentity,
+        settings: &MasterSettings,
+    ) -> Result<Outcome> {
+        let (replica, static_ip) = (id.replica.as_str(), id.static_ip);
+        let now = time::OffsetDateTime::now_utc();
+        // The CAs are made here and live only in this VM's metadata: if this step never
+        // completes, nothing else has used them yet and a rerun makes new ones.
+        let cas = ClusterCas::generate(self.cfg.names.master_name(), now)?;
+        let certs = pki::issue_replica_certs(&cas, id, now)?;
+        let clients = pki::issue_cluster_clients(&cas, now)?;
+        let env = ClusterEnv {
+            master_name: self.cfg.names.master_name().to_string(),
+            multizone: self.cfg.multizone,
+            quorum_read: self.cfg.quorum_read,
+            static_ip,
+            service_cluster_ip_range: self.cfg.service_cluster_ip_range.clone(),
+            dns_domain: self.cfg.dns_domain.clone(),
+        };
+        let (mut kube_env, master_certs) = first_master_metadata(&env, &cas, &clients, &certs);
+        let boot = match &self.release {
+            Some(r) => Some(bootstrap::first_master_bootstrap(
+                &BootstrapInput {
+                    instance_prefix: self.cfg.names.prefix().to_string(),
+                    project: self.gce.project().to_string(),
+                    network_project: self.gce.project().to_string(),
+                    zone: zone.to_string(),
+                    region: self.region.clone(),
+                    network: self.cfg.network.clone(),
+                    // The subnetwork the internal IPs are reserved in (ReserveInternalIp).
+                    subnetwork: self.cfg.network.clone(),
+                    static_ip,
+                    num_nodes: self.cfg.num_nodes,
+                    dns_domain: self.cfg.dns_domain.clone(),
+                    dns_server_ip: bootstrap::DEFAULT_DNS_SERVER_IP,
+                    ip_aliases: false,
+                    artifacts: r.artifacts.clone(),
+                },
+                &r.scripts,
+            )?),
+            None => None,
+        };
+        let mut metadata = match &boot {
+            Some(b) => {
+                b.apply(&mut kube_env)?;
+                b.metadata_items(&kube_env, &master_certs)?
+            }
+            None => vec![
+                (names::METADATA_KUBE_ENV, kube_env.to_yaml()),
+                (names::METADATA_MASTER_CERTS, master_certs.to_yaml()),
+            ],
+        };
+        metadata.push((names::METADATA_CLUSTER_NAME, self.cfg.names.prefix().to_string()));
+        // Lets non-COS images (and the sandbox) publish their SSH host keys, so kube-ha verifies
+        // them rather than pinning them on first use (access-path.md §1c).
+        metadata.push((names::METADATA_ENABLE_GUEST_ATTRIBUTES, "TRUE".to_string()));
+        let made = Some(ClusterSecrets {
+            kube_env,
+            master_certs,
+            cas,
+        });
+        let mut inst = bodies::replica_instance(&bodies::ReplicaInstanceSpec {
             project: self.gce.project(),
             zone,
             name: replica,
             settings,
             network: &self.cfg.network,
             tag: self.cfg.names.tag(),
-            internal_ip: internal,
+            internal_ip: id.internal_ip,
             // The first master carries the static IP itself; later replicas sit behind the load balancer.
-            nat_ip: first.then_some(static_ip),
-            metadata: vec![
-                (names::METADATA_KUBE_ENV, kube_env.to_yaml()),
-                (names::METADATA_MASTER_CERTS, master_certs.to_yaml()),
-                (names::METADATA_CLUSTER_NAME, cluster_name),
-                // Lets non-COS images (and the sandbox) publish their SSH host keys, so kube-ha
-                // verifies them rather than pinning them on first use (access-path.md §1c).
-                (names::METADATA_ENABLE_GUEST_ATTRIBUTES, "TRUE".to_string()),
-            ],
+            nat_ip: Some(static_ip),
+            metadata,
         });
+        if let Some(b) = &boot {
+            bodies::set_service_account(&mut inst, b.service_account, &b.scopes);
+        }
         let outcome = created(self.gce.insert_instance(zone, inst).await)?;
         if made.is_some() {
             self.secrets = match outcome {
@@ -560,10 +646,46 @@ impl<'a> Executor<'a> {
                 self.access.set_cas(&s.cas)?;
             }
         }
-        self.know_ip(replica).await;
-        self.etcd_hosts.insert(replica.to_string());
-        self.access.expect(replica, zone);
         Ok(outcome)
+    }
+
+    /// The master a new replica copies: another replica of this cluster carrying the cluster's
+    /// kube-env (the first master's name first, then by name, so reruns pick the same one), with
+    /// its boot disk (the disk type lives there, not on the instance).
+    async fn existing_master(&self, replica: &str) -> Result<(model::Instance, model::Disk)> {
+        let mut candidates: Vec<model::Instance> = self
+            .gce
+            .all_instances()
+            .await?
+            .into_iter()
+            .filter(|i| {
+                i.name
+                    .as_deref()
+                    .is_some_and(|n| n != replica && self.cfg.names.is_replica(n))
+                    && ClusterSecrets::from_instance(i).ok().flatten().is_some()
+            })
+            .collect();
+        let master = self.cfg.names.master_name();
+        candidates.sort_by_key(|i| (i.name.as_deref() != Some(master), i.name.clone()));
+        let source = candidates
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("no replica carries the cluster's kube-env (metadata) to copy"))?;
+        let name = source.name.clone().unwrap_or_default();
+        let zone = last_segment(source.zone.as_deref().unwrap_or_default()).to_string();
+        let disk_name = source
+            .disks
+            .iter()
+            .find(|d| d.boot == Some(true))
+            .and_then(|d| d.source.as_deref())
+            .map(|s| last_segment(s).to_string())
+            .ok_or_else(|| anyhow!("the existing master {name} has no boot disk"))?;
+        let disk = self
+            .gce
+            .disk(&zone, &disk_name)
+            .await?
+            .ok_or_else(|| anyhow!("boot disk {disk_name} of the existing master {name} does not exist"))?;
+        Ok((source, disk))
     }
 
     /// The secrets in the metadata of an instance whose insert may still be running (GCE shows
@@ -747,10 +869,15 @@ impl<'a> Executor<'a> {
     }
 
     async fn add_learner(&mut self, cluster: EtcdCluster, replica: &str) -> Result<Outcome> {
-        let ip = self.internal_ip(replica).await?;
-        let peer = cluster.peer_url(ip);
+        // Registered by instance name, as kube-up registers and configure-helper advertises
+        // (`https://<vm>:<peer port>`); an earlier kube-ha's registration by IP counts as done.
+        let peer = cluster.peer_url_of(replica);
+        let by_ip = cluster.peer_url(self.internal_ip(replica).await?);
         let (route, members) = self.healthy_endpoint(cluster, Some(replica)).await?;
-        if members.iter().any(|m| m.peer_urls.contains(&peer)) {
+        if members
+            .iter()
+            .any(|m| m.peer_urls.contains(&peer) || m.peer_urls.contains(&by_ip))
+        {
             return Ok(Outcome::AlreadyDone);
         }
         let result = self

@@ -18,6 +18,7 @@
 
 pub mod access;
 pub mod api;
+pub mod boot_log;
 pub mod cluster;
 pub mod execute;
 pub mod interrupt;
@@ -26,6 +27,7 @@ pub mod lock;
 pub mod observe;
 pub mod progress;
 pub mod reach;
+pub mod release;
 pub mod status;
 
 use std::collections::BTreeSet;
@@ -290,6 +292,7 @@ async fn act_with(
             once.say(w);
         }
         let mut plan = plan::plan_command(cfg, command, &snapshot)?;
+        let release = release::for_plan(cfg, &plan)?;
         if command == Command::Up {
             plan.notes.extend(expiring(&observed));
         }
@@ -347,7 +350,8 @@ async fn act_with(
             access,
             snapshot,
             interrupt.clone(),
-        );
+        )
+        .with_release(release);
         return match run_plans(cfg, command, &gce, &mut exec, &progress, &found, plan.clone()).await {
             Ok(last) => {
                 locker.release(&gce).await?;
@@ -511,7 +515,8 @@ pub async fn status(cfg: &Config) -> Result<()> {
     let seen = observe(cfg, &gce, &mut access, Command::Status, false).await;
     access.remove_keys().await;
     let (snapshot, observed) = seen.context("cannot observe the cluster")?;
-    let report = status::Report::new(cfg, &snapshot, &observed)?;
+    let boots = boot_log::observe(&gce, &snapshot).await;
+    let report = status::Report::new(cfg, &snapshot, &observed, &boots)?;
     match cfg.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Text => print!("{}", report.render()),

@@ -6,6 +6,8 @@
 //! failures tolerated; zones) and ends in the exit code: 0 healthy, 1 degraded, quorum lost,
 //! locked or with leftovers, 2 when the project has nothing of the cluster at all.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::config::Config;
@@ -17,6 +19,7 @@ use crate::plan::commands::Commands;
 use crate::plan::lock::{self as plan_lock, LockState, Staleness};
 use crate::plan::quorum::quorum;
 
+use super::boot_log::BootFailure;
 use super::cluster::metadata_value;
 use super::observe::Observed;
 
@@ -74,6 +77,8 @@ struct ReplicaRow {
     internal_ip: Option<String>,
     external_ip: Option<String>,
     vm_status: String,
+    /// Why its boot stopped (its serial console's boot log), when it did.
+    boot: Option<BootFailure>,
 }
 
 #[derive(Debug, Serialize)]
@@ -154,8 +159,13 @@ pub struct Verdict {
 }
 
 /// Judge a snapshot (pure): quorum from both member lists, and every problem an operator should
-/// know about, including the lock and leftovers.
-pub fn verdict(s: &Snapshot, leftovers: &[String], lock_problem: Option<String>) -> Verdict {
+/// know about, including boots that stopped, the lock and leftovers.
+pub fn verdict(
+    s: &Snapshot,
+    leftovers: &[String],
+    lock_problem: Option<String>,
+    boots: &BTreeMap<String, BootFailure>,
+) -> Verdict {
     let mut problems = Vec::new();
     let mut health = Health::Healthy;
     let mut voters = Vec::new();
@@ -164,6 +174,10 @@ pub fn verdict(s: &Snapshot, leftovers: &[String], lock_problem: Option<String>)
     }
     for r in s.replicas.iter().filter(|r| r.status != "RUNNING") {
         problems.push(format!("VM {} is {}", r.name, r.status));
+    }
+    // First: the cause comes before its symptoms (an etcd member that never started).
+    for (replica, failure) in boots {
+        problems.push(format!("replica {replica}: {failure}"));
     }
     for (cluster, obs) in &s.etcd {
         let Some(members) = &obs.members else {
@@ -388,8 +402,14 @@ pub struct Report {
 }
 
 impl Report {
-    /// Build from a snapshot; a [`Refusal`] (exit 2) when the project has nothing of the cluster.
-    pub fn new(cfg: &Config, s: &Snapshot, observed: &Observed) -> Result<Report, Refusal> {
+    /// Build from a snapshot and the boot failures read from replicas' boot logs; a [`Refusal`]
+    /// (exit 2) when the project has nothing of the cluster.
+    pub fn new(
+        cfg: &Config,
+        s: &Snapshot,
+        observed: &Observed,
+        boots: &BTreeMap<String, BootFailure>,
+    ) -> Result<Report, Refusal> {
         if !s.has_anything() {
             return Err(Refusal::new(format!(
                 "no cluster {} in project {} (no VM, disk, address, firewall rule or lock of it); create it with {}, \
@@ -408,6 +428,7 @@ impl Report {
                 internal_ip: r.internal_ip.map(|i| i.to_string()),
                 external_ip: r.external_ip.map(|i| i.to_string()),
                 vm_status: r.status.clone(),
+                boot: boots.get(&r.name).cloned(),
             })
             .collect();
         let etcd = s
@@ -435,7 +456,7 @@ impl Report {
             .collect();
         let lock = lock_report(cfg, s);
         let leftovers = leftovers(cfg, s);
-        let verdict = verdict(s, &leftovers, lock.problem.clone());
+        let verdict = verdict(s, &leftovers, lock.problem.clone(), boots);
         Ok(Report {
             cluster: cfg.names.master_name().to_string(),
             project: cfg.project.clone(),
@@ -483,6 +504,9 @@ impl Report {
                 r.external_ip.as_deref().unwrap_or("-"),
                 r.vm_status
             ));
+            if let Some(boot) = &r.boot {
+                out.push_str(&format!("  {boot}\n"));
+            }
         }
         for e in &self.etcd {
             out.push_str(&format!("\netcd {}:\n", e.cluster));
@@ -548,7 +572,12 @@ mod tests {
 
     #[test]
     fn the_verdict_counts_voters_and_failures_tolerated_like_etcd() {
-        let v = verdict(&cluster(&[("", Z_B), ("aaa", Z_C), ("bbb", Z_D)]), &[], None);
+        let v = verdict(
+            &cluster(&[("", Z_B), ("aaa", Z_C), ("bbb", Z_D)]),
+            &[],
+            None,
+            &BTreeMap::new(),
+        );
         assert_eq!(v.health, Health::Healthy);
         assert_eq!(v.tolerates, 1);
         assert_eq!(
@@ -557,7 +586,7 @@ mod tests {
         );
         let mut one_down = cluster(&[("", Z_B), ("aaa", Z_C), ("bbb", Z_D)]);
         crash(&mut one_down, 2);
-        let v = verdict(&one_down, &[], None);
+        let v = verdict(&one_down, &[], None, &BTreeMap::new());
         assert_eq!((v.health, v.tolerates), (Health::Degraded, 0));
         assert!(
             v.line.starts_with("degraded: 3 replica(s); etcd voters 2 of 3"),
@@ -566,22 +595,32 @@ mod tests {
         );
         let mut lost = cluster(&[("", Z_B), ("aaa", Z_C)]);
         crash(&mut lost, 1);
-        assert_eq!(verdict(&lost, &[], None).health, Health::QuorumLost);
+        assert_eq!(verdict(&lost, &[], None, &BTreeMap::new()).health, Health::QuorumLost);
     }
 
     #[test]
     fn a_lock_leftovers_a_learner_or_a_half_load_balancer_is_not_healthy() {
         let one = cluster(&[("", Z_B)]);
-        let v = verdict(&one, &["disk k-master-x1y-pd (europe-west1-c)".into()], None);
+        let v = verdict(
+            &one,
+            &["disk k-master-x1y-pd (europe-west1-c)".into()],
+            None,
+            &BTreeMap::new(),
+        );
         assert_eq!(v.health, Health::Degraded);
         assert!(v.line.contains("leftovers: disk k-master-x1y-pd"), "{}", v.line);
         let two = cluster(&[("", Z_B), ("aaa", Z_C)]);
-        let v = verdict(&two, &[], Some("locked: an operation is running (x)".into()));
+        let v = verdict(
+            &two,
+            &[],
+            Some("locked: an operation is running (x)".into()),
+            &BTreeMap::new(),
+        );
         assert_eq!(v.health, Health::Degraded);
         let mut no_rule = two.clone();
         no_rule.forwarding_rule = None;
         assert!(
-            verdict(&no_rule, &[], None)
+            verdict(&no_rule, &[], None, &BTreeMap::new())
                 .problems
                 .iter()
                 .any(|p| p.contains("forwarding rule"))
@@ -594,12 +633,32 @@ mod tests {
         {
             m[2].is_learner = true;
         }
-        let v = verdict(&learner, &[], None);
+        let v = verdict(&learner, &[], None, &BTreeMap::new());
         assert!(v.problems.iter().any(|p| p.contains("learner")), "{:?}", v.problems);
         assert!(
             v.line.contains("etcd voters 2 of 2 (main), 3 of 3 (events)"),
             "{}",
             v.line
         );
+    }
+
+    #[test]
+    fn a_boot_that_stopped_is_the_first_problem_named_with_its_step_and_reason() {
+        let mut two = cluster(&[("", Z_B), ("aaa", Z_C)]);
+        crash(&mut two, 1);
+        let boots = BTreeMap::from([(
+            "k-master-aaa".to_string(),
+            BootFailure {
+                script: "configure-helper.sh".into(),
+                step: "CreateMasterEtcdAuth".into(),
+                reason: "gzip: stdin: not in gzip format".into(),
+            },
+        )]);
+        let v = verdict(&two, &[], None, &boots);
+        assert_eq!(
+            v.problems[0],
+            "replica k-master-aaa: its boot stopped in configure-helper.sh step CreateMasterEtcdAuth: gzip: stdin: not in gzip format"
+        );
+        assert!(v.line.contains("CreateMasterEtcdAuth"), "{}", v.line);
     }
 }

@@ -300,14 +300,10 @@ impl Snapshot {
             || self.lock != LockState::Free
     }
 
-    /// The member of `replica` in `cluster`: by peer URL on its internal IP, else by name.
+    /// The member of `replica` in `cluster` ([`find_member`]).
     pub fn member_of(&self, cluster: EtcdCluster, replica: &str) -> Option<&Member> {
         let members = self.etcd.get(&cluster)?.members.as_ref()?;
-        let ip = self.replica_ip(replica);
-        members
-            .iter()
-            .find(|m| ip.is_some_and(|ip| m.peer_urls.iter().any(|u| *u == cluster.peer_url(ip))))
-            .or_else(|| members.iter().find(|m| m.name == cluster.member_name(replica)))
+        find_member(cluster, members, replica, self.replica_ip(replica))
     }
 
     /// A replica's internal IP: from its VM, else from its reserved address.
@@ -317,23 +313,127 @@ impl Snapshot {
             .or_else(|| self.internal_ips.get(replica).map(|a| a.ip))
     }
 
-    /// The replica a member belongs to, if any (by peer URL IP, else by name).
+    /// The replica (a VM, or a reserved internal address) a member belongs to, if any, by the
+    /// rule of [`find_member`].
     pub fn replica_of_member(&self, cluster: EtcdCluster, member: &Member) -> Option<String> {
-        let by_ip = self
+        let candidates: Vec<&String> = self
             .replicas
             .iter()
-            .map(|r| r.name.clone())
-            .chain(self.internal_ips.keys().cloned())
-            .find(|name| {
-                self.replica_ip(name)
-                    .is_some_and(|ip| member.peer_urls.iter().any(|u| *u == cluster.peer_url(ip)))
-            });
-        by_ip.or_else(|| {
-            member
-                .name
-                .strip_prefix("etcd-")
-                .filter(|n| self.replica(n).is_some() || self.internal_ips.contains_key(*n))
-                .map(str::to_string)
+            .map(|r| &r.name)
+            .chain(self.internal_ips.keys())
+            .collect();
+        let by_url = candidates
+            .iter()
+            .find(|name| peer_url_is(cluster, member, name, self.replica_ip(name)));
+        by_url
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .find(|name| cluster.replica_of_member_name(&member.name) == Some(name.as_str()))
+            })
+            .map(|name| name.to_string())
+    }
+}
+
+/// Whether one of `member`'s peer URLs is `replica`'s: its host is the VM's instance name
+/// (`https://<vm>:<port>`: configure-helper's advertised URL, kube-up's registration, kube-ha's
+/// now) or its internal IP (`https://<ip>:<port>`: kube-ha's registration before the VM contract).
+fn peer_url_is(cluster: EtcdCluster, member: &Member, replica: &str, ip: Option<Ipv4Addr>) -> bool {
+    member
+        .peer_urls
+        .iter()
+        .filter_map(|u| cluster.peer_url_host(u))
+        .any(|host| host == replica || ip.is_some_and(|ip| host.parse::<Ipv4Addr>().ok() == Some(ip)))
+}
+
+/// The member of `replica` (internal IP `ip`, if known) among `members` of `cluster` — the one
+/// rule that ties members to VMs, for clusters made by kube-up.sh, by kube-ha before the VM
+/// contract and by kube-ha now: a member whose peer URL names the VM or its IP, else one whose
+/// name is `etcd-<vm>` (a peer URL can be missing or stale; a member added but never started has
+/// no name, so its URL is all there is).
+pub fn find_member<'a>(
+    cluster: EtcdCluster,
+    members: &'a [Member],
+    replica: &str,
+    ip: Option<Ipv4Addr>,
+) -> Option<&'a Member> {
+    members
+        .iter()
+        .find(|m| peer_url_is(cluster, m, replica, ip))
+        .or_else(|| {
+            members
+                .iter()
+                .find(|m| cluster.replica_of_member_name(&m.name) == Some(replica))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etcd::MemberId;
+
+    fn member(id: u64, name: &str, peer: &str) -> Member {
+        Member {
+            id: MemberId(id),
+            name: name.into(),
+            peer_urls: vec![peer.into()],
+            client_urls: vec![],
+            is_learner: false,
+        }
+    }
+
+    #[test]
+    fn a_member_is_a_replicas_by_its_peer_url_name_or_ip_else_by_its_name() {
+        let ip = Some(Ipv4Addr::new(10, 0, 0, 3));
+        let main = EtcdCluster::Main;
+        // (what, the members, which one is kubernetes-master-a1b's)
+        let rows: &[(&str, Vec<Member>, Option<u64>)] = &[
+            (
+                "kube-up.sh and kube-ha now: by instance name",
+                vec![member(
+                    1,
+                    "etcd-kubernetes-master-a1b",
+                    "https://kubernetes-master-a1b:2380",
+                )],
+                Some(1),
+            ),
+            (
+                "kube-ha before the contract: by internal IP",
+                vec![member(2, "etcd-kubernetes-master-a1b", "https://10.0.0.3:2380")],
+                Some(2),
+            ),
+            (
+                "added, never started: its URL is all there is",
+                vec![member(3, "", "https://kubernetes-master-a1b:2380")],
+                Some(3),
+            ),
+            (
+                "a URL wins over a name",
+                vec![
+                    member(4, "etcd-kubernetes-master-a1b", "https://10.0.0.9:2380"),
+                    member(5, "", "https://10.0.0.3:2380"),
+                ],
+                Some(5),
+            ),
+            (
+                "a name when no URL says so",
+                vec![member(6, "etcd-kubernetes-master-a1b", "https://10.0.0.9:2380")],
+                Some(6),
+            ),
+            (
+                "another VM's member",
+                vec![member(7, "etcd-kubernetes-master", "https://kubernetes-master:2380")],
+                None,
+            ),
+            (
+                "events' port is not main's",
+                vec![member(8, "", "https://kubernetes-master-a1b:2381")],
+                None,
+            ),
+        ];
+        for (what, members, want) in rows {
+            let got = find_member(main, members, "kubernetes-master-a1b", ip).map(|m| m.id.0);
+            assert_eq!(got, *want, "{what}");
+        }
     }
 }

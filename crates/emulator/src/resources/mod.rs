@@ -15,6 +15,7 @@ pub mod guest_attributes;
 mod instances;
 mod metadata;
 mod projects;
+pub mod serial_port;
 mod target_pools;
 
 use std::net::Ipv4Addr;
