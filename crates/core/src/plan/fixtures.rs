@@ -157,16 +157,15 @@ pub fn stale(intent: Intent) -> LockState {
     }
 }
 
-/// The cluster's own `MASTER_NAME-ssh` rule, as the first `up` creates it (tcp:22 from anywhere
-/// to the master tag).
+/// A rule admitting tcp:22 from anywhere to every instance of the network (as kube-up's
+/// `<network>-default-ssh`), named as the cluster's own `MASTER_NAME-ssh` (so it is whatever
+/// prefix a test's configuration uses).
 pub fn ssh_rule() -> FirewallRuleObs {
-    let n = names();
     FirewallRuleObs {
-        name: n.firewall_ssh(),
+        name: names().firewall_ssh(),
         network: "default".into(),
         allowed: vec![("tcp".into(), vec!["22".into()])],
         source_ranges: vec!["0.0.0.0/0".into()],
-        target_tags: vec![n.tag().to_string()],
         ..Default::default()
     }
 }
