@@ -224,10 +224,13 @@ async fn kube_up_replicate(sb: &Sandbox, tunnel: &Tunnel, replica: &str, zone: &
         .parse()
         .expect("ipv4");
     for cluster in EtcdCluster::ALL {
-        let endpoint = tunnel.url(cluster);
+        let (client, endpoint) = tunnel.endpoint(cluster);
         loop {
             // kube-up's `{"peerURLs":["https://${REPLICA_NAME}:2380"]}`: by instance name.
-            match etcd.member_add(&endpoint, &[cluster.peer_url_of(replica)], false).await {
+            match client
+                .member_add(&endpoint, &[cluster.peer_url_of(replica)], false)
+                .await
+            {
                 Ok(_) => break,
                 Err(EtcdError::UnhealthyCluster) => tokio::time::sleep(Duration::from_millis(200)).await,
                 // The events add fails once main has lost quorum: kube-up ignored HTTP errors too.
@@ -240,7 +243,7 @@ async fn kube_up_replicate(sb: &Sandbox, tunnel: &Tunnel, replica: &str, zone: &
     d.size_gb = Some(20);
     gce.insert_disk(zone, d).await.expect("disk");
     let members = etcd
-        .member_list(&tunnel.url(EtcdCluster::Main))
+        .member_list(&tunnel.endpoint(EtcdCluster::Main).1)
         .await
         .unwrap_or_default();
     let now = time::OffsetDateTime::now_utc();
@@ -293,7 +296,7 @@ async fn writes() {
             let tunnel = sb.tunnel(&sb.replicas().await[0]).await;
             let etcd = sb.etcd().await.with_timeout(Duration::from_secs(1));
             let stop = Arc::new(AtomicBool::new(false));
-            let w = writer(etcd, tunnel.url(EtcdCluster::Main), stop.clone());
+            let w = writer(etcd, tunnel.endpoint(EtcdCluster::Main).1, stop.clone());
             tokio::time::sleep(Duration::from_millis(300)).await;
             sb.next_vm_boots(fault.clone()).await;
             let started = Instant::now();
@@ -340,7 +343,7 @@ async fn leader() {
         let etcd = sb.etcd().await;
         let replicas = sb.replicas().await;
         let first = sb.tunnel(&replicas[0]).await;
-        let any = first.url(EtcdCluster::Main);
+        let any = first.endpoint(EtcdCluster::Main).1;
         let leader_id = etcd.status(&any).await.expect("status").leader.expect("leader");
         let members = etcd.member_list(&any).await.expect("members");
         let leader = members.iter().find(|m| m.id == leader_id).expect("leader member");
@@ -355,7 +358,7 @@ async fn leader() {
             .find(|r| r.name.as_deref() != Some(victim.as_str()))
             .expect("other");
         let through_other = sb.tunnel(other).await;
-        let endpoint = through_other.url(EtcdCluster::Main);
+        let endpoint = through_other.endpoint(EtcdCluster::Main).1;
         let stop = Arc::new(AtomicBool::new(false));
         let w = writer(
             etcd.with_timeout(Duration::from_secs(5)),
@@ -371,10 +374,10 @@ async fn leader() {
         if kube_up {
             // kube-down: remove the member through another master, then delete the VM.
             for cluster in EtcdCluster::ALL {
-                let ep = through_other.url(cluster);
-                let ms = etcd.member_list(&ep).await.expect("members");
+                let (client, ep) = through_other.endpoint(cluster);
+                let ms = client.member_list(&ep).await.expect("members");
                 if let Some(m) = ms.iter().find(|m| m.name == format!("etcd-{victim}")) {
-                    while let Err(EtcdError::UnhealthyCluster) = etcd.member_remove(&ep, m.id).await {
+                    while let Err(EtcdError::UnhealthyCluster) = client.member_remove(&ep, m.id).await {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }

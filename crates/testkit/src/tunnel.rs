@@ -1,4 +1,6 @@
-//! An OpenSSH tunnel to a master VM's own etcd (`ssh -N -L` to its `127.0.0.1:2379` and `:4002`),
+//! An OpenSSH tunnel to a master VM's own etcd (`ssh -N -L` to its `127.0.0.1:2379`, on a local
+//! port, and `:4002`, on a local Unix socket: events etcd is plain HTTP, and kube-ha's client
+//! speaks plain HTTP only over a socket that something else protects),
 //! for benchmarks and tests that call etcd often or replay kube-up's own etcd calls: a VM's etcd
 //! serves clients only on its loopback, and OpenSSH's client (not kube-ha's) is the independent
 //! way there. The tunnel's key is a `tester` entry in the instance's `ssh-keys` (another user's,
@@ -21,8 +23,8 @@ pub const TUNNEL_USER: &str = "tester";
 pub struct Tunnel {
     _dir: tempfile::TempDir,
     _child: tokio::process::Child,
-    main: u16,
-    events: u16,
+    main: (EtcdClient, u16),
+    events: EtcdClient,
 }
 
 fn free_port() -> u16 {
@@ -77,8 +79,10 @@ impl Tunnel {
         add_key_line(gce, zone, name, &format!("{TUNNEL_USER}:{}", public.trim())).await;
 
         let deadline = Instant::now() + Duration::from_secs(60);
+        let events = dir.path().join("events.sock");
         loop {
-            let (main, events) = (free_port(), free_port());
+            let main = free_port();
+            let _ = std::fs::remove_file(&events);
             let mut child = tokio::process::Command::new("ssh")
                 .arg("-F")
                 .arg("/dev/null")
@@ -110,7 +114,8 @@ impl Tunnel {
                 ))
                 .arg("-L")
                 .arg(format!(
-                    "127.0.0.1:{events}:127.0.0.1:{}",
+                    "{}:127.0.0.1:{}",
+                    events.display(),
                     EtcdCluster::Events.client_port()
                 ))
                 .arg(format!("{TUNNEL_USER}@{ip}"))
@@ -126,11 +131,12 @@ impl Tunnel {
             let attempt = Instant::now() + Duration::from_secs(5);
             while Instant::now() < attempt {
                 if matches!(etcd.health(&url).await, Ok(true)) {
+                    let plain = EtcdClient::plain_over_unix_socket(etcd.timeout(), &events).expect("events client");
                     return Tunnel {
                         _dir: dir,
                         _child: child,
-                        main,
-                        events,
+                        main: (etcd.clone(), main),
+                        events: plain,
                     };
                 }
                 if matches!(child.try_wait(), Ok(Some(_))) {
@@ -144,12 +150,15 @@ impl Tunnel {
         }
     }
 
-    /// The local URL of `cluster` through the tunnel (`https` for main: etcd's certificate has
-    /// `IP:127.0.0.1`; plain `http` for events).
-    pub fn url(&self, cluster: EtcdCluster) -> String {
+    /// A client and the URL to ask `cluster` through the tunnel with: main on a local port
+    /// (`https`: etcd's certificate has `IP:127.0.0.1`), events plain HTTP on the socket.
+    pub fn endpoint(&self, cluster: EtcdCluster) -> (EtcdClient, String) {
         match cluster {
-            EtcdCluster::Main => format!("https://127.0.0.1:{}", self.main),
-            EtcdCluster::Events => format!("http://127.0.0.1:{}", self.events),
+            EtcdCluster::Main => (self.main.0.clone(), format!("https://127.0.0.1:{}", self.main.1)),
+            EtcdCluster::Events => (
+                self.events.clone(),
+                format!("http://127.0.0.1:{}", EtcdCluster::Events.client_port()),
+            ),
         }
     }
 }
