@@ -1,6 +1,6 @@
 //! SPEC §7 benchmarks: kube-ha against kube-up's behaviour replayed as the baseline, side by side
 //! in one run, on the same emulator build and the same real etcd. Each prints its measurements and
-//! the ratio. Run: `cargo bench --bench ha [-- outage|writes|leader|scale ...]` (all by default).
+//! the ratio. Run: `cargo bench --bench ha [-- outage|writes|leader|scale|access ...]` (all by default).
 //!
 //! The kube-up baselines replay kube-up's own call order through the same Compute client and
 //! etcd API (create-loadbalancer: detach the IP, ephemeral IP back, pool, add instance, forwarding
@@ -21,6 +21,7 @@ use kube_ha_core::ops::cluster::{initial_cluster, replica_metadata};
 use kube_ha_core::pki::{self, ReplicaIdentity};
 use serde_json::json;
 use support::cluster::Sandbox;
+use support::tunnel::Tunnel;
 
 const REGION: &str = "europe-west1";
 const B: &str = "europe-west1-b";
@@ -205,11 +206,10 @@ async fn outage() {
 
 /// kube-up's replicate-master for etcd: a *voting* member for the new VM before the VM exists,
 /// then disk and VM (metadata built the way kube-ha builds it, so the VM can join).
-async fn kube_up_replicate(sb: &Sandbox, replica: &str, zone: &str) {
+async fn kube_up_replicate(sb: &Sandbox, tunnel: &Tunnel, replica: &str, zone: &str) {
     let gce = sb.gce().await;
     let etcd = sb.etcd().await;
     let secrets = sb.secrets().await;
-    let master_ip = Sandbox::internal_ip(&sb.replicas().await[0]);
     let mut a = model::Address::default();
     a.name = Some(format!("{replica}-internal"));
     a.address_type = Some(model::address::AddressType::Internal);
@@ -224,10 +224,13 @@ async fn kube_up_replicate(sb: &Sandbox, replica: &str, zone: &str) {
         .parse()
         .expect("ipv4");
     for cluster in EtcdCluster::ALL {
-        let endpoint = cluster.client_url(master_ip);
+        let (client, endpoint) = tunnel.endpoint(cluster);
         loop {
             // kube-up's `{"peerURLs":["https://${REPLICA_NAME}:2380"]}`: by instance name.
-            match etcd.member_add(&endpoint, &[cluster.peer_url_of(replica)], false).await {
+            match client
+                .member_add(&endpoint, &[cluster.peer_url_of(replica)], false)
+                .await
+            {
                 Ok(_) => break,
                 Err(EtcdError::UnhealthyCluster) => tokio::time::sleep(Duration::from_millis(200)).await,
                 // The events add fails once main has lost quorum: kube-up ignored HTTP errors too.
@@ -240,7 +243,7 @@ async fn kube_up_replicate(sb: &Sandbox, replica: &str, zone: &str) {
     d.size_gb = Some(20);
     gce.insert_disk(zone, d).await.expect("disk");
     let members = etcd
-        .member_list(&EtcdCluster::Main.client_url(master_ip))
+        .member_list(&tunnel.endpoint(EtcdCluster::Main).1)
         .await
         .unwrap_or_default();
     let now = time::OffsetDateTime::now_utc();
@@ -290,15 +293,15 @@ async fn writes() {
         for kube_up in [true, false] {
             let sb = Sandbox::start(&[]);
             first_master(&sb).await;
-            let master_ip = Sandbox::internal_ip(&sb.replicas().await[0]);
+            let tunnel = sb.tunnel(&sb.replicas().await[0]).await;
             let etcd = sb.etcd().await.with_timeout(Duration::from_secs(1));
             let stop = Arc::new(AtomicBool::new(false));
-            let w = writer(etcd, EtcdCluster::Main.client_url(master_ip), stop.clone());
+            let w = writer(etcd, tunnel.endpoint(EtcdCluster::Main).1, stop.clone());
             tokio::time::sleep(Duration::from_millis(300)).await;
             sb.next_vm_boots(fault.clone()).await;
             let started = Instant::now();
             if kube_up {
-                kube_up_replicate(&sb, "kubernetes-master-bch", C).await;
+                kube_up_replicate(&sb, &tunnel, "kubernetes-master-bch", C).await;
                 // kube-up then waited for validate-cluster; give it the same 20 s the learner add gets.
                 tokio::time::sleep(Duration::from_secs(20).saturating_sub(started.elapsed())).await;
             } else {
@@ -339,7 +342,8 @@ async fn leader() {
         assert_eq!(add(&sb, "europe-west1-d", "10m").await.code, 0);
         let etcd = sb.etcd().await;
         let replicas = sb.replicas().await;
-        let any = EtcdCluster::Main.client_url(Sandbox::internal_ip(&replicas[0]));
+        let first = sb.tunnel(&replicas[0]).await;
+        let any = first.endpoint(EtcdCluster::Main).1;
         let leader_id = etcd.status(&any).await.expect("status").leader.expect("leader");
         let members = etcd.member_list(&any).await.expect("members");
         let leader = members.iter().find(|m| m.id == leader_id).expect("leader member");
@@ -353,7 +357,8 @@ async fn leader() {
             .iter()
             .find(|r| r.name.as_deref() != Some(victim.as_str()))
             .expect("other");
-        let endpoint = EtcdCluster::Main.client_url(Sandbox::internal_ip(other));
+        let through_other = sb.tunnel(other).await;
+        let endpoint = through_other.endpoint(EtcdCluster::Main).1;
         let stop = Arc::new(AtomicBool::new(false));
         let w = writer(
             etcd.with_timeout(Duration::from_secs(5)),
@@ -369,10 +374,10 @@ async fn leader() {
         if kube_up {
             // kube-down: remove the member through another master, then delete the VM.
             for cluster in EtcdCluster::ALL {
-                let ep = cluster.client_url(Sandbox::internal_ip(other));
-                let ms = etcd.member_list(&ep).await.expect("members");
+                let (client, ep) = through_other.endpoint(cluster);
+                let ms = client.member_list(&ep).await.expect("members");
                 if let Some(m) = ms.iter().find(|m| m.name == format!("etcd-{victim}")) {
-                    while let Err(EtcdError::UnhealthyCluster) = etcd.member_remove(&ep, m.id).await {
+                    while let Err(EtcdError::UnhealthyCluster) = client.member_remove(&ep, m.id).await {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
@@ -404,6 +409,63 @@ async fn leader() {
         ha.failures(),
         ratio(up.worst_latency().as_secs_f64(), ha.worst_latency().as_secs_f64())
     );
+}
+
+/// `--output json` details of a run, if its stdout is one JSON document.
+fn details(run: &support::cluster::Run) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(&run.stdout)
+        .map(|d| d["details"].clone())
+        .unwrap_or_default()
+}
+
+/// The median of some durations.
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// Issue 11: the wall time of an add (2 → 3 replicas) and of its removal (3 → 2), median of
+/// three rounds, with the SSH handshakes each command made (`details.ssh_handshakes`).
+async fn access() {
+    println!("\n## etcd access: wall time of an add (2 → 3 replicas) and a removal (3 → 2), op latency 0\n");
+    println!("| command | wall (median of 3) | SSH handshakes per run |");
+    println!("|---|---|---|");
+    let sb = Sandbox::start(&[]);
+    first_master(&sb).await;
+    assert_eq!(add(&sb, C, "10m").await.code, 0);
+    let d = "europe-west1-d";
+    let (mut adds, mut removes) = (Vec::new(), Vec::new());
+    let (mut add_handshakes, mut remove_handshakes) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = sb
+            .kube_ha(
+                &["up", "--output", "json"],
+                &[("KUBE_GCE_ZONE", d), ("KUBE_REPLICATE_EXISTING_MASTER", "true")],
+            )
+            .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        adds.push(t.elapsed());
+        add_handshakes.push(details(&r)["ssh_handshakes"].clone());
+        let t = Instant::now();
+        let r = sb
+            .kube_ha(
+                &["down", "--output", "json"],
+                &[("KUBE_DELETE_NODES", "false"), ("KUBE_GCE_ZONE", d)],
+            )
+            .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        removes.push(t.elapsed());
+        remove_handshakes.push(details(&r)["ssh_handshakes"].clone());
+    }
+    let show = |h: &[serde_json::Value]| {
+        h.iter()
+            .map(|v| if v.is_null() { "–".to_string() } else { v.to_string() })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("| add | {} | {} |", ms(median(adds)), show(&add_handshakes));
+    println!("| remove | {} | {} |", ms(median(removes)), show(&remove_handshakes));
 }
 
 /// §7.4: wall time and API calls per `up`/`down` at 1, 3, 5, 7 replicas.
@@ -486,6 +548,9 @@ fn main() {
         }
         if want("scale") {
             scale().await;
+        }
+        if want("access") {
+            access().await;
         }
     });
 }

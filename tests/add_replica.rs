@@ -69,7 +69,7 @@ async fn a_third_replica_shares_a_zone_with_another_only_when_asked_while_a_zone
         "{line}"
     );
     assert!(line.contains("KUBE_HA_ALLOW_SAME_ZONE=true"), "{line}");
-    assert!(sb.emu.mutating_calls().await.is_empty());
+    assert!(sb.emu.mutating_calls_but_run_keys().await.is_empty());
     sb.kube_ha(
         &["up"],
         &[
@@ -112,37 +112,39 @@ async fn unsafe_or_wrong_adds_are_refused_with_zero_mutating_calls() {
     sb.first_master().await.expect_code(0);
     sb.add(C).await.expect_code(0);
 
-    // A zone in another region.
+    // A zone in another region: a check that needs no etcd, so refused before the run's SSH key
+    // is written anywhere.
     sb.emu.clear_calls().await;
     let run = sb.add("us-central1-b").await;
     run.expect_code(2);
     assert!(run.error_lines()[0].contains("europe-west1"), "{}", run.stderr);
-    assert!(sb.emu.mutating_calls().await.is_empty());
+    assert!(sb.emu.mutating_calls().await.is_empty(), "not even the run's own key");
 
-    // A learner already present (an add in flight elsewhere).
-    let etcd = sb.etcd().await;
+    // A learner already present (an add in flight elsewhere), added with etcdctl inside the VM.
     let replicas = sb.replicas().await;
-    let endpoint = EtcdCluster::Main.client_url(Sandbox::internal_ip(&replicas[0]));
+    let first_vm = replicas[0].name.clone().expect("name");
     let stray = format!("https://198.18.{}.250:2380", sb.emu.ip_block);
-    let learner = loop {
-        match etcd.member_add(&endpoint, std::slice::from_ref(&stray), true).await {
-            Ok(m) => break m,
-            Err(kube_ha_core::etcd::EtcdError::UnhealthyCluster) => {
-                tokio::time::sleep(Duration::from_millis(250)).await
-            }
-            Err(e) => panic!("add stray learner: {e}"),
-        }
-    };
+    let learner = support::sandbox::eventually("a stray learner is added", Duration::from_secs(30), || async {
+        support::vm_etcd::add_learner(&sb.emu.endpoint, &first_vm, EtcdCluster::Main, &stray)
+            .await
+            .ok()
+    })
+    .await;
     sb.emu.clear_calls().await;
     let members_before = sb.member_ids().await;
     let run = sb.add(D).await;
     run.expect_code(2);
     assert!(run.error_lines()[0].contains("learner"), "{}", run.stderr);
-    assert!(sb.emu.mutating_calls().await.is_empty());
+    assert!(sb.emu.mutating_calls_but_run_keys().await.is_empty());
     assert_eq!(sb.member_ids().await, members_before, "no etcd change either");
-    etcd.member_remove(&endpoint, learner.id)
-        .await
-        .expect("remove stray learner");
+    let removed = support::vm_etcd::etcdctl(
+        &sb.emu.endpoint,
+        &first_vm,
+        EtcdCluster::Main,
+        &["member", "remove", &format!("{:x}", learner.0)],
+    )
+    .await;
+    assert_eq!(removed.code, 0, "remove stray learner: {}", removed.stderr);
 
     // A second up while one is running: the first waits for a slow VM, the second is refused.
     sb.next_vm_boots(json!({"kind": "boot_delay", "ms": 8000})).await;
@@ -166,7 +168,7 @@ async fn unsafe_or_wrong_adds_are_refused_with_zero_mutating_calls() {
         second.stderr
     );
     assert!(
-        sb.emu.mutating_calls().await.is_empty(),
+        sb.emu.mutating_calls_but_run_keys().await.is_empty(),
         "the refused up made mutating calls"
     );
     first.await.expect("join").expect_code(0);
@@ -185,7 +187,7 @@ async fn unsafe_or_wrong_adds_are_refused_with_zero_mutating_calls() {
     let run = sb.add(D).await;
     run.expect_code(2);
     assert!(run.error_lines()[0].contains("not healthy"), "{}", run.stderr);
-    assert!(sb.emu.mutating_calls().await.is_empty());
+    assert!(sb.emu.mutating_calls_but_run_keys().await.is_empty());
 }
 
 /// Writes through the static IP every 100 ms until stopped; counts failures.

@@ -23,46 +23,6 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// `etcdctl member list -w json` with the client cert a replica's apiserver uses.
-fn etcdctl_members(dir: &Path, env: &KeyValues, certs: &KeyValues, endpoint: &str) -> serde_json::Value {
-    let ca = write(dir, "etcd-ca.crt", &certs.pem(ke::ETCD_APISERVER_CA_CERT).expect("ca"));
-    let cert = write(
-        dir,
-        "client.crt",
-        &certs.pem(ke::ETCD_APISERVER_CLIENT_CERT).expect("cert"),
-    );
-    let key = write(
-        dir,
-        "client.key",
-        &certs.pem(ke::ETCD_APISERVER_CLIENT_KEY).expect("key"),
-    );
-    let _ = env;
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            endpoint,
-            "--cacert",
-            &ca,
-            "--cert",
-            &cert,
-            "--key",
-            &key,
-            "member",
-            "list",
-            "-w",
-            "json",
-        ])
-        .output()
-        .expect("run etcdctl");
-    assert!(
-        out.status.success(),
-        "etcdctl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("etcdctl JSON")
-}
-
 fn openssl_verify(dir: &Path, ca_pem: &str, leaf_pem: &str, purpose: &str) -> bool {
     let ca = write(dir, "verify-ca.crt", ca_pem);
     let leaf = write(dir, "verify-leaf.crt", leaf_pem);
@@ -128,20 +88,28 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
         "the first master carries the static IP"
     );
 
-    // etcdctl, the real client, with the apiserver's client cert from kube-master-certs.
-    let secrets = sb.secrets().await;
+    // etcdctl, the real client, inside the VM with the apiserver's client cert from
+    // kube-master-certs (as the boot wrote it): etcd serves clients on the VM's loopback only.
     for cluster in EtcdCluster::ALL {
-        let endpoint = cluster.client_url(internal);
-        let json = etcdctl_members(sb.dir.path(), &secrets.kube_env, &secrets.master_certs, &endpoint);
-        let members = json["members"].as_array().expect("members");
-        assert_eq!(members.len(), 1, "etcd {cluster}: {json}");
-        assert_eq!(members[0]["name"], "etcd-kubernetes-master", "started member");
-        assert_eq!(members[0]["clientURLs"][0], endpoint.as_str());
-        // Advertised by instance name, as configure-helper renders `--initial-advertise-peer-urls`.
+        let members = support::vm_etcd::member_list(&sb.emu.endpoint, "kubernetes-master", cluster)
+            .await
+            .expect("etcdctl member list");
+        assert_eq!(members.len(), 1, "etcd {cluster}: {members:?}");
+        assert_eq!(members[0].name, "etcd-kubernetes-master", "started member");
+        let scheme = if cluster == EtcdCluster::Main { "https" } else { "http" };
         assert_eq!(
-            members[0]["peerURLs"][0],
-            cluster.peer_url_of("kubernetes-master").as_str()
+            members[0].client_urls,
+            [format!("{scheme}://127.0.0.1:{}", cluster.client_port())]
         );
+        // Advertised by instance name, as configure-helper renders `--initial-advertise-peer-urls`.
+        assert_eq!(members[0].peer_urls, [cluster.peer_url_of("kubernetes-master")]);
+        // Nothing outside the VM reaches its etcd client port but SSH.
+        let direct = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            tokio::net::TcpStream::connect((internal, cluster.client_port())),
+        )
+        .await;
+        assert!(!matches!(direct, Ok(Ok(_))), "etcd {cluster} answers on {internal}");
     }
 
     // The API on the static IP, the cluster CA as the only trust root; state goes through etcd.
@@ -162,6 +130,7 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
     assert_eq!(mode, 0o600);
 
     // Every leaf verifies against its CA for its purpose, with exactly SPEC §3's SANs.
+    let secrets = sb.secrets().await;
     let (env, certs) = (&secrets.kube_env, &secrets.master_certs);
     let pem = |m: &KeyValues, k: &str| m.pem(k).expect(k);
     let dir = sb.dir.path();
@@ -253,13 +222,13 @@ async fn first_master_runs_real_etcd_behind_certificates_that_verify() {
         .expect_err("must not verify for an IP it lacks");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 
-    // A second up changes nothing.
+    // A second up changes nothing (its own SSH key comes and goes: it reads etcd over SSH).
     sb.emu.clear_calls().await;
     let again = sb.first_master().await;
     again.expect_code(0);
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
     assert!(
-        sb.emu.mutating_calls().await.is_empty(),
+        sb.emu.mutating_calls_but_run_keys().await.is_empty(),
         "second up made mutating calls"
     );
 

@@ -5,7 +5,6 @@
 use kube_ha_testkit as support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kube_ha_core::names::EtcdCluster;
@@ -63,7 +62,7 @@ async fn three_to_two_to_one_gives_the_static_ip_back_and_keeps_every_key() {
         run.expect_code(2);
         assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
         assert!(run.error_lines()[0].contains(says), "{}", run.stderr);
-        assert!(sb.emu.mutating_calls().await.is_empty(), "{env:?}");
+        assert!(sb.emu.mutating_calls_but_run_keys().await.is_empty(), "{env:?}");
     }
 
     sb.remove(C, None).await.expect_code(0);
@@ -74,7 +73,7 @@ async fn three_to_two_to_one_gives_the_static_ip_back_and_keeps_every_key() {
     let last = sb.remove(B, None).await;
     last.expect_code(2);
     assert!(last.error_lines()[0].contains("last replica"), "{}", last.stderr);
-    assert!(sb.emu.mutating_calls().await.is_empty());
+    assert!(sb.emu.mutating_calls_but_run_keys().await.is_empty());
     let resp = sb
         .api()
         .get(format!("https://{}/healthz", sb.static_ip().await))
@@ -93,13 +92,10 @@ async fn three_to_two_to_one_gives_the_static_ip_back_and_keeps_every_key() {
 async fn removing_the_leader_moves_leadership_before_its_member_goes() {
     let sb = Arc::new(Sandbox::start(&[]));
     three(&sb).await;
-    let etcd = sb.etcd().await;
     let replicas = sb.replicas().await;
-    let status = etcd
-        .status(&EtcdCluster::Main.client_url(Sandbox::internal_ip(&replicas[0])))
-        .await
-        .expect("status");
-    let leader_id = status.leader.expect("leader");
+    let first_vm = replicas[0].name.clone().expect("name");
+    let (_, leader) = sb.etcd_status(&first_vm, EtcdCluster::Main).await;
+    let leader_id = leader.expect("leader");
     let members = sb.members(EtcdCluster::Main).await;
     let leader = members.iter().find(|m| m.id == leader_id).expect("leader member");
     let victim_name = leader.name.strip_prefix("etcd-").expect("name").to_string();
@@ -108,31 +104,22 @@ async fn removing_the_leader_moves_leadership_before_its_member_goes() {
         .find(|r| r.name.as_deref() == Some(victim_name.as_str()))
         .expect("victim VM")
         .clone();
-    let observer_ip = replicas
+    let observer = replicas
         .iter()
-        .map(Sandbox::internal_ip)
-        .find(|ip| *ip != Sandbox::internal_ip(&victim))
+        .filter_map(|r| r.name.clone())
+        .find(|n| *n != victim_name)
         .expect("observer");
 
-    // Watch etcd's own view: (leader, is the victim still a member?) every few ms.
-    let stop = Arc::new(AtomicBool::new(false));
+    // Watch etcd's own view, inside another replica: (leader, is the victim still a member?),
+    // as fast as etcdctl runs there, until the victim's member is gone.
     let samples = {
-        let (stop, etcd) = (stop.clone(), etcd.clone());
+        let (endpoint, observer) = (sb.emu.endpoint.clone(), observer.clone());
         tokio::spawn(async move {
-            let url = EtcdCluster::Main.client_url(observer_ip);
-            let mut samples = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                if let (Ok(st), Ok(ms)) = (etcd.status(&url).await, etcd.member_list(&url).await) {
-                    samples.push((st.leader, ms.iter().any(|m| m.id == leader_id)));
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            samples
+            support::vm_etcd::sample_leader_while_member(&endpoint, &observer, leader_id, 5000).await
         })
     };
     sb.remove(&zone_of(&victim), Some(&victim_name)).await.expect_code(0);
-    stop.store(true, Ordering::SeqCst);
-    let samples = samples.await.expect("observer");
+    let samples = samples.await.expect("observer").expect("samples");
     assert!(
         samples
             .iter()
@@ -170,7 +157,7 @@ async fn a_crashed_replica_blocks_unsafe_removals_and_is_replaced_with_a_new_mem
     let run = sb.remove(C, None).await;
     run.expect_code(2);
     assert!(run.error_lines()[0].contains("quorum"), "{}", run.stderr);
-    assert!(sb.emu.mutating_calls().await.is_empty());
+    assert!(sb.emu.mutating_calls_but_run_keys().await.is_empty());
 
     // The dead one can go, and `up` in its zone replaces it.
     sb.remove(D, Some(&dead_name)).await.expect_code(0);

@@ -545,35 +545,45 @@ async fn deleting_the_https_rule_cuts_the_static_ip_and_deleting_the_etcd_rule_c
             .then_some(())
     })
     .await;
-    // The replicas still serve (the machine's pre-SSH accommodation reaches their internal IPs):
-    // what is cut is the rule's traffic, not the VMs.
+    // The replicas still serve (their etcd, asked inside each VM): what is cut is the rule's
+    // traffic, not the VMs. Nothing of the machine reaches their internal IPs any more.
+    let vms: Vec<String> = sb.replicas().await.iter().filter_map(|r| r.name.clone()).collect();
+    let healthy = |vm: String| {
+        let endpoint = sb.emu.endpoint.clone();
+        async move {
+            support::vm_etcd::etcdctl(&endpoint, &vm, EtcdCluster::Main, &["endpoint", "health"])
+                .await
+                .code
+                == 0
+        }
+    };
+    for vm in &vms {
+        assert!(healthy(vm.clone()).await, "{vm} serves");
+    }
     for ip in &internal {
         assert!(
-            matches!(support::sandbox::get(&api, *ip, "healthz").await, Ok((200, _))),
-            "{ip}"
+            support::sandbox::get(&api, *ip, "healthz").await.is_err(),
+            "the machine reaches {ip} without a rule"
         );
     }
 
-    let etcd = sb.etcd().await;
     gce.delete_firewall(&names.firewall_etcd())
         .await
         .expect("delete the etcd rule");
-    for ip in &internal {
-        let endpoint = EtcdCluster::Main.client_url(*ip);
+    for vm in &vms {
         eventually(
-            &format!("etcd at {ip} loses its peer"),
+            &format!("etcd in {vm} loses its peer"),
             Duration::from_secs(30),
-            || async { (!matches!(etcd.health(&endpoint).await, Ok(true))).then_some(()) },
+            || async { (!healthy(vm.clone()).await).then_some(()) },
         )
         .await;
     }
 
     // Both rules back, as kube-up made them: peers and the static IP come back.
     support::sandbox::create_master_firewalls(gce).await;
-    for ip in &internal {
-        let endpoint = EtcdCluster::Main.client_url(*ip);
-        eventually(&format!("etcd at {ip} has its peer again"), BOOT_WITHIN, || async {
-            matches!(etcd.health(&endpoint).await, Ok(true)).then_some(())
+    for vm in &vms {
+        eventually(&format!("etcd in {vm} has its peer again"), BOOT_WITHIN, || async {
+            healthy(vm.clone()).await.then_some(())
         })
         .await;
     }

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use google_cloud_compute_v1::model;
-use kube_ha_core::etcd::{EtcdClient, EtcdError, Member};
+use kube_ha_core::etcd::Member;
 use kube_ha_core::names::EtcdCluster;
 use kube_ha_core::ops::cluster::{initial_cluster, replica_metadata};
 use kube_ha_core::pki::{ClusterCas, issue_tool_client};
@@ -19,18 +19,14 @@ use support::hosts::{admin_client, still_running, vm_etcd};
 use support::sandbox::*;
 use time::OffsetDateTime;
 
-/// The etcdctl view of one cluster on one endpoint: (name, isLearner) of every member.
-fn started_members(r: &Replica, endpoint: &str) -> Vec<(String, bool)> {
-    let tool = issue_tool_client(&r.cas, OffsetDateTime::now_utc()).expect("tool cert");
-    let members = etcdctl_member_list(&r.cas, &tool, endpoint).expect("etcdctl member list");
-    members
-        .iter()
-        .map(|m| {
-            (
-                m.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_string(),
-                m.get("isLearner").and_then(|l| l.as_bool()).unwrap_or(false),
-            )
-        })
+/// The etcdctl view of one cluster inside `vm` (its own loopback, the only place its etcd serves
+/// clients): (name, isLearner) of every member.
+async fn started_members(emu: &Emulator, vm: &str, cluster: EtcdCluster) -> Vec<(String, bool)> {
+    support::vm_etcd::member_list(&emu.endpoint, vm, cluster)
+        .await
+        .expect("etcdctl member list")
+        .into_iter()
+        .map(|m| (m.name, m.is_learner))
         .collect()
 }
 
@@ -76,17 +72,42 @@ async fn a_master_boots_like_configure_helper_and_follows_its_gce_record() {
     // etcd: one started voting member per cluster, named as configure-helper names it, seen by
     // the real etcdctl with a client cert from the etcd client CA (mutual TLS).
     for cluster in EtcdCluster::ALL {
-        let endpoint = etcd_endpoint(cluster, m.internal_ip);
         assert_eq!(
-            started_members(&m, &endpoint),
+            started_members(&emu, MASTER, cluster).await,
             vec![("etcd-kubernetes-master".to_string(), false)],
-            "{cluster} at {endpoint}"
+            "{cluster}"
         );
     }
-    // A client cert from another CA is refused by etcd.
+    // A client cert from another CA is refused by etcd (the files put into the VM's /etc).
     let stranger = ClusterCas::generate("stranger", OffsetDateTime::now_utc()).expect("CAs");
     let stranger_cert = issue_tool_client(&stranger, OffsetDateTime::now_utc()).expect("cert");
-    assert!(etcdctl_member_list(&m.cas, &stranger_cert, &etcd_endpoint(EtcdCluster::Main, m.internal_ip)).is_err());
+    let dir = emu.vm_dir(MASTER).join("etc/stranger");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("client.crt"), &stranger_cert.cert_pem).expect("cert");
+    std::fs::write(dir.join("client.key"), &stranger_cert.key_pem).expect("key");
+    let refused = support::hosts::sandbox_exec(
+        &emu.endpoint,
+        Some(MASTER),
+        &[
+            "env",
+            "ETCDCTL_API=3",
+            "etcdctl",
+            "--command-timeout",
+            "5s",
+            "--endpoints",
+            "https://127.0.0.1:2379",
+            "--cacert",
+            "/etc/srv/kubernetes/pki/etcd-apiserver-ca.crt",
+            "--cert",
+            "/etc/stranger/client.crt",
+            "--key",
+            "/etc/stranger/client.key",
+            "member",
+            "list",
+        ],
+    )
+    .await;
+    assert_ne!(refused.code, 0, "a client cert from another CA was accepted");
 
     // Files: certificates where configure-helper writes them, with its modes (write-pki-data's
     // umask 077; the etcd functions' default umask, which kube-up's etcd calls without sudo
@@ -252,22 +273,20 @@ async fn a_vm_recreated_on_its_disk_restarts_etcd_with_its_data() {
     );
     for cluster in EtcdCluster::ALL {
         assert_eq!(
-            started_members(&m, &etcd_endpoint(cluster, m.internal_ip)).len(),
+            started_members(&emu, MASTER, cluster).await.len(),
             1,
             "the restarted {cluster} member is the same single member"
         );
     }
 }
 
-/// Retry `call` while etcd says "not yet" (learner catching up, reconfiguration settling).
-async fn until_etcd_agrees<T, F, Fut>(what: &str, mut call: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, EtcdError>>,
-{
+/// `etcdctl … <args>` inside `vm`, retried while etcd says "not yet" (learner catching up,
+/// reconfiguration settling); its JSON.
+async fn until_etcd_agrees(emu: &Emulator, vm: &str, cluster: EtcdCluster, args: &[&str]) -> serde_json::Value {
+    let what = format!("etcdctl {args:?} in {vm}");
     let deadline = Instant::now() + BOOT_WITHIN;
     loop {
-        match call().await {
+        match support::vm_etcd::etcdctl_json(&emu.endpoint, vm, cluster, args).await {
             Ok(v) => return v,
             Err(e) if Instant::now() < deadline => {
                 let _ = e;
@@ -280,24 +299,30 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_joins_as_a_learner_and_becomes_a_voter() {
-    // `_emu` (not `_`): the emulator must live until the end of the test.
-    let (_emu, gce, first, api) = booted_master().await;
+    let (emu, gce, first, api) = booted_master().await;
     assert_eq!(put(&api, first.internal_ip, "before-join", "kept").await, 200);
 
     // kube-ha's add-replica steps 2-5, by hand.
     let replica = format!("{MASTER}-a1b");
     let ip = reserve_internal_ip_and_disk(&gce, &replica).await;
-    let etcd = EtcdClient::for_tool(&first.cas, OffsetDateTime::now_utc(), Duration::from_secs(5)).expect("client");
     let mut members: Vec<Member> = Vec::new();
     let mut learners = Vec::new();
     for cluster in EtcdCluster::ALL {
-        let endpoint = etcd_endpoint(cluster, first.internal_ip);
         // By instance name, as kube-up.sh registered peers and configure-helper advertises them.
-        let peer = vec![cluster.peer_url_of(&replica)];
-        let learner = until_etcd_agrees("learner add", || etcd.member_add(&endpoint, &peer, true)).await;
-        learners.push((cluster, endpoint.clone(), learner.id));
+        let peer = cluster.peer_url_of(&replica);
+        let added = until_etcd_agrees(
+            &emu,
+            MASTER,
+            cluster,
+            &["member", "add", "learner", "--learner", "--peer-urls", &peer],
+        )
+        .await;
+        let id = added["member"]["ID"].as_u64().expect("learner ID");
+        learners.push((cluster, id));
         if cluster == EtcdCluster::Main {
-            members = etcd.member_list(&endpoint).await.expect("member list");
+            members = support::vm_etcd::member_list(&emu.endpoint, MASTER, cluster)
+                .await
+                .expect("member list");
         }
     }
     let certs = issue_certs(&first.cas, &replica, ip, first.static_ip);
@@ -309,13 +334,32 @@ async fn a_replica_joins_as_a_learner_and_becomes_a_voter() {
     );
     let t0 = Instant::now();
     create_instance(&gce, &replica, ip, None, &kube_env, &master_certs).await;
-    for (cluster, endpoint, id) in &learners {
-        until_etcd_agrees(&format!("promote on {cluster}"), || etcd.member_promote(endpoint, *id)).await;
+    for (cluster, id) in &learners {
+        // Until the learner is a voter, by etcd's member list: a promote that etcdctl timed out
+        // on may have been applied, and the next one then says "can only promote a learner".
+        eventually(
+            &format!("learner {id:x} promoted on {cluster}"),
+            BOOT_WITHIN,
+            || async {
+                let _ = support::vm_etcd::etcdctl(
+                    &emu.endpoint,
+                    MASTER,
+                    *cluster,
+                    &["member", "promote", &format!("{id:x}")],
+                )
+                .await;
+                let members = support::vm_etcd::member_list(&emu.endpoint, MASTER, *cluster)
+                    .await
+                    .ok()?;
+                members.iter().any(|m| m.id.0 == *id && !m.is_learner).then_some(())
+            },
+        )
+        .await;
     }
     eprintln!("measured: replica insert to both learners promoted: {:?}", t0.elapsed());
 
     for cluster in EtcdCluster::ALL {
-        let mut seen = started_members(&first, &etcd_endpoint(cluster, ip));
+        let mut seen = started_members(&emu, &replica, cluster).await;
         seen.sort();
         assert_eq!(
             seen,

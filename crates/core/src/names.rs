@@ -207,6 +207,12 @@ impl ClusterNames {
         format!("{}-etcd", self.master_name)
     }
 
+    /// `MASTER_NAME-ssh` firewall rule (tcp:22 to the master tag): how kube-ha reaches etcd
+    /// (SPEC §5). The first `up` creates it unless another rule admits tcp:22 already.
+    pub fn firewall_ssh(&self) -> String {
+        format!("{}-ssh", self.master_name)
+    }
+
     /// Regional target pool of the load balancer.
     pub fn target_pool(&self) -> &str {
         &self.master_name

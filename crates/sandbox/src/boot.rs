@@ -65,7 +65,7 @@ pub type Members = Arc<Mutex<Vec<EtcdMember>>>;
 pub struct BootContext {
     /// project/zone/instance.
     pub key: ZonalKey,
-    /// nic0's networkIP (only for the pre-SSH client listener, `configure_helper`'s deviation).
+    /// nic0's networkIP (what the VM's etcd members are recorded with).
     pub ip: Ipv4Addr,
     /// The VM's files.
     pub files: VmFiles,
@@ -327,7 +327,6 @@ async fn boot(ctx: &BootContext) -> Result<Option<ListenerTask>, Stop> {
                 let etcd_host = EtcdHost {
                     name: host_name,
                     ip: host_ip,
-                    extra_client_ip: Some(ip),
                 };
                 let mut started = Vec::new();
                 for cluster in EtcdCluster::ALL {

@@ -34,12 +34,8 @@
 //! (`kube_env::missing_for_boot`), and `tests/kube_env_contract.rs` reads them with the scripts'
 //! own pipelines.
 //!
-//! # One deviation, until kube-ha reaches etcd over SSH
-//! [`EtcdHost::extra_client_ip`]: an extra client listener on the VM's internal IP (mutual TLS
-//! with the etcd-apiserver certificates, events too), advertised instead of `127.0.0.1`, because
-//! today's kube-ha talks to etcd on the internal IP and asks each member at the client URL it
-//! advertises. configure-helper's own listeners (`127.0.0.1`, mTLS for main, plain HTTP for
-//! events) are there as rendered.
+//! etcd's client listeners are configure-helper's own, as rendered (`127.0.0.1`, mTLS for main,
+//! plain HTTP for events): kube-ha reaches them over SSH to the VM, like kube-up did.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -768,8 +764,6 @@ pub struct EtcdHost {
     pub name: String,
     /// That name resolved (python's `gethostbyname`, i.e. `/etc/hosts` on these VMs).
     pub ip: Ipv4Addr,
-    /// The deviation of the module doc: also serve clients on this IP (today's kube-ha).
-    pub extra_client_ip: Option<Ipv4Addr>,
 }
 
 /// `${ETCD_HOSTNAME:-$(hostname -s)}`.
@@ -830,8 +824,8 @@ pub fn prepare_etcd_manifest(shell: &Shell, cluster: EtcdCluster, host: &EtcdHos
         .collect();
     let name = format!("etcd-{}", host.name);
     let data_dir = format!("{ETCD_DIR}/{}", cluster.data_dir_name());
-    let mut listen_clients = vec![format!("{etcd_apiserver_protocol}://{listen_client_ip}:{port}")];
-    let mut advertise_clients = vec![format!("{etcd_apiserver_protocol}://127.0.0.1:{port}")];
+    let listen_clients = format!("{etcd_apiserver_protocol}://{listen_client_ip}:{port}");
+    let advertise_clients = format!("{etcd_apiserver_protocol}://127.0.0.1:{port}");
     let mut args: Vec<String> = Vec::new();
     let mut flag = |f: &str, v: String| {
         args.push(format!("--{f}"));
@@ -846,15 +840,8 @@ pub fn prepare_etcd_manifest(shell: &Shell, cluster: EtcdCluster, host: &EtcdHos
         "initial-advertise-peer-urls",
         format!("{etcd_protocol}://{}:{server_port}", host.name),
     );
-    let pre_ssh = host.extra_client_ip.filter(|_| client_mtls(shell));
-    if let Some(ip) = pre_ssh {
-        // Advertised alone: etcd sorts a member's client URLs, and today's kube-ha asks each
-        // member at the first one it reports.
-        listen_clients.push(format!("https://{ip}:{port}"));
-        advertise_clients = vec![format!("https://{ip}:{port}")];
-    }
-    flag("advertise-client-urls", advertise_clients.join(","));
-    flag("listen-client-urls", listen_clients.join(","));
+    flag("advertise-client-urls", advertise_clients);
+    flag("listen-client-urls", listen_clients);
     if shell.value("STORAGE_BACKEND").is_empty() || shell.value("STORAGE_BACKEND") == "etcd3" {
         let quota = match shell.value("ETCD_QUOTA_BACKEND_BYTES") {
             "" => "4294967296",
@@ -873,7 +860,7 @@ pub fn prepare_etcd_manifest(shell: &Shell, cluster: EtcdCluster, host: &EtcdHos
         flag("peer-key-file", format!("{AUTH_DIR}/etcd-peer.key"));
         args.push("--peer-client-cert-auth".to_string());
     }
-    if mtls || pre_ssh.is_some() {
+    if mtls {
         args.push("--client-cert-auth".to_string());
         for (f, var) in [
             ("--trusted-ca-file", "ETCD_APISERVER_CA_CERT_PATH"),
@@ -1035,7 +1022,6 @@ mod tests {
         let host = EtcdHost {
             name: "kubernetes-master".into(),
             ip: Ipv4Addr::new(10, 40, 0, 2),
-            extra_client_ip: None,
         };
         let etcd = EtcdCluster::ALL
             .iter()
@@ -1152,7 +1138,6 @@ mod tests {
         let host = EtcdHost {
             name: "kubernetes-master-a1b".into(),
             ip: Ipv4Addr::new(10, 40, 0, 3),
-            extra_client_ip: Some(Ipv4Addr::new(10, 40, 0, 3)),
         };
         let events = prepare_etcd_manifest(&sh2, EtcdCluster::Events, &host).expect("events");
         assert_eq!(
@@ -1162,13 +1147,10 @@ mod tests {
             )
         );
         assert_eq!(events.flag("--initial-cluster-state"), Some("existing"));
-        // The documented pre-SSH listener: what is advertised, mTLS on events too.
-        assert_eq!(events.flag("--advertise-client-urls"), Some("https://10.40.0.3:4002"));
-        assert_eq!(
-            events.flag("--listen-client-urls"),
-            Some("http://127.0.0.1:4002,https://10.40.0.3:4002")
-        );
-        assert!(events.args.iter().any(|a| a == "--client-cert-auth"));
+        // configure-helper's own listener only: events plain HTTP on the VM's loopback.
+        assert_eq!(events.flag("--advertise-client-urls"), Some("http://127.0.0.1:4002"));
+        assert_eq!(events.flag("--listen-client-urls"), Some("http://127.0.0.1:4002"));
+        assert!(!events.args.iter().any(|a| a == "--client-cert-auth"));
     }
 
     /// (what is wrong, how to break the maps, the step it stops in, words of the message)

@@ -5,14 +5,16 @@
 //! The chain, in order:
 //! 1. `lo` and replies to connections the VM opened (`ct direction reply`; their ICMP errors:
 //!    `ct state related`) are accepted;
-//! 2. the pre-SSH accommodation (see [`ACCOMMODATION`]);
-//! 3. one line per applicable rule and protocol entry, in GCE's order (priority, then deny before
+//! 2. one line per applicable rule and protocol entry, in GCE's order (priority, then deny before
 //!    allow): protocol and ports, the sources (`sourceRanges`, plus the internal IPs of the
 //!    instances carrying `sourceTags` or running as `sourceServiceAccounts`; none of the three
 //!    means `0.0.0.0/0`), `accept` (allowed) or `drop` (denied). A rule applies to the VM when it is
 //!    enabled, INGRESS, on the VM's network, and its `targetTags`/`targetServiceAccounts` (if any)
 //!    name the VM;
-//! 4. the default: drop.
+//! 3. the default: drop.
+//!
+//! Nothing of the machine's own traffic bypasses the rules: kube-ha reaches a VM's etcd and API
+//! over SSH (tcp:22, admitted by a rule like any operator's), never on the internal IP.
 //!
 //! Every packet of a connection someone else opened is checked, not only the first: deleting a
 //! rule cuts what it allowed at once, also connections already open (GCE's own connection
@@ -27,19 +29,8 @@ use std::net::Ipv4Addr;
 
 use serde_json::Value;
 
-use kube_ha_emulator::ips::AddressPlan;
-
 /// The nftables table in every VM.
 const TABLE: &str = "gce_firewall";
-
-/// The comment of the pre-SSH accommodation rule, which lets the machine (`198.18.N.254`, where
-/// kube-ha runs today) reach etcd (2379, 4002) and the API (443) on a VM's internal IP. It goes
-/// when kube-ha reaches etcd over SSH; nothing else of the operator's traffic bypasses the rules.
-pub const ACCOMMODATION: &str =
-    "pre-SSH accommodation, to be removed when kube-ha reaches etcd over SSH: the machine reaches etcd and the API";
-
-/// The ports of the accommodation.
-const ACCOMMODATION_PORTS: &str = "443, 2379, 4002";
 
 /// What the firewall needs to know about one instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,7 +187,7 @@ fn protocol_match(entry: &Value) -> Option<String> {
 /// The nftables script that makes `me`'s ingress chain match `firewalls`, given every instance of
 /// the project (for source tags and service accounts). Replaces any earlier table in one
 /// transaction. See the module doc.
-pub fn ruleset(me: &InstanceFacts, instances: &[InstanceFacts], firewalls: &[Value], plan: AddressPlan) -> String {
+pub fn ruleset(me: &InstanceFacts, instances: &[InstanceFacts], firewalls: &[Value]) -> String {
     let mut rules: Vec<&Value> = firewalls
         .iter()
         .filter(|r| r.get("disabled") != Some(&Value::Bool(true)))
@@ -223,10 +214,6 @@ pub fn ruleset(me: &InstanceFacts, instances: &[InstanceFacts], firewalls: &[Val
         "    iif \"lo\" accept".to_string(),
         "    ct direction reply accept".to_string(),
         "    ct state related accept".to_string(),
-        format!(
-            "    ip saddr {} tcp dport {{ {ACCOMMODATION_PORTS} }} accept comment \"{ACCOMMODATION}\"",
-            plan.machine_internal()
-        ),
     ];
     for rule in rules {
         let name = rule.get("name").and_then(Value::as_str).unwrap_or("unnamed");
@@ -285,10 +272,10 @@ mod tests {
 
     fn chain(me: &InstanceFacts, all: &[InstanceFacts], rules: Value) -> Vec<String> {
         let rules: Vec<Value> = rules.as_array().cloned().unwrap_or_default();
-        ruleset(me, all, &rules, AddressPlan::new(1))
+        ruleset(me, all, &rules)
             .lines()
             .map(|l| l.trim().to_string())
-            .filter(|l| l.contains("comment") && !l.contains(ACCOMMODATION))
+            .filter(|l| l.contains("comment"))
             .collect()
     }
 
@@ -345,15 +332,12 @@ mod tests {
     }
 
     #[test]
-    fn the_chain_drops_by_default_and_keeps_the_accommodation_to_the_machine() {
+    fn the_chain_drops_by_default_and_lets_nothing_of_the_machine_bypass_the_rules() {
         let m = vm(2, &[]);
-        let text = ruleset(&m, &[], &[], AddressPlan::new(7));
+        let text = ruleset(&m, &[], &[]);
         assert!(text.contains("policy drop;"));
         assert!(text.starts_with("table inet gce_firewall\ndelete table inet gce_firewall\n"));
-        assert!(text.contains(&format!(
-            "ip saddr 198.18.7.254 tcp dport {{ 443, 2379, 4002 }} accept comment \"{ACCOMMODATION}\""
-        )));
-        assert!(ACCOMMODATION.len() < 128, "nftables comments are at most 128 bytes");
+        assert!(!text.contains("198.18.7.254"), "{text}");
     }
 
     #[test]

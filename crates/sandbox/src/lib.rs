@@ -42,6 +42,5 @@ mod vm;
 mod vpc;
 
 pub use apiserver::VERSION as APISERVER_VERSION;
-pub use firewall::ACCOMMODATION as FIREWALL_ACCOMMODATION;
 pub use machines::SandboxMachines;
 pub use vpc::machine_link;

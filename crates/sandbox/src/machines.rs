@@ -491,12 +491,7 @@ impl Actor {
             gateway: Some(self.vpc.plan().gateway()),
         };
         let facts: Vec<InstanceFacts> = project.instances.values().map(InstanceFacts::from_instance).collect();
-        let firewall = firewall::ruleset(
-            &InstanceFacts::from_instance(&me),
-            &facts,
-            &project.firewalls,
-            self.vpc.plan(),
-        );
+        let firewall = firewall::ruleset(&InstanceFacts::from_instance(&me), &facts, &project.firewalls);
         let entries: Vec<HostEntry> = project
             .instances
             .iter()

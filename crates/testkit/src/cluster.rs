@@ -1,7 +1,7 @@
 //! A sandbox for end-to-end scenarios: one emulator with simulated master VMs (real etcd, real
 //! TLS) in a temp dir, the `kube-ha` binary run against it exactly as operators run it (env vars),
 //! and observers that look at the world the way an operator or a client would: GCE resources
-//! through the official client, etcd member lists through etcd's own API, the API through HTTPS
+//! through the official client, etcd member lists from `etcdctl` inside the VMs, the API through HTTPS
 //! with the cluster CA as the only trust root.
 
 use std::net::Ipv4Addr;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use google_cloud_compute_v1::model;
-use kube_ha_core::etcd::{EtcdClient, Member};
+use kube_ha_core::etcd::{Member, MemberId};
 use kube_ha_core::gce::Gce;
 use kube_ha_core::names::{ClusterNames, EtcdCluster};
 use kube_ha_core::ops::cluster::ClusterSecrets;
@@ -242,9 +242,26 @@ impl Sandbox {
         panic!("no replica carries kube-env")
     }
 
-    /// An etcd client with a tool certificate (signed by the etcd client CA in metadata).
-    pub async fn etcd(&self) -> EtcdClient {
+    /// An etcd client with a tool certificate (signed by the etcd client CA in metadata), for
+    /// the URLs of a [`Sandbox::tunnel`].
+    pub async fn etcd(&self) -> kube_ha_core::etcd::EtcdClient {
         kube_ha_core::ops::execute::etcd_client(&self.secrets().await.cas, Duration::from_secs(5)).expect("etcd client")
+    }
+
+    /// An OpenSSH tunnel to `replica`'s own etcd, through its internal IP (as from inside the
+    /// VPC: an external IP an operation moves would cut it): for callers that replay kube-up's
+    /// etcd calls or call etcd often (benchmarks). Needs a rule admitting tcp:22 (the first `up`
+    /// makes one).
+    pub async fn tunnel(&self, replica: &model::Instance) -> crate::tunnel::Tunnel {
+        let name = replica.name.clone().expect("name");
+        let zone = replica
+            .zone
+            .as_deref()
+            .map(|z| z.rsplit('/').next().unwrap_or(z).to_string())
+            .expect("zone");
+        let ip = Self::internal_ip(replica);
+        let etcd = self.etcd().await;
+        crate::tunnel::Tunnel::open(self.gce().await, &zone, &name, ip, &etcd).await
     }
 
     /// Internal IP of an instance.
@@ -266,15 +283,25 @@ impl Sandbox {
             .map(|s| s.parse().expect("IPv4"))
     }
 
-    /// The member list of `cluster`, asked of the first replica that answers.
+    /// The member list of `cluster`, asked of the first replica that answers, by `etcdctl`
+    /// inside it (a VM's etcd serves clients only on its own loopback).
     pub async fn members(&self, cluster: EtcdCluster) -> Vec<Member> {
-        let etcd = self.etcd().await;
+        let mut errors = Vec::new();
         for i in self.replicas().await {
-            if let Ok(m) = etcd.member_list(&cluster.client_url(Self::internal_ip(&i))).await {
-                return m;
+            let name = i.name.clone().unwrap_or_default();
+            match crate::vm_etcd::member_list(&self.emu.endpoint, &name, cluster).await {
+                Ok(m) => return m,
+                Err(e) => errors.push(e),
             }
         }
-        panic!("no replica answered member/list on etcd {cluster}")
+        panic!("no replica answered member list on etcd {cluster}: {errors:?}")
+    }
+
+    /// `(member ID, leader)` of `replica`'s own `cluster` member, by `etcdctl` inside it.
+    pub async fn etcd_status(&self, replica: &str, cluster: EtcdCluster) -> (MemberId, Option<MemberId>) {
+        crate::vm_etcd::status(&self.emu.endpoint, replica, cluster)
+            .await
+            .unwrap_or_else(|e| panic!("etcd {cluster} status in {replica}: {e}"))
     }
 
     /// An HTTPS client as the kubeconfig kube-ha wrote describes it: trusting only the cluster

@@ -140,6 +140,25 @@ impl Emulator {
             .collect()
     }
 
+    /// The logged mutating calls, except instance `setMetadata` calls that changed nothing but
+    /// `ssh-keys` (or nothing at all): a kube-ha run's only allowed write before it acts is its
+    /// own `ssh-keys` entry, put in and taken out again. Pair it with a byte-for-byte check of
+    /// `ssh-keys` where the entry itself matters.
+    pub async fn mutating_calls_but_run_keys(&self) -> Vec<Value> {
+        self.mutating_calls()
+            .await
+            .into_iter()
+            .filter(|c| {
+                let set_metadata =
+                    c["method"] == "POST" && c["path"].as_str().is_some_and(|p| p.ends_with("/setMetadata"));
+                let only_ssh_keys = c["metadataKeysChanged"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().all(|k| k == "ssh-keys"));
+                !(set_metadata && only_ssh_keys)
+            })
+            .collect()
+    }
+
     /// Forget the logged calls.
     pub async fn clear_calls(&self) {
         self.http

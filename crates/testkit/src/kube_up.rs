@@ -7,11 +7,11 @@
 //! kube-ha record (`MASTER_NAME`/`REPLICA_NAME`), no kube-ha lock, no `<master>-internal` address
 //! (kube-up reserved none outside private clusters; GCE picks nic0's IP).
 //!
-//! One deviation, the twin of the sandbox's `extra_client_ip` until kube-ha reaches etcd over
-//! SSH: kube-up's etcd server certificate names only `etcd-<vm>` and `127.0.0.1`, and today's
-//! kube-ha talks to etcd on the internal IP, so the fixture's certificates also name nic0's IP.
-//! It is predicted (the emulator hands out its VPC's first address to the first nic, see
-//! `kube-ha-emulator`'s `ips` module) and checked once the VM exists.
+//! One deviation: kube-up's etcd server certificate names only `etcd-<vm>` and `127.0.0.1`, while
+//! the fixture's certificates (issued by kube-ha's `issue_replica_certs`) also name nic0's IP.
+//! kube-ha reaches etcd over SSH at `127.0.0.1` and needs no more; the IP is predicted (the
+//! emulator hands out its VPC's first address to the first nic, see `kube-ha-emulator`'s `ips`
+//! module) and checked once the VM exists.
 
 use std::net::Ipv4Addr;
 use std::path::Path;

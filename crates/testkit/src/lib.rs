@@ -12,6 +12,8 @@ pub mod hosts;
 pub mod kube_up;
 pub mod sandbox;
 pub mod sshd;
+pub mod tunnel;
+pub mod vm_etcd;
 
 /// The `kube-ha` binary under test: `KUBE_HA_BIN` when set, else the one Cargo built next to the
 /// running test executable (`target/<profile>/deps/<test>` → `target/<profile>/kube-ha`).

@@ -266,6 +266,14 @@ pub struct Config {
     pub lock_host: Option<String>,
     /// `KUBE_HA_FAILPOINT` (testing).
     pub failpoint: Option<Failpoint>,
+    /// `KUBE_HA_SSH_VIA`: which IP of each master SSH goes to.
+    pub ssh_via: crate::ssh::SshVia,
+    /// `KUBE_HA_KNOWN_HOSTS`; `None`: gcloud's `~/.ssh/google_compute_known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    /// `KUBE_HA_SSH_SOURCE_RANGES`: sources of the `MASTER_NAME-ssh` rule the first up creates.
+    pub ssh_source_ranges: Vec<String>,
+    /// `KUBE_HA_SSH_KEY_TIMEOUT`: how long the guest agent may take to install the run's key.
+    pub ssh_key_timeout: Duration,
     /// Where a first master's bootstrap comes from (`KUBE_ROOT`, the release tarballs).
     pub release: ReleaseSource,
     /// Things worth saying that are not errors (printed once when the command proceeds).
@@ -400,6 +408,10 @@ impl Config {
             take_over_lock: KUBE_HA_TAKE_OVER_LOCK.set(raw)?,
             lock_host: KUBE_HA_LOCK_HOST.set(raw)?,
             failpoint: KUBE_HA_FAILPOINT.set(raw)?,
+            ssh_via: KUBE_HA_SSH_VIA.or_default(raw)?,
+            known_hosts: KUBE_HA_KNOWN_HOSTS.set(raw)?,
+            ssh_source_ranges: KUBE_HA_SSH_SOURCE_RANGES.or_default(raw)?,
+            ssh_key_timeout: KUBE_HA_SSH_KEY_TIMEOUT.or_default(raw)?,
             release: ReleaseSource {
                 kube_root: KUBE_ROOT.set(raw)?,
                 artifacts: crate::bootstrap::ReleaseArtifacts {

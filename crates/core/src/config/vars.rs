@@ -13,6 +13,7 @@ use crate::names::{self, ClusterNames};
 use crate::plan::lock::OwnerRef;
 
 use super::{Failpoint, OutputFormat, RawEnv, SandboxChoice};
+use crate::ssh::SshVia;
 
 /// Who a variable is for: `--help` shows the operator's; the testing ones only with
 /// `kube-ha help env --all`.
@@ -430,6 +431,34 @@ pub const KUBE_HA_TAKE_OVER_LOCK: Var<OwnerRef> = operator(
     "<host>:<pid> of a lock holder that is gone for good: take its lock over and resume its operation",
     parse_owner,
 );
+/// `KUBE_HA_SSH_VIA` (SPEC §5: etcd is reached over SSH to each master).
+pub const KUBE_HA_SSH_VIA: Var<SshVia> = operator(
+    "KUBE_HA_SSH_VIA",
+    Value("external"),
+    "which IP of each master kube-ha reaches over SSH (port 22) for etcd and the API: external (runs from outside the VPC) or internal (runs inside the VPC)",
+    parse_ssh_via,
+);
+/// `KUBE_HA_KNOWN_HOSTS`.
+pub const KUBE_HA_KNOWN_HOSTS: Var<PathBuf> = operator(
+    "KUBE_HA_KNOWN_HOSTS",
+    Derived("~/.ssh/google_compute_known_hosts (gcloud's)"),
+    "known-hosts file where masters' SSH host keys are pinned on first use (alias compute.<instance id>) when they publish none in guest attributes; a key that differs is refused",
+    |v| Ok(PathBuf::from(v)),
+);
+/// `KUBE_HA_SSH_SOURCE_RANGES`.
+pub const KUBE_HA_SSH_SOURCE_RANGES: Var<Vec<String>> = operator(
+    "KUBE_HA_SSH_SOURCE_RANGES",
+    Value("0.0.0.0/0"),
+    "comma-separated source ranges of the MASTER_NAME-ssh rule (tcp:22 to the masters) the first up creates; 0.0.0.0/0 is what kube-up's <network>-default-ssh allowed; must include where kube-ha runs (IAP users add 35.235.240.0/20)",
+    parse_source_ranges,
+);
+/// `KUBE_HA_SSH_KEY_TIMEOUT`.
+pub const KUBE_HA_SSH_KEY_TIMEOUT: Var<Duration> = operator(
+    "KUBE_HA_SSH_KEY_TIMEOUT",
+    Value("60s"),
+    "how long to wait for a master's guest agent to install kube-ha's SSH key from its ssh-keys metadata (gcloud waits 60s)",
+    parse_timeout,
+);
 /// `KUBE_HA_FAILPOINT`.
 pub const KUBE_HA_FAILPOINT: Var<Failpoint> = testing(
     "KUBE_HA_FAILPOINT",
@@ -491,6 +520,10 @@ pub const ENV_VARS: &[EnvVar] = &[
     KUBE_HA_ALLOW_UNKNOWN_VARS.info,
     KUBE_HA_ALLOW_SAME_ZONE.info,
     KUBE_HA_TAKE_OVER_LOCK.info,
+    KUBE_HA_SSH_VIA.info,
+    KUBE_HA_KNOWN_HOSTS.info,
+    KUBE_HA_SSH_SOURCE_RANGES.info,
+    KUBE_HA_SSH_KEY_TIMEOUT.info,
     KUBE_HA_FAILPOINT.info,
     KUBE_HA_LOCK_HOST.info,
     KUBE_HA_ETCD_BINARY.info,
@@ -612,6 +645,36 @@ fn parse_output(v: &str) -> Result<OutputFormat, String> {
 fn parse_owner(v: &str) -> Result<OwnerRef, String> {
     v.parse()
         .map_err(|_| "is not a lock owner; set it to <host>:<pid> as the refusal or kube-ha status names it".into())
+}
+
+fn parse_ssh_via(v: &str) -> Result<SshVia, String> {
+    match v {
+        "external" => Ok(SshVia::External),
+        "internal" => Ok(SshVia::Internal),
+        _ => Err("is not a way to reach the masters; set it to external or internal".into()),
+    }
+}
+
+/// `a.b.c.d/n` (or a bare address), IPv4, as GCE's `sourceRanges` take them.
+fn is_ipv4_range(v: &str) -> bool {
+    let (ip, prefix) = v.split_once('/').unwrap_or((v, "32"));
+    ip.parse::<std::net::Ipv4Addr>().is_ok() && prefix.parse::<u8>().is_ok_and(|p| p <= 32)
+}
+
+fn parse_source_ranges(v: &str) -> Result<Vec<String>, String> {
+    let ranges: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
+    match ranges.iter().find(|r| !is_ipv4_range(r)) {
+        None if !ranges.is_empty() => Ok(ranges),
+        _ => Err(
+            "is not a comma-separated list of IPv4 ranges; set it to e.g. 0.0.0.0/0 or 203.0.113.0/24,35.235.240.0/20"
+                .into(),
+        ),
+    }
 }
 
 fn parse_failpoint(v: &str) -> Result<Failpoint, String> {
@@ -778,8 +841,11 @@ mod tests {
         check(&KUBE_HA_ALLOW_UNKNOWN_VARS);
         check(&KUBE_HA_ALLOW_SAME_ZONE);
         check(&KUBE_HA_ETCD_BINARY);
+        check(&KUBE_HA_SSH_VIA);
+        check(&KUBE_HA_SSH_SOURCE_RANGES);
+        check(&KUBE_HA_SSH_KEY_TIMEOUT);
         // Every entry with a Value default was checked above.
-        let checked = 22;
+        let checked = 25;
         let with_values = ENV_VARS
             .iter()
             .filter(|v| matches!(v.fallback, Fallback::Value(_)))

@@ -281,6 +281,13 @@ pub fn replica_of(existing: ExistingMaster<'_>, new: &NewReplica<'_>) -> Result<
     Ok(inst)
 }
 
+/// Set metadata item `key` of an instance body to `value` (replacing it if present).
+pub fn set_metadata_item(inst: &mut model::Instance, key: &str, value: &str) {
+    let md = inst.metadata.get_or_insert_with(model::Metadata::default);
+    md.items.retain(|i| i.key.as_deref() != Some(key));
+    md.items.push(metadata_item(key, value.to_string()));
+}
+
 /// The VM's service account and its scopes (kube-up's `--scopes`, as full URLs); a replica
 /// copies the existing master's instead.
 pub fn set_service_account(inst: &mut model::Instance, email: &str, scopes: &[String]) {

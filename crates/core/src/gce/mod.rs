@@ -424,6 +424,18 @@ impl Gce {
         )
     }
 
+    /// Every firewall rule of the project (the SSH preflight looks for one that admits tcp:22
+    /// to the masters, whoever made it).
+    pub async fn all_firewalls(&self) -> Result<Vec<model::Firewall>, GceError> {
+        let what = "list firewall rules";
+        let mut pages = self.firewalls.list().set_project(&self.project).by_page();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            out.extend(page.map_err(|e| GceError::from_client(what, e))?.items);
+        }
+        Ok(out)
+    }
+
     /// One target pool.
     pub async fn target_pool(&self, region: &str, name: &str) -> Result<Option<model::TargetPool>, GceError> {
         let what = format!("get target pool {name} in {region}");

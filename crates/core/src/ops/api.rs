@@ -1,20 +1,38 @@
 //! Checking kube-apiserver the way a client would: `GET https://<ip>/healthz` with the cluster CA
-//! as the only trust root, so a wrong certificate (or one without this IP in its SANs) fails.
+//! as the only trust root, so a wrong certificate (or one without that IP in its SANs) fails.
+//! Either on the static IP (reachable from anywhere), or on a replica's own `127.0.0.1` through a
+//! private socket forwarded over its SSH connection ([`client_over`]): its serving certificate
+//! carries `IP:127.0.0.1`, and nothing outside the VPC reaches its internal IP.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use crate::error::error_chain;
 
-/// An HTTPS client that trusts only `ca_pem`.
-pub fn client(ca_pem: &str, timeout: Duration) -> Result<reqwest::Client> {
+fn builder(ca_pem: &str, timeout: Duration) -> Result<reqwest::ClientBuilder> {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).context("cluster CA is not PEM")?;
-    reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
         .tls_certs_only([ca])
         .timeout(timeout)
         .connect_timeout(timeout)
+        .no_proxy())
+}
+
+/// An HTTPS client that trusts only `ca_pem`.
+pub fn client(ca_pem: &str, timeout: Duration) -> Result<reqwest::Client> {
+    builder(ca_pem, timeout)?
+        .build()
+        .context("cannot build the HTTPS client")
+}
+
+/// [`client`] whose every connection goes to the Unix socket `socket` (an SSH forward to a
+/// replica's `127.0.0.1:443`); ask it with [`healthz`] on `127.0.0.1`.
+pub fn client_over(ca_pem: &str, timeout: Duration, socket: &Path) -> Result<reqwest::Client> {
+    builder(ca_pem, timeout)?
+        .unix_socket(socket)
         .build()
         .context("cannot build the HTTPS client")
 }

@@ -5,8 +5,13 @@
 //! Values only known while acting are resolved here: the IPs just reserved, the CAs (fresh for the
 //! first master, read back from metadata for replicas), each replica's own certificates, and the
 //! short-lived etcd client certificate kube-ha issues itself.
+//!
+//! etcd and the replicas' own API are reached only through [`Access`] (SSH to each master, its
+//! own `127.0.0.1`); which member belongs to which replica is the snapshot's rule
+//! ([`Snapshot::member_of`], [`Snapshot::replica_of_member`]), kept up to date in `view` with the
+//! member lists and addresses this run sees.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -16,12 +21,15 @@ use google_cloud_compute_v1::model;
 use crate::bootstrap::{self, BootstrapInput};
 use crate::config::{Config, Failpoint, MasterSettings};
 use crate::error::Interrupted;
-use crate::etcd::{EtcdClient, EtcdError, Member};
+use crate::etcd::{EndpointStatus, EtcdClient, EtcdError, Member};
 use crate::gce::{Gce, Outcome, bodies, created, deleted, last_segment};
 use crate::names::{self, EtcdCluster};
 use crate::pki::{self, ClusterCas, ReplicaIdentity};
-use crate::plan::{ApiVia, ExternalIp, FirewallKind, Plan, Step};
+use crate::plan::snapshot::AddressObs;
+use crate::plan::{ApiVia, ExternalIp, FirewallKind, Plan, Snapshot, Step};
+use crate::ssh::EtcdRoute;
 
+use super::access::{Access, is_transient};
 use super::cluster::{ClusterEnv, ClusterSecrets, first_master_metadata, initial_cluster, replica_metadata};
 use super::interrupt::Interrupt;
 use super::progress::Progress;
@@ -40,8 +48,6 @@ pub struct NeverHealthy {
     pub reason: String,
 }
 
-/// How long one etcd call may take while acting.
-const ETCD_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait out etcd's post-change health interval (5 s) before giving up.
 const UNHEALTHY_RETRY: Duration = Duration::from_secs(15);
 /// Pause between polls of a wait.
@@ -58,9 +64,13 @@ pub struct Executor<'a> {
     /// Deadline for a new replica to become healthy (leaves time to roll back).
     boot_deadline: Instant,
     secrets: Option<ClusterSecrets>,
-    etcd: Option<EtcdClient>,
-    /// Internal IPs of replicas whose etcd can be asked, by replica name.
-    replica_ips: BTreeMap<String, Ipv4Addr>,
+    /// SSH to the masters: every etcd call and every API check of a replica goes through it.
+    access: &'a mut Access,
+    /// The world as observed, with the member lists and addresses seen since: what
+    /// [`Snapshot::member_of`] matches members to replicas with.
+    view: Snapshot,
+    /// Replicas whose etcd members may be asked (the observed ones, and those this run made).
+    etcd_hosts: BTreeSet<String>,
     /// SIGINT/SIGTERM received: stop at the next step boundary (or poll of a wait).
     interrupt: Interrupt,
     /// The step being run, as `step i/n (…)`, for the interruption message.
@@ -79,9 +89,11 @@ impl<'a> Executor<'a> {
         region: String,
         started: Instant,
         secrets: Option<ClusterSecrets>,
-        replica_ips: BTreeMap<String, Ipv4Addr>,
+        access: &'a mut Access,
+        view: Snapshot,
         interrupt: Interrupt,
     ) -> Self {
+        let etcd_hosts = view.replicas.iter().map(|r| r.name.clone()).collect();
         Executor {
             cfg,
             gce,
@@ -90,8 +102,9 @@ impl<'a> Executor<'a> {
             deadline: started + cfg.timeout,
             boot_deadline: started + cfg.timeout * 2 / 3,
             secrets,
-            etcd: None,
-            replica_ips,
+            access,
+            view,
+            etcd_hosts,
             interrupt,
             current: None,
             release: None,
@@ -108,6 +121,17 @@ impl<'a> Executor<'a> {
     /// this is only called between steps and between polls of a wait.
     fn stop_if_interrupted(&self) -> Result<(), Interrupted> {
         self.interrupt.check(|| self.current.clone())
+    }
+
+    /// The run's SSH access (for observing again: a rollback, a plan that needs the rest planned).
+    pub fn access(&mut self) -> &mut Access {
+        self.access
+    }
+
+    /// A fresh observation replaces the view (members, addresses) the executor matches with.
+    pub fn set_view(&mut self, view: Snapshot) {
+        self.etcd_hosts.extend(view.replicas.iter().map(|r| r.name.clone()));
+        self.view = view;
     }
 
     /// Give the rollback the rest of the overall deadline.
@@ -190,6 +214,10 @@ impl<'a> Executor<'a> {
                         allowed.ports = EtcdCluster::ALL.iter().map(|c| c.peer_port().to_string()).collect();
                         fw.source_tags = vec![tag.clone()];
                     }
+                    FirewallKind::Ssh => {
+                        allowed.ports = vec![names::SSH_PORT.to_string()];
+                        fw.source_ranges = self.cfg.ssh_source_ranges.clone();
+                    }
                 }
                 fw.allowed = vec![allowed];
                 fw.target_tags = vec![tag];
@@ -234,7 +262,8 @@ impl<'a> Executor<'a> {
             } => self.create_replica_vm(replica, zone, *first, settings).await?,
             Step::DeleteVm { replica, zone } => {
                 let o = deleted(gce.delete_instance(zone, replica).await)?;
-                self.replica_ips.remove(replica);
+                self.etcd_hosts.remove(replica);
+                self.access.forget(replica).await;
                 o
             }
             Step::WaitEtcdHealthy { replica } => {
@@ -296,9 +325,17 @@ impl<'a> Executor<'a> {
                     return Ok(Outcome::AlreadyDone);
                 };
                 let name = ac.name.unwrap_or_else(|| "External NAT".into());
-                deleted(gce.delete_access_config(zone, replica, &nic, &name).await)?
+                let o = deleted(gce.delete_access_config(zone, replica, &nic, &name).await)?;
+                self.access.moved(replica).await;
+                o
             }
-            Step::AttachExternalIp { replica, zone, ip } => self.attach_external_ip(replica, zone, ip).await?,
+            Step::AttachExternalIp { replica, zone, ip } => {
+                let o = self.attach_external_ip(replica, zone, ip).await?;
+                if o == Outcome::Changed {
+                    self.access.moved(replica).await;
+                }
+                o
+            }
             Step::CreateForwardingRule { name, region } => {
                 let ip = self.static_ip().await?;
                 let mut r = model::ForwardingRule::default();
@@ -363,64 +400,94 @@ impl<'a> Executor<'a> {
             .ok_or_else(|| anyhow!("no replica carries the cluster's kube-env (metadata)"))
     }
 
-    /// kube-ha's etcd client, with a 1-hour client certificate it issues itself.
-    async fn etcd(&mut self) -> Result<EtcdClient> {
-        if let Some(c) = &self.etcd {
-            return Ok(c.clone());
-        }
+    /// Make sure the routes use the cluster's CAs (kube-ha's 1-hour client certificate is
+    /// issued once per run).
+    async fn ensure_cas(&mut self) -> Result<()> {
         let cas = self.secrets().await?.cas.clone();
-        let client = etcd_client(&cas, ETCD_CALL_TIMEOUT)?;
-        self.etcd = Some(client.clone());
-        Ok(client)
+        self.access.set_cas(&cas)
     }
 
-    /// An endpoint of `cluster` whose member is healthy (not `excluding`'s), with the member list it gave.
+    /// A route to `cluster` on `replica` (reconnecting if the run moved its IP).
+    async fn route(&mut self, replica: &str, cluster: EtcdCluster) -> Result<EtcdRoute> {
+        self.ensure_cas().await?;
+        self.access.route(replica, cluster).await
+    }
+
+    /// Remember `members` as `cluster`'s member list, so the snapshot's matching sees them.
+    fn remember(&mut self, cluster: EtcdCluster, members: &[Member]) {
+        self.view.etcd.entry(cluster).or_default().members = Some(members.to_vec());
+    }
+
+    /// A route of `cluster` whose member is healthy and voting (not on `excluding`), with the
+    /// member list it gave.
     async fn healthy_endpoint(
         &mut self,
         cluster: EtcdCluster,
         excluding: Option<&str>,
-    ) -> Result<(String, Vec<Member>)> {
-        let etcd = self.etcd().await?;
+    ) -> Result<(EtcdRoute, Vec<Member>)> {
         let mut errors = Vec::new();
-        let candidates: Vec<(String, Ipv4Addr)> = self
-            .replica_ips
+        let candidates: Vec<String> = self
+            .etcd_hosts
             .iter()
-            .filter(|(n, _)| Some(n.as_str()) != excluding)
-            .map(|(n, ip)| (n.clone(), *ip))
+            .filter(|n| Some(n.as_str()) != excluding)
+            .cloned()
             .collect();
-        for (_, ip) in candidates {
-            let endpoint = cluster.client_url(ip);
-            match etcd.status(&endpoint).await {
+        for replica in candidates {
+            let route = match self.route(&replica, cluster).await {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("{replica}: {e:#}"));
+                    continue;
+                }
+            };
+            match route.client.status(&route.endpoint).await {
                 Ok(st) if st.errors.is_empty() && st.leader.is_some() && !st.is_learner => {
-                    match etcd.member_list(&endpoint).await {
-                        Ok(members) => return Ok((endpoint, members)),
-                        Err(e) => errors.push(format!("{endpoint}: {e}")),
+                    match route.client.member_list(&route.endpoint).await {
+                        Ok(members) => {
+                            self.remember(cluster, &members);
+                            return Ok((route, members));
+                        }
+                        Err(e) => errors.push(format!("{replica}: {e}")),
                     }
                 }
-                Ok(st) => errors.push(format!("{endpoint}: not healthy ({})", st.errors.join("; "))),
-                Err(e) => errors.push(e.to_string()),
+                Ok(st) => errors.push(format!("{replica}: not healthy ({})", st.errors.join("; "))),
+                Err(e) => errors.push(format!("{replica}: {e}")),
             }
         }
         bail!("no healthy etcd {cluster} member to talk to ({})", errors.join("; "))
     }
 
-    /// The member of `replica` in `members`: by peer URL on its instance name or internal IP
-    /// (a learner that never started has no name yet), else by name.
-    async fn member_of(&self, cluster: EtcdCluster, replica: &str, members: &[Member]) -> Option<Member> {
-        let ip = match self.replica_ips.get(replica) {
-            Some(ip) => Some(*ip),
-            None => self.internal_ip(replica).await.ok(),
-        };
-        members
-            .iter()
-            .find(|m| m.peer_urls.contains(&cluster.peer_url_of(replica)))
-            .or_else(|| {
-                members
-                    .iter()
-                    .find(|m| ip.is_some_and(|ip| m.peer_urls.contains(&cluster.peer_url(ip))))
-            })
-            .or_else(|| members.iter().find(|m| m.name == cluster.member_name(replica)))
-            .cloned()
+    /// Make sure the view knows `replica`'s internal IP (reserved by this run, perhaps).
+    async fn know_ip(&mut self, replica: &str) {
+        if self.view.replica_ip(replica).is_none()
+            && let Ok(ip) = self.internal_ip(replica).await
+        {
+            self.view.internal_ips.insert(
+                replica.to_string(),
+                AddressObs {
+                    name: self.cfg.names.internal_ip(replica),
+                    region: self.region.clone(),
+                    ip,
+                    in_use: false,
+                },
+            );
+        }
+    }
+
+    /// The member of `replica` in `members`, by the snapshot's rule.
+    async fn member_of(&mut self, cluster: EtcdCluster, replica: &str, members: &[Member]) -> Option<Member> {
+        self.know_ip(replica).await;
+        self.remember(cluster, members);
+        self.view.member_of(cluster, replica).cloned()
+    }
+
+    /// What `member`'s own endpoint says, through its replica's route (`None`: no replica of it
+    /// can be reached).
+    async fn own_status(&mut self, cluster: EtcdCluster, member: &Member) -> Option<(EtcdRoute, EndpointStatus)> {
+        let replica = self.view.replica_of_member(cluster, member)?;
+        let route = self.route(&replica, cluster).await.ok()?;
+        let status = route.client.status(&route.endpoint).await.ok()?;
+        Some((route, status))
     }
 
     async fn create_replica_vm(
@@ -448,7 +515,9 @@ impl<'a> Executor<'a> {
         } else {
             self.create_copy_vm(zone, &id, settings).await?
         };
-        self.replica_ips.insert(replica.to_string(), internal);
+        self.know_ip(replica).await;
+        self.etcd_hosts.insert(replica.to_string());
+        self.access.expect(replica, zone);
         Ok(outcome)
     }
 
@@ -464,7 +533,7 @@ impl<'a> Executor<'a> {
         // A replica is a copy of the existing master (SPEC §2): its bootstrap items, service
         // account, tags and network interface, whoever made that master.
         let (source, boot_disk) = self.existing_master(replica).await?;
-        let inst = bodies::replica_of(
+        let mut inst = bodies::replica_of(
             bodies::ExistingMaster {
                 instance: &source,
                 boot_disk: &boot_disk,
@@ -479,6 +548,9 @@ impl<'a> Executor<'a> {
                 master_certs: master_certs.to_yaml(),
             },
         )?;
+        // Whatever the existing master says: host keys published, so kube-ha verifies them
+        // rather than pinning them on first use (access-path.md §1c).
+        bodies::set_metadata_item(&mut inst, names::METADATA_ENABLE_GUEST_ATTRIBUTES, "TRUE");
         Ok(created(self.gce.insert_instance(zone, inst).await)?)
     }
 
@@ -539,6 +611,9 @@ impl<'a> Executor<'a> {
             ],
         };
         metadata.push((names::METADATA_CLUSTER_NAME, self.cfg.names.prefix().to_string()));
+        // Lets non-COS images (and the sandbox) publish their SSH host keys, so kube-ha verifies
+        // them rather than pinning them on first use (access-path.md §1c).
+        metadata.push((names::METADATA_ENABLE_GUEST_ATTRIBUTES, "TRUE".to_string()));
         let made = Some(ClusterSecrets {
             kube_env,
             master_certs,
@@ -567,7 +642,9 @@ impl<'a> Executor<'a> {
                 // running): that VM boots with its own CAs, so those are the cluster's.
                 Outcome::AlreadyDone => Some(self.secrets_of_existing(zone, replica).await?),
             };
-            self.etcd = None;
+            if let Some(s) = &self.secrets {
+                self.access.set_cas(&s.cas)?;
+            }
         }
         Ok(outcome)
     }
@@ -653,23 +730,41 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
+    /// Link `replica` (its VM booted: connect, key, login), for a wait: `Ok(None)` once linked,
+    /// `Ok(Some(reason))` while it is not reachable yet, an error when it never will be (a host
+    /// key mismatch).
+    async fn link_for_wait(&mut self, replica: &str) -> Result<Option<String>> {
+        self.ensure_cas().await?;
+        match self.access.link(replica, None).await {
+            Ok(()) => Ok(None),
+            Err(e) if is_transient(&e) => Ok(Some(format!("SSH: {e:#}"))),
+            Err(e) => Err(e.context(format!("cannot reach {replica} over SSH"))),
+        }
+    }
+
     async fn wait_etcd_healthy(&mut self, replica: &str) -> Result<()> {
-        let ip = self.internal_ip(replica).await?;
-        let etcd = self.etcd().await?;
         let started = Instant::now();
         let mut last = Instant::now();
         loop {
             let mut missing = Vec::new();
-            for cluster in EtcdCluster::ALL {
-                match etcd.status(&cluster.client_url(ip)).await {
-                    Ok(st) if st.errors.is_empty() && st.leader.is_some() => {}
-                    Ok(st) => missing.push(format!("etcd {cluster}: {}", st.errors.join("; "))),
-                    Err(e) => missing.push(format!("etcd {cluster}: {e}")),
+            match self.link_for_wait(replica).await? {
+                Some(reason) => missing.push(reason),
+                None => {
+                    for cluster in EtcdCluster::ALL {
+                        match self.route(replica, cluster).await {
+                            Ok(route) => match route.client.status(&route.endpoint).await {
+                                Ok(st) if st.errors.is_empty() && st.leader.is_some() => {}
+                                Ok(st) => missing.push(format!("etcd {cluster}: {}", st.errors.join("; "))),
+                                Err(e) => missing.push(format!("etcd {cluster}: {e}")),
+                            },
+                            Err(e) => missing.push(format!("etcd {cluster}: {e:#}")),
+                        }
+                    }
                 }
             }
             if missing.is_empty() {
                 self.progress.end_wait();
-                self.replica_ips.insert(replica.to_string(), ip);
+                self.etcd_hosts.insert(replica.to_string());
                 return Ok(());
             }
             let reason = missing.join("; ");
@@ -681,22 +776,31 @@ impl<'a> Executor<'a> {
     }
 
     async fn wait_api(&mut self, replica: &str, via: &ApiVia) -> Result<()> {
-        let ip = match via {
-            ApiVia::StaticIp => self.static_ip().await?,
-            ApiVia::InternalIp => self.internal_ip(replica).await?,
-        };
         let ca = self.secrets().await?.cas.cluster.cert_pem.clone();
-        let client = api::client(&ca, Duration::from_secs(3))?;
+        let direct = match via {
+            ApiVia::StaticIp => Some((api::client(&ca, Duration::from_secs(3))?, self.static_ip().await?)),
+            ApiVia::Loopback => None,
+        };
         let started = Instant::now();
         let mut last = Instant::now();
         loop {
-            match api::healthz(&client, ip).await {
+            let probe = match &direct {
+                Some((client, ip)) => api::healthz(client, *ip).await,
+                None => match self.link_for_wait(replica).await? {
+                    Some(reason) => Err(anyhow!(reason)),
+                    None => match self.access.api(replica).await {
+                        Ok(client) => api::healthz(&client, Ipv4Addr::LOCALHOST).await,
+                        Err(e) => Err(e),
+                    },
+                },
+            };
+            match probe {
                 Ok(()) => {
                     self.progress.end_wait();
                     return Ok(());
                 }
                 Err(e) => {
-                    let reason = format!("API: {e}");
+                    let reason = format!("API: {e:#}");
                     self.give_up_after_boot_deadline(replica, started, &reason)?;
                     self.progress.waiting(&mut last, started, &reason);
                 }
@@ -769,16 +873,19 @@ impl<'a> Executor<'a> {
         // (`https://<vm>:<peer port>`); an earlier kube-ha's registration by IP counts as done.
         let peer = cluster.peer_url_of(replica);
         let by_ip = cluster.peer_url(self.internal_ip(replica).await?);
-        let (endpoint, members) = self.healthy_endpoint(cluster, Some(replica)).await?;
+        let (route, members) = self.healthy_endpoint(cluster, Some(replica)).await?;
         if members
             .iter()
             .any(|m| m.peer_urls.contains(&peer) || m.peer_urls.contains(&by_ip))
         {
             return Ok(Outcome::AlreadyDone);
         }
-        let etcd = self.etcd().await?;
         let result = self
-            .retry_unhealthy(|| etcd.member_add(&endpoint, std::slice::from_ref(&peer), true))
+            .retry_unhealthy(|| {
+                route
+                    .client
+                    .member_add(&route.endpoint, std::slice::from_ref(&peer), true)
+            })
             .await;
         match result {
             Ok(_) => Ok(Outcome::Changed),
@@ -815,32 +922,38 @@ impl<'a> Executor<'a> {
     }
 
     async fn promote(&mut self, cluster: EtcdCluster, replica: &str) -> Result<Outcome> {
-        let etcd = self.etcd().await?;
-        let ip = self.internal_ip(replica).await?;
         let started = Instant::now();
         let mut last = Instant::now();
         let mut promoted = false;
         loop {
-            let (endpoint, members) = self.healthy_endpoint(cluster, Some(replica)).await?;
+            let (route, members) = self.healthy_endpoint(cluster, Some(replica)).await?;
             let Some(m) = self.member_of(cluster, replica, &members).await else {
                 bail!("{replica} has no member in etcd {cluster} (was it removed?); rerun to add it again");
             };
             if !m.is_learner {
                 self.progress.end_wait();
-                self.replica_ips.insert(replica.to_string(), ip);
+                self.etcd_hosts.insert(replica.to_string());
                 return Ok(if promoted {
                     Outcome::Changed
                 } else {
                     Outcome::AlreadyDone
                 });
             }
-            let reason = match etcd.member_promote(&endpoint, m.id).await {
+            let reason = match route.client.member_promote(&route.endpoint, m.id).await {
                 Ok(_) => {
                     promoted = true;
                     continue;
                 }
                 Err(EtcdError::NotInSync) => {
-                    let progress = match (etcd.status(&cluster.client_url(ip)).await, etcd.status(&endpoint).await) {
+                    // The learner's own view, through its SSH connection once its VM lets us in.
+                    let learner = match self.link_for_wait(replica).await? {
+                        Some(reason) => Err(reason),
+                        None => match self.route(replica, cluster).await {
+                            Ok(r) => r.client.status(&r.endpoint).await.map_err(|e| e.to_string()),
+                            Err(e) => Err(format!("{e:#}")),
+                        },
+                    };
+                    let progress = match (learner, route.client.status(&route.endpoint).await) {
                         (Ok(learner), Ok(leader)) => {
                             format!("raft index {} of {}", learner.raft_index, leader.raft_index)
                         }
@@ -861,40 +974,42 @@ impl<'a> Executor<'a> {
     }
 
     async fn move_leader_off(&mut self, cluster: EtcdCluster, replica: &str) -> Result<Outcome> {
-        let etcd = self.etcd().await?;
-        let (endpoint, members) = self.healthy_endpoint(cluster, None).await?;
+        let (route, members) = self.healthy_endpoint(cluster, None).await?;
         let Some(victim) = self.member_of(cluster, replica, &members).await else {
             return Ok(Outcome::AlreadyDone);
         };
-        let leader = etcd.status(&endpoint).await?.leader;
+        let leader = route.client.status(&route.endpoint).await?.leader;
         if leader != Some(victim.id) {
             return Ok(Outcome::AlreadyDone);
         }
-        // Hand over to the most caught-up healthy voting member.
-        let mut best: Option<(u64, Member)> = None;
+        // Every other voter's own view; the pure rule picks the transferee.
+        let mut asked: Vec<(Member, Option<(EtcdRoute, EndpointStatus)>)> = Vec::new();
         for m in members.iter().filter(|m| m.id != victim.id && !m.is_learner) {
-            let Some(url) = m.client_urls.first() else { continue };
-            if let Ok(st) = etcd.status(url).await
-                && st.errors.is_empty()
-                && best.as_ref().is_none_or(|(idx, _)| st.raft_index > *idx)
-            {
-                best = Some((st.raft_index, m.clone()));
-            }
+            let own = self.own_status(cluster, m).await;
+            asked.push((m.clone(), own));
         }
-        let (_, target) =
-            best.ok_or_else(|| anyhow!("no healthy member to take etcd {cluster} leadership from {replica}"))?;
-        let leader_url = victim
-            .client_urls
-            .first()
-            .ok_or_else(|| anyhow!("leader {replica} has no client URL"))?;
-        etcd.move_leader(leader_url, target.id)
+        let candidates: Vec<crate::plan::leader::Candidate<'_>> = asked
+            .iter()
+            .map(|(m, own)| (m, own.as_ref().map(|(_, st)| st)))
+            .collect();
+        let chosen = crate::plan::leader::pick_transferee(&candidates, victim.id)
+            .ok_or_else(|| anyhow!("no healthy member to take etcd {cluster} leadership from {replica}"))?;
+        let Some((target, Some((target_route, _)))) = asked.iter().find(|(m, _)| m.id == chosen) else {
+            bail!("etcd {cluster}: the member chosen to lead is gone");
+        };
+        let leader_route = self
+            .route(replica, cluster)
+            .await
+            .with_context(|| format!("cannot reach the etcd {cluster} leader on {replica}"))?;
+        leader_route
+            .client
+            .move_leader(&leader_route.endpoint, target.id)
             .await
             .with_context(|| format!("cannot move etcd {cluster} leadership to {}", target.name))?;
         // Wait until the cluster agrees on the new leader before removing the old one.
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
-            if let Some(url) = target.client_urls.first()
-                && let Ok(st) = etcd.status(url).await
+            if let Ok(st) = target_route.client.status(&target_route.endpoint).await
                 && st.leader == Some(target.id)
             {
                 self.progress
@@ -907,19 +1022,21 @@ impl<'a> Executor<'a> {
     }
 
     async fn remove_member(&mut self, cluster: EtcdCluster, replica: &str) -> Result<Outcome> {
-        let etcd = self.etcd().await?;
-        let (endpoint, members) = self.healthy_endpoint(cluster, Some(replica)).await?;
+        let (route, members) = self.healthy_endpoint(cluster, Some(replica)).await?;
         let Some(victim) = self.member_of(cluster, replica, &members).await else {
             return Ok(Outcome::AlreadyDone);
         };
-        match self.retry_unhealthy(|| etcd.member_remove(&endpoint, victim.id)).await {
+        match self
+            .retry_unhealthy(|| route.client.member_remove(&route.endpoint, victim.id))
+            .await
+        {
             Ok(_) | Err(EtcdError::MemberNotFound) => {}
             Err(e) => return Err(e).with_context(|| format!("cannot remove member {} ({})", victim.id, replica)),
         }
         // Wait until the rest has a leader again, so the next step sees a healthy cluster.
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(15) {
-            if let Ok(st) = etcd.status(&endpoint).await
+            if let Ok(st) = route.client.status(&route.endpoint).await
                 && st.leader.is_some()
                 && st.errors.is_empty()
             {

@@ -5,6 +5,10 @@
 //! made no mutating call), take the lock with the fingerprint of what was observed (a concurrent
 //! writer makes us observe again), run the steps, release the lock.
 //!
+//! etcd is reached over SSH to each master ([`access`]): the run's own key goes into the
+//! masters' `ssh-keys` while it observes, and leaves them on every way out of `up`, `down` and
+//! `status` (done, failed, refused, interrupted); after a SIGKILL its `expireOn` is the backstop.
+//!
 //! # Guarantees
 //! - A run that dies leaves its intent in the lock record; the next run of the same command
 //!   observes the partial work and finishes it.
@@ -12,6 +16,7 @@
 //!   kept, free at once for any host); so does a run that fails while acting.
 //! - Every warning is said once; `--dry-run` prints exactly the plan the real run would make.
 
+pub mod access;
 pub mod api;
 pub mod boot_log;
 pub mod cluster;
@@ -37,10 +42,11 @@ use crate::gce::Gce;
 use crate::plan::lock::{Intent, LockState};
 use crate::plan::{self, Plan, Snapshot};
 
-use execute::{Executor, NeverHealthy, etcd_client};
+use access::Access;
+use execute::{Executor, NeverHealthy};
 use interrupt::{Interrupt, signal_name};
 use lock::{Acquired, Locker};
-use observe::{ETCD_OBSERVE_TIMEOUT, Observed, observe_etcd, observe_gce};
+use observe::{Observed, observe_etcd, observe_gce};
 use progress::Progress;
 
 /// How many times to observe again when another writer changed project metadata under us.
@@ -68,17 +74,67 @@ pub async fn connect(cfg: &Config) -> Result<Gce> {
     Gce::connect(&cfg.project, endpoint.as_deref(), cfg.timeout).await
 }
 
-/// Observe GCE, then etcd through the CAs found in metadata, then the lock once more.
+/// Whether `command` plans with etcd's view: everything but a teardown (which deletes the last
+/// replica whole and asks etcd nothing), so a teardown needs no SSH.
+fn needs_etcd(cfg: &Config, command: Command) -> bool {
+    !(command == Command::Down && cfg.delete_nodes)
+}
+
+/// Why no SSH can reach the masters at all: no firewall rule admits tcp:22 to them.
+fn ssh_blocked(cfg: &Config, s: &Snapshot) -> Option<String> {
+    let admitted = plan::ssh::ssh_admitted_by(&s.firewall_rules, s.masters_network.as_deref(), cfg.names.tag());
+    admitted.is_none().then(|| {
+        format!(
+            "no firewall rule admits tcp:{} to the masters (tag {})",
+            crate::names::SSH_PORT,
+            cfg.names.tag()
+        )
+    })
+}
+
+/// Every check of `up` and `down` that needs no etcd, on what GCE showed (the lock as first
+/// read): a refusal here comes before the run's SSH key is written anywhere.
+fn preflight_before_ssh(cfg: &Config, command: Command, s: &Snapshot, observed: &Observed) -> Result<()> {
+    if command == Command::Status {
+        return Ok(());
+    }
+    let mut early = s.clone();
+    early.etcd_pending = true;
+    early.lock = Locker::new(cfg).state(&observed.project_metadata)?;
+    plan::plan_command(cfg, command, &early)?;
+    Ok(())
+}
+
+/// Observe GCE, then etcd over SSH through the CAs found in metadata, then the lock once more.
 ///
 /// The lock is read last on purpose: an operation takes its lock before it changes anything, so
 /// whatever of a concurrent operation this snapshot saw (say, the learner of another `up`) is
 /// covered by a lock this snapshot sees too. Reading the lock first left a window in which a
 /// refusal named the other operation's learner as something to remove.
-pub async fn observe(cfg: &Config, gce: &Gce) -> Result<(Snapshot, Observed)> {
+///
+/// `before_acting`: the run holds no lock yet, so [`preflight_before_ssh`] runs first; an
+/// observation made while acting (a rollback, the rest of a plan) would find its own lock.
+pub async fn observe(
+    cfg: &Config,
+    gce: &Gce,
+    access: &mut Access,
+    command: Command,
+    before_acting: bool,
+) -> Result<(Snapshot, Observed)> {
     let (mut snapshot, mut observed) = observe_gce(gce, cfg).await?;
-    if let Some(secrets) = &observed.secrets {
-        let client = etcd_client(&secrets.cas, ETCD_OBSERVE_TIMEOUT)?;
-        observe_etcd(&client, &mut snapshot).await;
+    if needs_etcd(cfg, command)
+        && let Some(secrets) = &observed.secrets
+    {
+        if before_acting {
+            preflight_before_ssh(cfg, command, &snapshot, &observed)?;
+        }
+        access.set_cas(&secrets.cas)?;
+        let blocked = ssh_blocked(cfg, &snapshot);
+        access
+            .prepare(&observed.instances, &observed.project_metadata, blocked.as_deref())
+            .await?;
+        snapshot.unreachable = access.unreachable();
+        observe_etcd(access, &mut snapshot).await;
     }
     let metadata = gce.project_metadata().await.context("cannot read the project")?;
     snapshot.lock = Locker::new(cfg).state(&metadata)?;
@@ -165,10 +221,61 @@ impl Once<'_> {
     }
 }
 
+/// How many times a plan may end in "observe again and plan the rest" (`Plan::replan`).
+const REPLAN_ROUNDS: usize = 3;
+
+/// `up` and `down`: the run's SSH key leaves the masters on every way out of [`act_with`].
 async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()> {
     let started = Instant::now();
-    let quiet = Progress::quiet();
     let gce = connect(cfg).await?;
+    let json_dry_run = cfg.output == OutputFormat::Json && cfg.dry_run;
+    let mut access = Access::new(cfg, &gce, started, !json_dry_run)?;
+    let result = act_with(cfg, command, interrupt, &gce, &mut access, started).await;
+    access.remove_keys().await;
+    result
+}
+
+/// Run `plan`, and while it says the rest can only be planned after it, observe again and run
+/// the next plan (with the lock state as this run found it: the operation it resumes). Returns
+/// the last plan.
+async fn run_plans(
+    cfg: &Config,
+    command: Command,
+    gce: &Gce,
+    exec: &mut Executor<'_>,
+    progress: &Progress,
+    found: &LockState,
+    mut plan: Plan,
+) -> Result<Plan> {
+    for _ in 0..REPLAN_ROUNDS {
+        exec.run(&plan).await?;
+        if !plan.replan {
+            return Ok(plan);
+        }
+        let (mut snapshot, _) = observe(cfg, gce, exec.access(), command, false).await?;
+        snapshot.lock = found.clone();
+        let next = plan::plan_command(cfg, command, &snapshot)
+            .map_err(|r| anyhow!("after finishing the interrupted IP move: {r}"))?;
+        for note in &next.notes {
+            progress.say(&plan::note_line(note));
+        }
+        progress.say(&format!("then: {} more step(s)", next.steps.len()));
+        exec.set_view(snapshot);
+        plan = next;
+    }
+    Err(anyhow!("the plan kept needing another observation; rerun"))
+}
+
+async fn act_with(
+    cfg: &Config,
+    command: Command,
+    interrupt: &Interrupt,
+    gce: &Gce,
+    access: &mut Access,
+    started: Instant,
+) -> Result<()> {
+    let quiet = Progress::quiet();
+    let gce = gce.clone();
     let locker = Locker::new(cfg);
     let loud = Progress::new(0);
     let json_dry_run = cfg.output == OutputFormat::Json && cfg.dry_run;
@@ -180,7 +287,7 @@ async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()
         once.say(format!("warning: {w}"));
     }
     for _ in 0..LOCK_ATTEMPTS {
-        let (snapshot, observed) = observe(cfg, &gce).await?;
+        let (snapshot, observed) = observe(cfg, &gce, access, command, true).await?;
         if let Some(w) = take_over_missed(cfg, &snapshot) {
             once.say(w);
         }
@@ -205,7 +312,13 @@ async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()
                     Acquired::Raced => continue,
                 }
             }
-            print_result(cfg, command, &plan, "nothing to do", json!({}));
+            print_result(
+                cfg,
+                command,
+                &plan,
+                "nothing to do",
+                json!({"ssh_handshakes": access.handshakes()}),
+            );
             return Ok(());
         }
         match locker.acquire(&gce, &observed.project_metadata, &plan.intent).await? {
@@ -226,11 +339,7 @@ async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()
         }
         progress.say(&format!("{}: {} step(s)", plan.intent, plan.steps.len()));
         let region = snapshot.cluster_region().unwrap_or_else(|| cfg.region.clone());
-        let replica_ips = snapshot
-            .replicas
-            .iter()
-            .filter_map(|r| Some((r.name.clone(), r.internal_ip?)))
-            .collect();
+        let found = snapshot.lock.clone();
         let mut exec = Executor::new(
             cfg,
             &gce,
@@ -238,15 +347,19 @@ async fn act(cfg: &Config, command: Command, interrupt: &Interrupt) -> Result<()
             region.clone(),
             started,
             observed.secrets.clone(),
-            replica_ips,
+            access,
+            snapshot,
             interrupt.clone(),
         )
         .with_release(release);
-        return match exec.run(&plan).await {
-            Ok(()) => {
+        return match run_plans(cfg, command, &gce, &mut exec, &progress, &found, plan.clone()).await {
+            Ok(last) => {
                 locker.release(&gce).await?;
-                let details = summary(cfg, &gce, &plan).await;
-                print_result(cfg, command, &plan, "done", details);
+                let mut details = summary(cfg, &gce, &last).await;
+                if let Some(d) = details.as_object_mut() {
+                    d.insert("ssh_handshakes".into(), json!(exec.access().handshakes()));
+                }
+                print_result(cfg, command, &last, "done", details);
                 Ok(())
             }
             Err(e) => match (e.downcast_ref::<NeverHealthy>(), &plan.intent) {
@@ -325,8 +438,9 @@ async fn rollback_add(
         rolling_back: true,
     };
     locker.set_intent(gce, &intent).await?;
-    let (snapshot, _) = observe(cfg, gce).await?;
+    let (snapshot, _) = observe(cfg, gce, exec.access(), Command::Up, false).await?;
     let plan = plan::plan_rollback_add(&snapshot, &cfg.names, region, replica, zone);
+    exec.set_view(snapshot);
     exec.extend_boot_deadline();
     if let Err(e) = exec.run(&plan).await {
         if e.downcast_ref::<Interrupted>().is_some() {
@@ -392,11 +506,15 @@ async fn summary(cfg: &Config, gce: &Gce, plan: &Plan) -> serde_json::Value {
 /// `kube-ha status`: the top-level entry point of reporting. Exit 0 healthy; 1 degraded, quorum
 /// lost, locked or with leftovers (the verdict is on stdout); 2 when there is no cluster.
 pub async fn status(cfg: &Config) -> Result<()> {
+    let started = Instant::now();
     let gce = connect(cfg).await?;
     for w in &cfg.warnings {
         eprintln!("warning: {w}");
     }
-    let (snapshot, observed) = observe(cfg, &gce).await.context("cannot observe the cluster")?;
+    let mut access = Access::new(cfg, &gce, started, true)?;
+    let seen = observe(cfg, &gce, &mut access, Command::Status, false).await;
+    access.remove_keys().await;
+    let (snapshot, observed) = seen.context("cannot observe the cluster")?;
     let boots = boot_log::observe(&gce, &snapshot).await;
     let report = status::Report::new(cfg, &snapshot, &observed, &boots)?;
     match cfg.output {

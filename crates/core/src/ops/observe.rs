@@ -1,6 +1,12 @@
 //! Observe: read the world into one [`Snapshot`] (GCE resources, the lock, both etcd member lists
-//! with each member's own health, the local kubeconfig). Reads only: observing never changes
-//! anything, which is what lets a refusal promise zero mutating calls.
+//! with each member's own health, the local kubeconfig). Reads only, except the run's own SSH key
+//! in the masters' `ssh-keys` ([`super::access`]): etcd is reached over SSH, so a refusal's only
+//! write is that entry, removed before it exits.
+//!
+//! etcd is asked through each master's own route (its `127.0.0.1`, over its SSH connection). On
+//! kube-up masters every member advertises `https://127.0.0.1:2379`, so a client URL says
+//! nothing about which member it is: each member is matched to its replica by the snapshot's
+//! rule ([`Snapshot::replica_of_member`]) and asked through that replica's route.
 //!
 //! Everything of the cluster is found wherever it is: instances, disks and addresses by
 //! aggregated lists across zones and regions, so the region comes from the cluster's own
@@ -16,12 +22,16 @@ use futures_util::future::join_all;
 use google_cloud_compute_v1::model;
 
 use crate::config::{Config, MasterSettings};
-use crate::etcd::{EtcdClient, MemberId};
+use crate::etcd::MemberId;
 use crate::gce::{Gce, last_segment};
 use crate::names::{ClusterNames, EtcdCluster};
 use crate::plan::Snapshot;
-use crate::plan::snapshot::{AddressObs, ClusterObs, DiskObs, MemberHealth, PoolObs, ReplicaVm, RuleObs};
+use crate::plan::snapshot::{
+    AddressObs, ClusterObs, DiskObs, FirewallRuleObs, MemberHealth, PoolObs, ReplicaVm, RuleObs,
+};
+use crate::ssh::EtcdRoute;
 
+use super::access::Access;
 use super::cluster::ClusterSecrets;
 use super::lock::Locker;
 
@@ -95,6 +105,39 @@ fn replica_vm(i: &model::Instance, disks: &[model::Disk], names: &ClusterNames) 
     }
 }
 
+/// A firewall rule as plain data (for the SSH preflight, `plan::ssh`).
+fn firewall_rule(f: &model::Firewall) -> FirewallRuleObs {
+    let entries = |protocol: Option<&String>, ports: &[String]| {
+        (protocol.cloned().unwrap_or_else(|| "all".into()), ports.to_vec())
+    };
+    FirewallRuleObs {
+        name: f.name.clone().unwrap_or_default(),
+        network: last_segment(f.network.as_deref().unwrap_or("default")).to_string(),
+        ingress: f
+            .direction
+            .as_ref()
+            .and_then(|d| d.name())
+            .is_none_or(|d| d == "INGRESS"),
+        disabled: f.disabled.unwrap_or(false),
+        priority: f.priority.map(i64::from).unwrap_or(1000),
+        allowed: f
+            .allowed
+            .iter()
+            .map(|a| entries(a.ip_protocol.as_ref(), &a.ports))
+            .collect(),
+        denied: f
+            .denied
+            .iter()
+            .map(|d| entries(d.ip_protocol.as_ref(), &d.ports))
+            .collect(),
+        source_ranges: f.source_ranges.clone(),
+        source_tags: f.source_tags.clone(),
+        source_service_accounts: f.source_service_accounts.clone(),
+        target_tags: f.target_tags.clone(),
+        target_service_accounts: f.target_service_accounts.clone(),
+    }
+}
+
 /// What a new replica's name is derived from: the metadata fingerprint (see `Snapshot::name_seed`).
 pub fn name_seed(metadata: &model::Metadata) -> String {
     metadata
@@ -108,12 +151,13 @@ pub fn name_seed(metadata: &model::Metadata) -> String {
 /// reads the lock again after both.
 pub async fn observe_gce(gce: &Gce, cfg: &Config) -> Result<(Snapshot, Observed)> {
     let names = &cfg.names;
-    let (metadata, instances, disks, addresses, zones) = tokio::try_join!(
+    let (metadata, instances, disks, addresses, zones, firewalls) = tokio::try_join!(
         gce.project_metadata(),
         gce.all_instances(),
         gce.all_disks(),
         gce.all_addresses(),
         gce.zones(),
+        gce.all_firewalls(),
     )
     .context("cannot read the project")?;
     let mut instances: Vec<model::Instance> = instances
@@ -170,15 +214,22 @@ pub async fn observe_gce(gce: &Gce, cfg: &Config) -> Result<(Snapshot, Observed)
     // The load balancer lives in the cluster's region, which its resources tell; without any,
     // the region asked for is the only place a half-made one could be.
     let region = snapshot.cluster_region().unwrap_or_else(|| cfg.region.clone());
-    let (fw_https, fw_etcd) = (names.firewall_https(), names.firewall_etcd());
-    let (https, etcd_fw, pool, rule) = tokio::try_join!(
-        gce.firewall(&fw_https),
-        gce.firewall(&fw_etcd),
+    let (pool, rule) = tokio::try_join!(
         gce.target_pool(&region, names.target_pool()),
         gce.forwarding_rule(&region, names.forwarding_rule()),
     )
     .context("cannot read the project")?;
-    snapshot.firewalls = [https, etcd_fw].into_iter().flatten().filter_map(|f| f.name).collect();
+    let own = [names.firewall_https(), names.firewall_etcd(), names.firewall_ssh()];
+    snapshot.firewalls = own
+        .into_iter()
+        .filter(|n| firewalls.iter().any(|f| f.name.as_deref() == Some(n.as_str())))
+        .collect();
+    snapshot.firewall_rules = firewalls.iter().map(firewall_rule).collect();
+    snapshot.masters_network = instances
+        .first()
+        .and_then(|i| i.network_interfaces.first())
+        .and_then(|n| n.network.as_deref())
+        .map(|n| last_segment(n).to_string());
     snapshot.target_pool = pool.map(|p| PoolObs {
         instances: p.instances.iter().map(|u| last_segment(u).to_string()).collect(),
     });
@@ -211,27 +262,43 @@ pub async fn observe_gce(gce: &Gce, cfg: &Config) -> Result<(Snapshot, Observed)
     ))
 }
 
-/// Read both etcd clusters through every replica's own endpoint.
-pub async fn observe_etcd(client: &EtcdClient, snapshot: &mut Snapshot) {
-    let ips: Vec<Ipv4Addr> = snapshot.replicas.iter().filter_map(|r| r.internal_ip).collect();
+/// Read both etcd clusters through the masters' routes (see the module doc). Masters that could
+/// not be reached over SSH are in `snapshot.unreachable`; their members count as unhealthy.
+pub async fn observe_etcd(access: &Access, snapshot: &mut Snapshot) {
     for cluster in EtcdCluster::ALL {
-        let obs = observe_cluster(client, cluster, &ips).await;
+        let routes: BTreeMap<String, EtcdRoute> = access.routes(cluster).into_iter().collect();
+        let obs = observe_cluster(cluster, &routes, snapshot).await;
         snapshot.etcd.insert(cluster, obs);
     }
 }
 
-async fn observe_cluster(client: &EtcdClient, cluster: EtcdCluster, ips: &[Ipv4Addr]) -> ClusterObs {
+async fn observe_cluster(cluster: EtcdCluster, routes: &BTreeMap<String, EtcdRoute>, s: &Snapshot) -> ClusterObs {
     let mut obs = ClusterObs::default();
-    let endpoints: Vec<String> = ips.iter().map(|ip| cluster.client_url(*ip)).collect();
-    let lists = join_all(endpoints.iter().map(|e| client.member_list(e))).await;
-    let mut errors = Vec::new();
-    for (endpoint, list) in endpoints.iter().zip(lists) {
+    // Oldest replica first: the same member list on every run of the same world.
+    let ordered: Vec<(&str, &EtcdRoute)> = s
+        .replicas
+        .iter()
+        .filter_map(|r| routes.get(&r.name).map(|route| (r.name.as_str(), route)))
+        .collect();
+    let lists = join_all(ordered.iter().map(|(_, r)| async move {
+        r.client
+            .with_timeout(ETCD_OBSERVE_TIMEOUT)
+            .member_list(&r.endpoint)
+            .await
+    }))
+    .await;
+    let mut errors: Vec<String> = s
+        .unreachable
+        .iter()
+        .map(|(name, why)| format!("{name}: {why}"))
+        .collect();
+    for ((name, _), list) in ordered.iter().zip(lists) {
         match list {
             Ok(members) => {
                 obs.members = Some(members);
                 break;
             }
-            Err(e) => errors.push(format!("{endpoint}: {e}")),
+            Err(e) => errors.push(format!("{name}: {e}")),
         }
     }
     if obs.members.is_none() {
@@ -242,34 +309,47 @@ async fn observe_cluster(client: &EtcdClient, cluster: EtcdCluster, ips: &[Ipv4A
         });
         return obs;
     }
-    // Ask each member at its own client URL (a member without one has not started).
+    // Ask each member through its own replica's route (a member without client URLs has not
+    // started; one without a replica has nothing to reach it through).
     let members = obs.members.clone().unwrap_or_default();
-    let targets: Vec<(MemberId, Option<String>)> =
-        members.iter().map(|m| (m.id, m.client_urls.first().cloned())).collect();
-    let statuses = join_all(targets.iter().map(|(_, url)| async move {
-        match url {
-            Some(u) => Some(client.status(u).await),
-            None => None,
+    let unhealthy = |why: String| MemberHealth {
+        healthy: false,
+        leader: None,
+        raft_index: 0,
+        error: Some(why),
+    };
+    let statuses = join_all(members.iter().map(|m| {
+        let owner = s.replica_of_member(cluster, m);
+        async move {
+            if m.client_urls.is_empty() {
+                return Err("not started".to_string());
+            }
+            let Some(owner) = owner else {
+                return Err("no replica VM of this member to reach it through".to_string());
+            };
+            let Some(route) = routes.get(&owner) else {
+                let why = s
+                    .unreachable
+                    .get(&owner)
+                    .map(|w| w.to_string())
+                    .unwrap_or_else(|| format!("{owner} is not reachable over SSH"));
+                return Err(why);
+            };
+            route
+                .client
+                .with_timeout(ETCD_OBSERVE_TIMEOUT)
+                .status(&route.endpoint)
+                .await
+                .map_err(|e| e.to_string())
         }
     }))
     .await;
     let mut leaders: BTreeMap<MemberId, usize> = BTreeMap::new();
-    for ((id, _), status) in targets.iter().zip(statuses) {
+    for (m, status) in members.iter().zip(statuses) {
         let health = match status {
-            None => MemberHealth {
-                healthy: false,
-                leader: None,
-                raft_index: 0,
-                error: Some("not started".into()),
-            },
-            Some(Err(e)) => MemberHealth {
-                healthy: false,
-                leader: None,
-                raft_index: 0,
-                error: Some(e.to_string()),
-            },
-            Some(Ok(st)) => {
-                let healthy = st.errors.is_empty() && st.leader.is_some() && st.member_id == *id;
+            Err(why) => unhealthy(why),
+            Ok(st) => {
+                let healthy = st.errors.is_empty() && st.leader.is_some() && st.member_id == m.id;
                 if healthy && let Some(l) = st.leader {
                     *leaders.entry(l).or_default() += 1;
                 }
@@ -278,7 +358,9 @@ async fn observe_cluster(client: &EtcdClient, cluster: EtcdCluster, ips: &[Ipv4A
                     leader: st.leader.map(|l| l.0),
                     raft_index: st.raft_index,
                     error: (!healthy).then(|| {
-                        if st.errors.is_empty() {
+                        if st.member_id != m.id {
+                            format!("its replica's etcd answers as member {}", st.member_id)
+                        } else if st.errors.is_empty() {
                             "no leader".to_string()
                         } else {
                             st.errors.join("; ")
@@ -287,7 +369,7 @@ async fn observe_cluster(client: &EtcdClient, cluster: EtcdCluster, ips: &[Ipv4A
                 }
             }
         };
-        obs.health.insert(*id, health);
+        obs.health.insert(m.id, health);
     }
     obs.leader = leaders.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id);
     obs

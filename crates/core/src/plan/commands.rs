@@ -151,6 +151,27 @@ impl Commands {
     }
 }
 
+/// The gcloud line that creates the cluster's SSH rule, `MASTER_NAME-ssh` (tcp:22 from `sources`
+/// to the master tag on `network`): what the first `up` creates, for clusters without it (made by
+/// kube-up, whose `<network>-default-ssh` was deleted, or by an older kube-ha). gcloud's own
+/// project setting says where, as `PROJECT` does for kube-ha's lines.
+pub fn gcloud_create_ssh_rule(names: &ClusterNames, network: &str, sources: &[String]) -> String {
+    let sources = if sources.is_empty() {
+        "0.0.0.0/0".to_string()
+    } else {
+        sources.join(",")
+    };
+    format!(
+        "gcloud compute firewall-rules create {} --network={} --direction=INGRESS --allow=tcp:{} --target-tags={} \
+         --source-ranges={}",
+        shell_word(&names.firewall_ssh()),
+        shell_word(network),
+        crate::names::SSH_PORT,
+        shell_word(names.tag()),
+        shell_word(&sources)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

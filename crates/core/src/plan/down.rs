@@ -8,7 +8,8 @@ use super::commands::Commands;
 use super::lock::Intent;
 use super::quorum::{MemberView, can_remove};
 use super::snapshot::{ReplicaVm, Snapshot};
-use super::up::{demote_lb, even_size_warning, removal_steps};
+use super::ssh::refuse_without_ssh;
+use super::up::{demote_lb, etcd_unread, even_size_warning, removal_steps, without_address};
 use super::{Plan, Step, finish_interrupted_first, refuse_if_locked};
 
 /// Input of [`plan_remove`].
@@ -22,6 +23,8 @@ pub struct RemoveRequest {
     pub region: String,
     /// `KUBE_REPLICA_NAME`.
     pub replica_name: Option<String>,
+    /// `KUBE_HA_SSH_SOURCE_RANGES` (for the fix when no rule admits tcp:22).
+    pub ssh_source_ranges: Vec<String>,
 }
 
 /// Input of [`plan_teardown`].
@@ -116,6 +119,7 @@ fn pick_target(s: &Snapshot, req: &RemoveRequest) -> Result<Target, Refusal> {
     // No VM (deleted by hand, or an add that never got that far): known by what is left of it.
     let disk = s.data_disk(&req.names.data_disk(name));
     let known = disk.is_some()
+        || s.etcd_pending
         || s.internal_ips.contains_key(name)
         || EtcdCluster::ALL.iter().any(|c| s.member_of(*c, name).is_some());
     if !known {
@@ -177,6 +181,33 @@ pub fn plan_remove(s: &Snapshot, req: &RemoveRequest) -> Result<Plan, Refusal> {
             cmds.teardown()
         )));
     }
+    if !remaining.is_empty() {
+        refuse_without_ssh(s, &req.names, &req.ssh_source_ranges)?;
+    }
+    let region = s.cluster_region().unwrap_or_else(|| req.region.clone());
+    // A removal interrupted while the static IP went back to the last replica (its member is gone
+    // already) leaves that replica without an external IP: give it back first, then plan the rest.
+    let unaddressed = without_address(s, remaining.iter().copied());
+    if resumes
+        && !unaddressed.is_empty()
+        && etcd_unread(s)
+        && let [last] = remaining.as_slice()
+    {
+        let steps = demote_lb(s, &req.names, &region, last);
+        if !steps.is_empty() {
+            return Ok(Plan {
+                intent: Intent::RemoveReplica { replica: target, zone },
+                steps,
+                notes: vec![format!(
+                    "{} has no external IP to reach etcd over SSH (the interrupted removal was giving it the static \
+                     IP): finishing that first, then planning the rest",
+                    unaddressed.join(", ")
+                )],
+                resumes,
+                replan: true,
+            });
+        }
+    }
     for cluster in EtcdCluster::ALL {
         let Some(obs) = s.etcd.get(&cluster) else { continue };
         let Some(members) = &obs.members else {
@@ -204,7 +235,6 @@ pub fn plan_remove(s: &Snapshot, req: &RemoveRequest) -> Result<Plan, Refusal> {
         }
     }
 
-    let region = s.cluster_region().unwrap_or_else(|| req.region.clone());
     let mut steps = removal_steps(s, &req.names, &target, true);
     if let [last] = remaining.as_slice() {
         steps.extend(demote_lb(s, &req.names, &region, last));
@@ -221,6 +251,7 @@ pub fn plan_remove(s: &Snapshot, req: &RemoveRequest) -> Result<Plan, Refusal> {
         steps,
         notes,
         resumes,
+        replan: false,
     })
 }
 
@@ -344,5 +375,6 @@ pub fn plan_teardown(s: &Snapshot, req: &TeardownRequest) -> Result<Plan, Refusa
         steps,
         notes,
         resumes,
+        replan: false,
     })
 }

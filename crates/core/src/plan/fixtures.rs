@@ -4,7 +4,9 @@
 use std::net::Ipv4Addr;
 
 use super::lock::{Intent, LockRecord, LockState, Owner, Staleness};
-use super::snapshot::{AddressObs, ClusterObs, DiskObs, MemberHealth, PoolObs, ReplicaVm, RuleObs, Snapshot};
+use super::snapshot::{
+    AddressObs, ClusterObs, DiskObs, FirewallRuleObs, MemberHealth, PoolObs, ReplicaVm, RuleObs, Snapshot,
+};
 use crate::config::MasterSettings;
 use crate::etcd::{Member, MemberId};
 use crate::names::{ClusterNames, EtcdCluster};
@@ -42,7 +44,8 @@ pub fn cluster(replicas: &[(&str, &str)]) -> Snapshot {
         ip: STATIC,
         in_use: true,
     });
-    s.firewalls = vec![n.firewall_https(), n.firewall_etcd()];
+    s.firewalls = vec![n.firewall_https(), n.firewall_etcd(), n.firewall_ssh()];
+    s.firewall_rules = vec![ssh_rule()];
     let lb = replicas.len() > 1;
     for (i, (suffix, zone)) in replicas.iter().enumerate() {
         let name = if suffix.is_empty() {
@@ -151,5 +154,18 @@ pub fn stale(intent: Intent) -> LockState {
             handed_over: None,
         },
         staleness: Staleness::OwnerGone,
+    }
+}
+
+/// A rule admitting tcp:22 from anywhere to every instance of the network (as kube-up's
+/// `<network>-default-ssh`), named as the cluster's own `MASTER_NAME-ssh` (so it is whatever
+/// prefix a test's configuration uses).
+pub fn ssh_rule() -> FirewallRuleObs {
+    FirewallRuleObs {
+        name: names().firewall_ssh(),
+        network: "default".into(),
+        allowed: vec![("tcp".into(), vec!["22".into()])],
+        source_ranges: vec!["0.0.0.0/0".into()],
+        ..Default::default()
     }
 }

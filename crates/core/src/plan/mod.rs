@@ -7,9 +7,11 @@
 
 pub mod commands;
 mod down;
+pub mod leader;
 pub mod lock;
 pub mod quorum;
 pub mod snapshot;
+pub mod ssh;
 mod up;
 
 use serde::Serialize;
@@ -40,8 +42,9 @@ pub enum ExternalIp {
 pub enum ApiVia {
     /// `https://<static IP>` (one replica, or through the load balancer).
     StaticIp,
-    /// `https://<replica internal IP>`.
-    InternalIp,
+    /// `https://127.0.0.1` on the replica itself, through its SSH connection (its serving
+    /// certificate has `IP:127.0.0.1`): nothing outside the VPC reaches an internal IP.
+    Loopback,
 }
 
 /// Which firewall rule.
@@ -52,6 +55,8 @@ pub enum FirewallKind {
     Https,
     /// The etcd peer ports between masters.
     Etcd,
+    /// SSH (tcp:22) to the master tag from `KUBE_HA_SSH_SOURCE_RANGES`: how kube-ha reaches etcd.
+    Ssh,
 }
 
 /// One idempotent step: "make X exist" or "make X gone". Each says what counts as already done,
@@ -316,6 +321,10 @@ impl std::fmt::Display for Step {
                 "create firewall rule {name} (tcp:{})",
                 EtcdCluster::ALL.map(|c| c.peer_port().to_string()).join(",")
             ),
+            Step::CreateFirewall {
+                name,
+                kind: FirewallKind::Ssh,
+            } => write!(f, "create firewall rule {name} (tcp:{})", names::SSH_PORT),
             Step::DeleteFirewall { name } => write!(f, "delete firewall rule {name}"),
             Step::ReserveStaticIp { name, region } => write!(f, "reserve static IP {name} in {region}"),
             Step::ReserveInternalIp { name, region, .. } => write!(f, "reserve internal IP {name} in {region}"),
@@ -353,11 +362,11 @@ impl std::fmt::Display for Step {
             }
             Step::WaitApi {
                 replica,
-                via: ApiVia::InternalIp,
+                via: ApiVia::Loopback,
             } => {
                 write!(
                     f,
-                    "wait until {replica}'s API answers on its internal IP (TLS verified)"
+                    "wait until {replica}'s API answers on its own 127.0.0.1, over SSH (TLS verified)"
                 )
             }
             Step::WriteKubeconfig { path, context } => {
@@ -421,6 +430,10 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// This plan resumes an interrupted operation.
     pub resumes: bool,
+    /// These steps come first and the rest cannot be planned yet: after them, observe again and
+    /// plan the rest (an interrupted IP move left a master without an address to reach its etcd).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replan: bool,
 }
 
 impl Plan {
@@ -448,6 +461,9 @@ impl Plan {
         }
         for (i, s) in self.steps.iter().enumerate() {
             out.push_str(&format!("  {:>2}. {s}\n", i + 1));
+        }
+        if self.replan {
+            out.push_str("  then: observe again and plan the rest\n");
         }
         out
     }
@@ -511,6 +527,7 @@ pub fn plan_command(cfg: &Config, command: Command, s: &Snapshot) -> Result<Plan
                 overrides: cfg.master.clone(),
                 fallback_settings: cfg.first_master_settings(),
                 allow_same_zone: cfg.allow_same_zone,
+                ssh_source_ranges: cfg.ssh_source_ranges.clone(),
             },
         ),
         Command::Up => plan_first(
@@ -540,6 +557,7 @@ pub fn plan_command(cfg: &Config, command: Command, s: &Snapshot) -> Result<Plan
                 zone: cfg.zone.clone(),
                 region: cfg.region.clone(),
                 replica_name: cfg.replica_name.clone(),
+                ssh_source_ranges: cfg.ssh_source_ranges.clone(),
             },
         ),
         Command::Status => Err(Refusal::new("kube-ha status changes nothing; it has no plan")),

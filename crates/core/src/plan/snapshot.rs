@@ -77,6 +77,74 @@ pub struct RuleObs {
     pub ip: String,
 }
 
+/// A firewall rule of the project, as far as the SSH preflight reads it (any rule counts, not
+/// only the cluster's: kube-up's `<network>-default-ssh` admits tcp:22 to every instance).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FirewallRuleObs {
+    /// Rule name.
+    pub name: String,
+    /// Its network (the last part of the URL).
+    pub network: String,
+    /// `direction` is INGRESS (GCE's default).
+    pub ingress: bool,
+    /// `disabled`.
+    pub disabled: bool,
+    /// `priority` (GCE's default 1000; lower wins, a deny wins a tie).
+    pub priority: i64,
+    /// `allowed`: (IP protocol, ports; no ports = every port).
+    pub allowed: Vec<(String, Vec<String>)>,
+    /// `denied`, in the same form.
+    pub denied: Vec<(String, Vec<String>)>,
+    /// `sourceRanges`.
+    pub source_ranges: Vec<String>,
+    /// `sourceTags`.
+    pub source_tags: Vec<String>,
+    /// `sourceServiceAccounts`.
+    pub source_service_accounts: Vec<String>,
+    /// `targetTags` (none: every instance of the network, unless service accounts are named).
+    pub target_tags: Vec<String>,
+    /// `targetServiceAccounts`.
+    pub target_service_accounts: Vec<String>,
+}
+
+impl Default for FirewallRuleObs {
+    fn default() -> Self {
+        FirewallRuleObs {
+            name: String::new(),
+            network: "default".into(),
+            ingress: true,
+            disabled: false,
+            priority: 1000,
+            allowed: Vec::new(),
+            denied: Vec::new(),
+            source_ranges: Vec::new(),
+            source_tags: Vec::new(),
+            source_service_accounts: Vec::new(),
+            target_tags: Vec::new(),
+            target_service_accounts: Vec::new(),
+        }
+    }
+}
+
+/// Why a replica's etcd could not be reached over SSH while observing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "reason", rename_all = "snake_case")]
+pub enum SshReach {
+    /// It has no address to connect to (no external IP while running from outside the VPC, e.g.
+    /// an add interrupted between taking the static IP off it and giving it a new one).
+    NoAddress(String),
+    /// Connecting, the handshake, the login or the forwarding failed.
+    Failed(String),
+}
+
+impl std::fmt::Display for SshReach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SshReach::NoAddress(why) | SshReach::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 /// What one member's own endpoint said.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MemberHealth {
@@ -121,8 +189,18 @@ pub struct Snapshot {
     pub internal_ips: BTreeMap<String, AddressObs>,
     /// Disks that belong to replicas: data disks `<replica>-pd` and boot disks named like a replica.
     pub disks: Vec<DiskObs>,
-    /// Which of the two firewall rules exist.
+    /// Which of the cluster's own firewall rules exist (`-https`, `-etcd`, `-ssh`).
     pub firewalls: Vec<String>,
+    /// Every firewall rule of the project (the SSH preflight: does one admit tcp:22?).
+    pub firewall_rules: Vec<FirewallRuleObs>,
+    /// The masters' network, as their first replica's nic0 names it.
+    pub masters_network: Option<String>,
+    /// Replicas whose etcd kube-ha could not reach over SSH while observing, and why.
+    pub unreachable: BTreeMap<String, SshReach>,
+    /// etcd has not been observed yet: a plan of this snapshot is the preflight made before the
+    /// run's SSH key is written (every check that needs no etcd), and refuses nothing for lack
+    /// of etcd's view.
+    pub etcd_pending: bool,
     /// The target pool.
     pub target_pool: Option<PoolObs>,
     /// The forwarding rule.

@@ -31,6 +31,7 @@ fn add_req(zone: &str) -> AddRequest {
         overrides: MasterOverrides::default(),
         fallback_settings: settings(),
         allow_same_zone: false,
+        ssh_source_ranges: Vec::new(),
     }
 }
 
@@ -40,6 +41,7 @@ fn remove_req(zone: &str, name: Option<&str>) -> RemoveRequest {
         zone: zone.into(),
         region: crate::config::region_of_zone(zone).expect("zone"),
         replica_name: name.map(str::to_string),
+        ssh_source_ranges: Vec::new(),
     }
 }
 
@@ -68,6 +70,7 @@ fn first_up_on_an_empty_project_creates_everything_in_order() {
         [
             "create_firewall",
             "create_firewall",
+            "create_firewall",
             "reserve_static_ip",
             "reserve_internal_ip",
             "create_data_disk",
@@ -92,7 +95,12 @@ fn an_interrupted_first_up_is_finished() {
         zone_known: true,
         ..Default::default()
     };
-    s.firewalls = vec![names().firewall_https(), names().firewall_etcd()];
+    s.firewalls = vec![
+        names().firewall_https(),
+        names().firewall_etcd(),
+        names().firewall_ssh(),
+    ];
+    s.firewall_rules = vec![ssh_rule()];
     s.static_ip = Some(AddressObs {
         name: names().static_ip(),
         region: REGION.into(),
@@ -494,6 +502,7 @@ fn teardown_only_with_one_replica_and_removes_everything() {
             "release_address",
             "delete_firewall",
             "delete_firewall",
+            "delete_firewall",
             "release_address"
         ]
     );
@@ -836,6 +845,7 @@ fn paste(line: &(Vec<(String, String)>, crate::config::Command), s: &Snapshot) -
             steps: vec![],
             notes: vec![],
             resumes: false,
+            replan: false,
         });
     }
     plan_command(&cfg, line.1, &s).map_err(|r| format!("plan: {r}"))
@@ -1002,4 +1012,25 @@ fn a_plan_renders_its_steps_and_serializes_their_actions() {
     );
     let json = serde_json::to_value(&plan).expect("json");
     assert_eq!(json["steps"][0]["action"], "create_target_pool");
+}
+
+/// The preflight made before the run's SSH key is written (etcd not observed yet) refuses what
+/// needs no etcd, and nothing for lack of etcd's view.
+#[test]
+fn the_preflight_before_ssh_refuses_only_what_needs_no_etcd() {
+    let pending = |replicas: &[(&str, &str)]| {
+        let mut s = cluster(replicas);
+        s.etcd.clear();
+        s.etcd_pending = true;
+        s
+    };
+    let one = pending(&[("", Z_B)]);
+    assert!(plan_add(&one, &add_req(Z_C)).is_ok());
+    assert!(refusal(plan_add(&one, &add_req("us-central1-b"))).contains("europe-west1"));
+    let mut no_ssh = one.clone();
+    no_ssh.firewall_rules.clear();
+    assert!(refusal(plan_add(&no_ssh, &add_req(Z_C))).contains("tcp:22"));
+    let two = pending(&[("", Z_B), ("aaa", Z_C)]);
+    assert!(plan_remove(&two, &remove_req(Z_C, None)).is_ok());
+    assert!(refusal(plan_remove(&one, &remove_req(Z_B, None))).contains("last replica"));
 }

@@ -7,7 +7,8 @@ use crate::names::{ClusterNames, EtcdCluster};
 
 use super::commands::Commands;
 use super::lock::Intent;
-use super::snapshot::{ReplicaVm, Snapshot};
+use super::snapshot::{ReplicaVm, Snapshot, SshReach};
+use super::ssh::{refuse_without_ssh, ssh_admitted_by};
 use super::{ApiVia, ExternalIp, FirewallKind, Plan, Step, finish_interrupted_first, refuse_if_locked};
 
 /// Input of [`plan_first`].
@@ -42,6 +43,8 @@ pub struct AddRequest {
     pub fallback_settings: MasterSettings,
     /// `KUBE_HA_ALLOW_SAME_ZONE`: a second replica in a zone while another zone has none.
     pub allow_same_zone: bool,
+    /// `KUBE_HA_SSH_SOURCE_RANGES` (for the fix when no rule admits tcp:22).
+    pub ssh_source_ranges: Vec<String>,
 }
 
 /// The zone a replica is in: its VM's, else its data disk's (a replica whose VM was deleted).
@@ -131,6 +134,17 @@ pub fn plan_first(s: &Snapshot, req: &FirstRequest) -> Result<Plan, Refusal> {
             steps.push(Step::CreateFirewall { name, kind });
         }
     }
+    // kube-ha reaches etcd over SSH: the cluster's own tcp:22 rule, unless one admits it already
+    // (kube-up's `<network>-default-ssh` does).
+    let ssh_rule = req.names.firewall_ssh();
+    if !s.firewalls.contains(&ssh_rule)
+        && ssh_admitted_by(&s.firewall_rules, s.masters_network.as_deref(), req.names.tag()).is_none()
+    {
+        steps.push(Step::CreateFirewall {
+            name: ssh_rule,
+            kind: FirewallKind::Ssh,
+        });
+    }
     if s.static_ip.is_none() {
         steps.push(Step::ReserveStaticIp {
             name: req.names.static_ip(),
@@ -189,6 +203,7 @@ pub fn plan_first(s: &Snapshot, req: &FirstRequest) -> Result<Plan, Refusal> {
         steps,
         notes,
         resumes,
+        replan: false,
     })
 }
 
@@ -244,6 +259,10 @@ fn preflight_add(s: &Snapshot, req: &AddRequest, resuming: Option<&str>) -> Resu
         return Err(unknown_zone(s, &req.zone, &req.region));
     }
     refuse_same_zone(s, req, &others)?;
+    refuse_without_ssh(s, &req.names, &req.ssh_source_ranges)?;
+    if s.etcd_pending {
+        return Ok(Vec::new());
+    }
     for cluster in EtcdCluster::ALL {
         let (obs, members) = match s.etcd.get(&cluster) {
             Some(obs) if obs.members.is_some() => (obs, obs.members.as_deref().unwrap_or_default()),
@@ -482,6 +501,11 @@ pub fn plan_add(s: &Snapshot, req: &AddRequest) -> Result<Plan, Refusal> {
         }
         Some(Intent::FirstMaster { .. }) | None => None,
     };
+    if let Some(replica) = &resuming
+        && let Some(plan) = reach_first_add(s, req, replica)?
+    {
+        return Ok(plan);
+    }
     let mut notes = preflight_add(s, req, resuming.as_deref())?;
     let names = &req.names;
     let existing: Vec<&ReplicaVm> = s
@@ -557,7 +581,7 @@ pub fn plan_add(s: &Snapshot, req: &AddRequest) -> Result<Plan, Refusal> {
     if !in_pool {
         steps.push(Step::WaitApi {
             replica: replica.clone(),
-            via: ApiVia::InternalIp,
+            via: ApiVia::Loopback,
         });
         steps.push(Step::AddToPool {
             replica: replica.clone(),
@@ -573,7 +597,57 @@ pub fn plan_add(s: &Snapshot, req: &AddRequest) -> Result<Plan, Refusal> {
         steps,
         notes,
         resumes: resuming.is_some(),
+        replan: false,
     })
+}
+
+/// Replicas with no address to reach their etcd over SSH, as a sentence part ("a, b").
+pub(super) fn without_address<'a>(s: &Snapshot, replicas: impl IntoIterator<Item = &'a ReplicaVm>) -> Vec<&'a str> {
+    replicas
+        .into_iter()
+        .filter(|r| matches!(s.unreachable.get(&r.name), Some(SshReach::NoAddress(_))))
+        .map(|r| r.name.as_str())
+        .collect()
+}
+
+/// Whether an etcd member list could not be read.
+pub(super) fn etcd_unread(s: &Snapshot) -> bool {
+    EtcdCluster::ALL
+        .iter()
+        .any(|c| s.etcd.get(c).is_none_or(|o| o.members.is_none()))
+}
+
+/// An add interrupted in the middle of the static IP move (SPEC §4.2 step 1) can leave the
+/// existing replica without an external IP, so its etcd cannot be reached over SSH and the
+/// preflight cannot be judged. Then the IP move is finished first (those steps need no etcd),
+/// and the rest is planned on a fresh observation (`replan`), preflight included.
+fn reach_first_add(s: &Snapshot, req: &AddRequest, replica: &str) -> Result<Option<Plan>, Refusal> {
+    let existing: Vec<&ReplicaVm> = s.replicas.iter().filter(|r| r.name != replica).collect();
+    let unaddressed = without_address(s, existing.iter().copied());
+    if unaddressed.is_empty() || !etcd_unread(s) {
+        return Ok(None);
+    }
+    refuse_without_ssh(s, &req.names, &req.ssh_source_ranges)?;
+    let steps = promote_to_lb(s, &req.names, &req.region, &existing);
+    if steps.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Plan {
+        intent: Intent::AddReplica {
+            replica: replica.to_string(),
+            zone: req.zone.clone(),
+            rolling_back: false,
+        },
+        steps,
+        notes: vec![format!(
+            "{} {} no external IP to reach etcd over SSH (the interrupted add was moving the static IP): \
+             finishing that first, then planning the rest",
+            unaddressed.join(", "),
+            if unaddressed.len() == 1 { "has" } else { "have" }
+        )],
+        resumes: true,
+        replan: true,
+    }))
 }
 
 /// The new replica's name: the first candidate derived from the observed state
@@ -608,6 +682,7 @@ pub fn plan_rollback_add(s: &Snapshot, names: &ClusterNames, region: &str, repli
         steps,
         notes: Vec::new(),
         resumes: false,
+        replan: false,
     }
 }
 
