@@ -18,6 +18,10 @@ fn builder(ca_pem: &str, timeout: Duration) -> Result<reqwest::ClientBuilder> {
         .tls_certs_only([ca])
         .timeout(timeout)
         .connect_timeout(timeout)
+        // A probe asks what answers at the address now. A pooled connection keeps going where
+        // it went (conntrack keeps a detached IP's old 1:1 NAT translation), so a health check
+        // on it could pass before the load balancer that now owns the static IP serves.
+        .pool_max_idle_per_host(0)
         .no_proxy())
 }
 
