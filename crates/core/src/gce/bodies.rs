@@ -9,13 +9,16 @@
 //!   boot disk type; only the per-replica kube-env and kube-master-certs and the VM's own
 //!   addresses are its own. kube-up took these from the operator's shell instead, so a replica
 //!   added from another checkout differed from its master.
+//! - [`firewall`], [`static_address`], [`internal_address`], [`data_disk_body`],
+//!   [`target_pool`], [`forwarding_rule`]: the cluster's other resources, as kube-up created them.
 
 use std::net::Ipv4Addr;
 
 use google_cloud_compute_v1::model;
 
 use crate::config::MasterSettings;
-use crate::names;
+use crate::names::{self, EtcdCluster};
+use crate::plan::FirewallKind;
 use crate::ssh;
 
 /// Name of the access config kube-up (and gcloud) give nic0's external NAT.
@@ -297,6 +300,94 @@ pub fn set_service_account(inst: &mut model::Instance, email: &str, scopes: &[St
     inst.service_accounts = vec![sa];
 }
 
+/// `projects/P/zones/Z/instances/NAME`: how a target pool names its instances.
+pub fn instance_url(project: &str, zone: &str, name: &str) -> String {
+    format!("projects/{project}/zones/{zone}/instances/{name}")
+}
+
+/// One of the cluster's firewall rules (SPEC §2), to the master tag on `network`: the API port
+/// from anywhere (kube-up's `MASTER_NAME-https`), the etcd peer ports between masters
+/// (`MASTER_NAME-etcd`), SSH from `ssh_source_ranges` (`MASTER_NAME-ssh`, how kube-ha reaches
+/// etcd).
+pub fn firewall(
+    project: &str,
+    network: &str,
+    name: &str,
+    kind: FirewallKind,
+    tag: &str,
+    ssh_source_ranges: &[String],
+) -> model::Firewall {
+    let mut fw = model::Firewall::default();
+    fw.name = Some(name.to_string());
+    fw.network = Some(format!("projects/{project}/global/networks/{network}"));
+    let mut allowed = model::firewall::Allowed::default();
+    allowed.ip_protocol = Some("tcp".into());
+    match kind {
+        FirewallKind::Https => {
+            allowed.ports = vec![names::APISERVER_PORT.to_string()];
+            fw.source_ranges = vec!["0.0.0.0/0".into()];
+        }
+        FirewallKind::Etcd => {
+            allowed.ports = EtcdCluster::ALL.iter().map(|c| c.peer_port().to_string()).collect();
+            fw.source_tags = vec![tag.to_string()];
+        }
+        FirewallKind::Ssh => {
+            allowed.ports = vec![names::SSH_PORT.to_string()];
+            fw.source_ranges = ssh_source_ranges.to_vec();
+        }
+    }
+    fw.allowed = vec![allowed];
+    fw.target_tags = vec![tag.to_string()];
+    fw
+}
+
+/// The cluster's reserved external (static) IP.
+pub fn static_address(name: &str) -> model::Address {
+    let mut a = model::Address::default();
+    a.name = Some(name.to_string());
+    a.address_type = Some(model::address::AddressType::External);
+    a
+}
+
+/// A replica's reserved internal IP, on the subnetwork named like the network (kube-up's
+/// auto-mode `default`).
+pub fn internal_address(project: &str, region: &str, network: &str, name: &str) -> model::Address {
+    let mut a = model::Address::default();
+    a.name = Some(name.to_string());
+    a.address_type = Some(model::address::AddressType::Internal);
+    a.subnetwork = Some(format!("projects/{project}/regions/{region}/subnetworks/{network}"));
+    a
+}
+
+/// A replica's data disk `<name>-pd` (etcd's data lives there and outlives the VM).
+pub fn data_disk_body(project: &str, zone: &str, name: &str, disk_type: &str, size_gb: i64) -> model::Disk {
+    let mut d = model::Disk::default();
+    d.name = Some(name.to_string());
+    d.size_gb = Some(size_gb);
+    d.r#type = Some(format!("projects/{project}/zones/{zone}/diskTypes/{disk_type}"));
+    d
+}
+
+/// The load balancer's target pool, created with its first instance (kube-up's
+/// `create-loadbalancer`).
+pub fn target_pool(name: &str, instance_url: String) -> model::TargetPool {
+    let mut p = model::TargetPool::default();
+    p.name = Some(name.to_string());
+    p.instances = vec![instance_url];
+    p
+}
+
+/// The forwarding rule that gives the static IP to the pool, API port only.
+pub fn forwarding_rule(project: &str, region: &str, name: &str, ip: Ipv4Addr, pool: &str) -> model::ForwardingRule {
+    let mut r = model::ForwardingRule::default();
+    r.name = Some(name.to_string());
+    r.ip_address = Some(ip.to_string());
+    r.ip_protocol = Some(model::forwarding_rule::IPProtocol::Tcp);
+    r.port_range = Some(format!("{0}-{0}", names::APISERVER_PORT));
+    r.target = Some(format!("projects/{project}/regions/{region}/targetPools/{pool}"));
+    r
+}
+
 fn metadata_item(key: &str, value: String) -> model::metadata::Items {
     let mut i = model::metadata::Items::default();
     i.key = Some(key.to_string());
@@ -321,6 +412,63 @@ fn data_disk(project: &str, zone: &str, name: &str) -> model::AttachedDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_firewall_rules_admit_what_kube_up_admitted_to_the_master_tag() {
+        let ranges = vec!["35.235.240.0/20".to_string()];
+        for (kind, ports, sources, tags) in [
+            (FirewallKind::Https, vec!["443"], vec!["0.0.0.0/0"], vec![]),
+            (
+                FirewallKind::Etcd,
+                vec!["2380", "2381"],
+                vec![],
+                vec!["kubernetes-master"],
+            ),
+            (FirewallKind::Ssh, vec!["22"], vec!["35.235.240.0/20"], vec![]),
+        ] {
+            let fw = firewall("p", "default", "r", kind, "kubernetes-master", &ranges);
+            assert_eq!(
+                fw.network.as_deref(),
+                Some("projects/p/global/networks/default"),
+                "{kind:?}"
+            );
+            assert_eq!(fw.target_tags, vec!["kubernetes-master"], "{kind:?}");
+            assert_eq!(fw.allowed.len(), 1, "{kind:?}");
+            assert_eq!(fw.allowed[0].ip_protocol.as_deref(), Some("tcp"), "{kind:?}");
+            assert_eq!(fw.allowed[0].ports, ports, "{kind:?}");
+            assert_eq!(fw.source_ranges, sources, "{kind:?}");
+            assert_eq!(fw.source_tags, tags, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_load_balancer_gives_the_static_ip_to_the_pool_on_the_api_port_only() {
+        let rule = forwarding_rule("p", "europe-west1", "m", Ipv4Addr::new(198, 19, 1, 9), "m");
+        assert_eq!(rule.ip_address.as_deref(), Some("198.19.1.9"));
+        assert_eq!(rule.port_range.as_deref(), Some("443-443"));
+        assert_eq!(
+            rule.target.as_deref(),
+            Some("projects/p/regions/europe-west1/targetPools/m")
+        );
+        let pool = target_pool("m", instance_url("p", "europe-west1-b", "m"));
+        assert_eq!(pool.instances, vec!["projects/p/zones/europe-west1-b/instances/m"]);
+        let a = internal_address("p", "europe-west1", "default", "m-internal");
+        assert_eq!(
+            a.subnetwork.as_deref(),
+            Some("projects/p/regions/europe-west1/subnetworks/default")
+        );
+        assert_eq!(a.address_type, Some(model::address::AddressType::Internal));
+        assert_eq!(
+            static_address("m-ip").address_type,
+            Some(model::address::AddressType::External)
+        );
+        let d = data_disk_body("p", "europe-west1-b", "m-pd", "pd-ssd", 20);
+        assert_eq!(
+            d.r#type.as_deref(),
+            Some("projects/p/zones/europe-west1-b/diskTypes/pd-ssd")
+        );
+        assert_eq!(d.size_gb, Some(20));
+    }
 
     #[test]
     fn a_replica_vm_keeps_its_data_disk_and_carries_its_metadata() {

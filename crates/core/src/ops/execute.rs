@@ -26,7 +26,7 @@ use crate::gce::{Gce, Outcome, bodies, created, deleted, last_segment};
 use crate::names::{self, EtcdCluster};
 use crate::pki::{self, ClusterCas, ReplicaIdentity};
 use crate::plan::snapshot::AddressObs;
-use crate::plan::{ApiVia, ExternalIp, FirewallKind, Plan, Snapshot, Step};
+use crate::plan::{ApiVia, ExternalIp, Plan, Snapshot, Step};
 use crate::ssh::EtcdRoute;
 
 use super::access::{Access, is_transient};
@@ -199,45 +199,23 @@ impl<'a> Executor<'a> {
         let region = self.region.clone();
         Ok(match step {
             Step::CreateFirewall { name, kind } => {
-                let mut fw = model::Firewall::default();
-                fw.name = Some(name.clone());
-                fw.network = Some(format!("projects/{project}/global/networks/{}", self.cfg.network));
-                let mut allowed = model::firewall::Allowed::default();
-                allowed.ip_protocol = Some("tcp".into());
-                let tag = self.cfg.names.tag().to_string();
-                match kind {
-                    FirewallKind::Https => {
-                        allowed.ports = vec![names::APISERVER_PORT.to_string()];
-                        fw.source_ranges = vec!["0.0.0.0/0".into()];
-                    }
-                    FirewallKind::Etcd => {
-                        allowed.ports = EtcdCluster::ALL.iter().map(|c| c.peer_port().to_string()).collect();
-                        fw.source_tags = vec![tag.clone()];
-                    }
-                    FirewallKind::Ssh => {
-                        allowed.ports = vec![names::SSH_PORT.to_string()];
-                        fw.source_ranges = self.cfg.ssh_source_ranges.clone();
-                    }
-                }
-                fw.allowed = vec![allowed];
-                fw.target_tags = vec![tag];
+                let tag = self.cfg.names.tag();
+                let fw = bodies::firewall(
+                    &project,
+                    &self.cfg.network,
+                    name,
+                    *kind,
+                    tag,
+                    &self.cfg.ssh_source_ranges,
+                );
                 created(gce.insert_firewall(fw).await)?
             }
             Step::DeleteFirewall { name } => deleted(gce.delete_firewall(name).await)?,
             Step::ReserveStaticIp { name, region } => {
-                let mut a = model::Address::default();
-                a.name = Some(name.clone());
-                a.address_type = Some(model::address::AddressType::External);
-                created(gce.insert_address(region, a).await)?
+                created(gce.insert_address(region, bodies::static_address(name)).await)?
             }
             Step::ReserveInternalIp { name, region, .. } => {
-                let mut a = model::Address::default();
-                a.name = Some(name.clone());
-                a.address_type = Some(model::address::AddressType::Internal);
-                a.subnetwork = Some(format!(
-                    "projects/{project}/regions/{region}/subnetworks/{}",
-                    self.cfg.network
-                ));
+                let a = bodies::internal_address(&project, region, &self.cfg.network, name);
                 created(gce.insert_address(region, a).await)?
             }
             Step::ReleaseAddress { name, region } => deleted(gce.delete_address(region, name).await)?,
@@ -247,10 +225,8 @@ impl<'a> Executor<'a> {
                 disk_type,
                 size_gb,
             } => {
-                let mut d = model::Disk::default();
-                d.name = Some(name.clone());
-                d.size_gb = Some(i64::try_from(*size_gb).unwrap_or(i64::MAX));
-                d.r#type = Some(format!("projects/{project}/zones/{zone}/diskTypes/{disk_type}"));
+                let size_gb = i64::try_from(*size_gb).context("the data disk size does not fit GCE's sizeGb")?;
+                let d = bodies::data_disk_body(&project, zone, name, disk_type, size_gb);
                 created(gce.insert_disk(zone, d).await)?
             }
             Step::DeleteDisk { name, zone } => deleted(gce.delete_disk(zone, name).await)?,
@@ -294,9 +270,7 @@ impl<'a> Executor<'a> {
                 replica,
                 zone,
             } => {
-                let mut p = model::TargetPool::default();
-                p.name = Some(name.clone());
-                p.instances = vec![self.instance_url(zone, replica)];
+                let p = bodies::target_pool(name, self.instance_url(zone, replica));
                 match created(gce.insert_target_pool(region, p).await)? {
                     Outcome::Changed => Outcome::Changed,
                     Outcome::AlreadyDone => self.add_to_pool(replica, zone).await?,
@@ -338,15 +312,7 @@ impl<'a> Executor<'a> {
             }
             Step::CreateForwardingRule { name, region } => {
                 let ip = self.static_ip().await?;
-                let mut r = model::ForwardingRule::default();
-                r.name = Some(name.clone());
-                r.ip_address = Some(ip.to_string());
-                r.ip_protocol = Some(model::forwarding_rule::IPProtocol::Tcp);
-                r.port_range = Some(format!("{0}-{0}", names::APISERVER_PORT));
-                r.target = Some(format!(
-                    "projects/{project}/regions/{region}/targetPools/{}",
-                    self.cfg.names.target_pool()
-                ));
+                let r = bodies::forwarding_rule(&project, region, name, ip, self.cfg.names.target_pool());
                 created(gce.insert_forwarding_rule(region, r).await)?
             }
             Step::DeleteForwardingRule { name, region } => deleted(gce.delete_forwarding_rule(region, name).await)?,
@@ -358,7 +324,7 @@ impl<'a> Executor<'a> {
     }
 
     fn instance_url(&self, zone: &str, name: &str) -> String {
-        format!("projects/{}/zones/{zone}/instances/{name}", self.gce.project())
+        bodies::instance_url(self.gce.project(), zone, name)
     }
 
     async fn static_ip(&self) -> Result<Ipv4Addr> {
