@@ -47,6 +47,19 @@ impl Member {
     pub fn is_started(&self) -> bool {
         !self.name.is_empty()
     }
+
+    /// A started voting member with one peer URL: the fixture of the table tests that match
+    /// members to replicas.
+    #[cfg(test)]
+    pub(crate) fn voter(id: u64, name: &str, peer: &str) -> Member {
+        Member {
+            id: MemberId(id),
+            name: name.into(),
+            peer_urls: vec![peer.into()],
+            client_urls: vec![],
+            is_learner: false,
+        }
+    }
 }
 
 /// `maintenance/status` of one endpoint.

@@ -194,7 +194,6 @@ pub(crate) fn test_first_master() -> ClusterSecrets {
 mod tests {
     use super::test_first_master as first_master;
     use super::*;
-    use crate::etcd::MemberId;
     use crate::pki::issue_replica_certs;
     use crate::pki::test_identity as identity;
     use base64::Engine as _;
@@ -249,13 +248,7 @@ mod tests {
     }
 
     fn member(id: u64, name: &str, peer: &str) -> Member {
-        Member {
-            id: MemberId(id),
-            name: name.into(),
-            peer_urls: vec![peer.into()],
-            client_urls: vec![],
-            is_learner: false,
-        }
+        Member::voter(id, name, peer)
     }
 
     #[test]

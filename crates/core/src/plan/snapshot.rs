@@ -370,16 +370,9 @@ pub fn find_member<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etcd::MemberId;
 
     fn member(id: u64, name: &str, peer: &str) -> Member {
-        Member {
-            id: MemberId(id),
-            name: name.into(),
-            peer_urls: vec![peer.into()],
-            client_urls: vec![],
-            is_learner: false,
-        }
+        Member::voter(id, name, peer)
     }
 
     #[test]
