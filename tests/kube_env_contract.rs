@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use google_cloud_compute_v1::model;
-use kube_ha_core::bootstrap::{self, BootstrapInput, ReleaseArtifacts, ReleaseScripts};
+use kube_ha_core::bootstrap::{self, ReleaseScripts};
 use kube_ha_core::names;
 use kube_ha_core::ops::cluster::{ClusterEnv, first_master_metadata};
 use kube_ha_core::pki::{ClusterCas, issue_cluster_clients};
@@ -255,28 +255,7 @@ async fn a_first_master_with_the_bootstrap_of_a_release_tree_boots_and_carries_e
     let (mut kube_env, master_certs) = first_master_metadata(&cluster, &cas, &clients, &certs);
     let root = support::workspace_root().join("tests/fixtures/kube-root");
     let scripts = ReleaseScripts::read(&root).expect("fixture tree");
-    let input = BootstrapInput {
-        instance_prefix: "kubernetes".into(),
-        project: PROJECT.into(),
-        network_project: PROJECT.into(),
-        zone: ZONE.into(),
-        region: REGION.into(),
-        network: "default".into(),
-        subnetwork: String::new(),
-        static_ip,
-        num_nodes: 3,
-        dns_domain: "cluster.local".into(),
-        dns_server_ip: bootstrap::DEFAULT_DNS_SERVER_IP,
-        ip_aliases: false,
-        artifacts: ReleaseArtifacts {
-            server_binary_tar_url:
-                "https://storage.googleapis.com/kubernetes-staging/kubernetes-server-linux-amd64.tar.gz".into(),
-            server_binary_tar_hash: String::new(),
-            kube_manifests_tar_url: "https://storage.googleapis.com/kubernetes-staging/kubernetes-manifests.tar.gz"
-                .into(),
-            kube_manifests_tar_hash: String::new(),
-        },
-    };
+    let input = support::kube_up::bootstrap_input(PROJECT, static_ip);
     let boot = bootstrap::first_master_bootstrap(&input, &scripts).expect("bootstrap");
     boot.apply(&mut kube_env).expect("apply");
     let mut metadata = boot.metadata_items(&kube_env, &master_certs).expect("items");

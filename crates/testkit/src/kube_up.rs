@@ -107,30 +107,7 @@ pub async fn create_first_master(sb: &Sandbox, kube_root: &Path) -> KubeUpMaster
     kube_env.remove(ke::MASTER_NAME);
     kube_env.remove(ke::REPLICA_NAME);
     let scripts = ReleaseScripts::read(kube_root).expect("release tree");
-    let boot = bootstrap::first_master_bootstrap(
-        &BootstrapInput {
-            instance_prefix: "kubernetes".into(),
-            project: PROJECT.into(),
-            network_project: PROJECT.into(),
-            zone: ZONE.into(),
-            region: REGION.into(),
-            network: "default".into(),
-            subnetwork: String::new(),
-            static_ip,
-            num_nodes: 3,
-            dns_domain: "cluster.local".into(),
-            dns_server_ip: bootstrap::DEFAULT_DNS_SERVER_IP,
-            ip_aliases: false,
-            artifacts: ReleaseArtifacts {
-                server_binary_tar_url: SERVER_TAR.into(),
-                server_binary_tar_hash: String::new(),
-                kube_manifests_tar_url: MANIFESTS_TAR.into(),
-                kube_manifests_tar_hash: String::new(),
-            },
-        },
-        &scripts,
-    )
-    .expect("bootstrap");
+    let boot = bootstrap::first_master_bootstrap(&bootstrap_input(PROJECT, static_ip), &scripts).expect("bootstrap");
     boot.apply(&mut kube_env).expect("kube-env");
     let mut items = boot.metadata_items(&kube_env, &master_certs).expect("items");
     items.push((names::METADATA_CLUSTER_NAME, "kubernetes".to_string()));
@@ -173,5 +150,31 @@ pub async fn create_first_master(sb: &Sandbox, kube_root: &Path) -> KubeUpMaster
         internal_ip,
         cas,
         gcloud,
+    }
+}
+
+/// kube-up's bootstrap inputs for the first master of the project's cluster (`kubernetes`,
+/// 3 nodes, default network in europe-west1-b, kube-up's staging tarballs) in `project`, with
+/// the static IP it reserved.
+pub fn bootstrap_input(project: &str, static_ip: Ipv4Addr) -> BootstrapInput {
+    BootstrapInput {
+        instance_prefix: "kubernetes".into(),
+        project: project.into(),
+        network_project: project.into(),
+        zone: ZONE.into(),
+        region: REGION.into(),
+        network: "default".into(),
+        subnetwork: String::new(),
+        static_ip,
+        num_nodes: 3,
+        dns_domain: "cluster.local".into(),
+        dns_server_ip: bootstrap::DEFAULT_DNS_SERVER_IP,
+        ip_aliases: false,
+        artifacts: ReleaseArtifacts {
+            server_binary_tar_url: SERVER_TAR.into(),
+            server_binary_tar_hash: String::new(),
+            kube_manifests_tar_url: MANIFESTS_TAR.into(),
+            kube_manifests_tar_hash: String::new(),
+        },
     }
 }
