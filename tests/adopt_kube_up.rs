@@ -96,25 +96,9 @@ async fn a_cluster_made_by_kube_up_grows_heals_shrinks_and_goes_with_no_conversi
 
 /// `etcdctl member list -w json` / `member update` inside `vm` on its own loopback etcd.
 async fn etcdctl_inside(sb: &Sandbox, vm: &str, cluster: EtcdCluster, args: &[&str]) -> serde_json::Value {
-    let mut cmd = vec!["env", "ETCDCTL_API=3", "etcdctl", "--command-timeout", "5s"];
-    match cluster {
-        EtcdCluster::Main => cmd.extend([
-            "--endpoints",
-            "https://127.0.0.1:2379",
-            "--cacert",
-            "/etc/srv/kubernetes/pki/etcd-apiserver-ca.crt",
-            "--cert",
-            "/etc/srv/kubernetes/pki/etcd-apiserver-client.crt",
-            "--key",
-            "/etc/srv/kubernetes/pki/etcd-apiserver-client.key",
-        ]),
-        EtcdCluster::Events => cmd.extend(["--endpoints", "http://127.0.0.1:4002"]),
-    }
-    cmd.extend(args);
-    cmd.extend(["-w", "json"]);
-    let run = support::hosts::sandbox_exec(&sb.emu.endpoint, Some(vm), &cmd).await;
-    assert_eq!(run.code, 0, "etcdctl {args:?} inside {vm}: {}", run.stderr);
-    serde_json::from_str(&run.stdout).expect("etcdctl JSON")
+    support::vm_etcd::etcdctl_json(&sb.emu.endpoint, vm, cluster, args)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// What kube-ha wrote before the contract, on a running master: its member registered by IP

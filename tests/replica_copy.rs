@@ -11,9 +11,9 @@ use kube_ha_testkit as support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kube_ha_core::names::EtcdCluster;
 use serde_json::Value;
 use support::cluster::{PROJECT, Sandbox};
-use support::hosts::sandbox_exec;
 use support::sandbox::eventually;
 
 const B: &str = "europe-west1-b";
@@ -85,35 +85,21 @@ async fn boot_disk(sb: &Sandbox, i: &Value) -> Value {
 
 /// `etcdctl member list -w json` inside `vm`, against its own etcd on loopback.
 async fn members_inside(sb: &Sandbox, vm: &str, main: bool) -> Vec<Value> {
-    let mut cmd = vec!["env", "ETCDCTL_API=3", "etcdctl", "--command-timeout", "5s"];
-    if main {
-        cmd.extend([
-            "--endpoints",
-            "https://127.0.0.1:2379",
-            "--cacert",
-            "/etc/srv/kubernetes/pki/etcd-apiserver-ca.crt",
-            "--cert",
-            "/etc/srv/kubernetes/pki/etcd-apiserver-client.crt",
-            "--key",
-            "/etc/srv/kubernetes/pki/etcd-apiserver-client.key",
-        ]);
-    } else {
-        cmd.extend(["--endpoints", "http://127.0.0.1:4002"]);
-    }
-    cmd.extend(["member", "list", "-w", "json"]);
-    let out = eventually(
+    let cluster = if main { EtcdCluster::Main } else { EtcdCluster::Events };
+    let doc = eventually(
         &format!("etcdctl member list inside {vm}"),
         Duration::from_secs(120),
         || async {
-            let run = sandbox_exec(&sb.emu.endpoint, Some(vm), &cmd).await;
-            if run.code != 0 {
-                eprintln!("etcdctl inside {vm}: {}", run.stderr.trim());
+            match support::vm_etcd::etcdctl_json(&sb.emu.endpoint, vm, cluster, &["member", "list"]).await {
+                Ok(doc) => Some(doc),
+                Err(e) => {
+                    eprintln!("{e}");
+                    None
+                }
             }
-            (run.code == 0).then_some(run)
         },
     )
     .await;
-    let doc: Value = serde_json::from_str(&out.stdout).expect("etcdctl JSON");
     doc["members"].as_array().cloned().unwrap_or_default()
 }
 
